@@ -1,0 +1,8 @@
+# Pinned versions of the test cluster's parts; the cache is keyed by them.
+K8S_VERSION=v1.34.4
+K8S_MINOR=34
+K8S_STAGING_VERSION=v0.34.4
+ETCD_VERSION=v3.6.16
+METRICS_SERVER_VERSION=v0.8.0
+FAAS_CACHE=${FAAS_CACHE:-$HOME/.cache/faas}
+K8S_BIN=$FAAS_CACHE/k8s/$K8S_VERSION-etcd$ETCD_VERSION-ms$METRICS_SERVER_VERSION/bin

@@ -1,0 +1,5 @@
+export * from "./errors.js";
+export * from "./function-spec.js";
+export * from "./load-spec.js";
+export * from "./manifest.js";
+export * from "./names.js";

@@ -1,0 +1,29 @@
+/**
+ * The load spec: what a runner needs to become a function (`POST /specialize`
+ * body, or `function.json` in a code directory). See docs/runner-protocol.md.
+ */
+import { createHash } from "node:crypto";
+import type { FunctionResource } from "./function-spec.js";
+import type { Runtime } from "./names.js";
+
+export interface LoadSpec {
+  name: string;
+  runtime: Runtime;
+  handler: string;
+  code: string;
+  timeoutSeconds: number;
+  env: Record<string, string>;
+}
+
+export function toLoadSpec(fn: FunctionResource): LoadSpec {
+  const { runtime, handler, code, timeoutSeconds, env } = fn.spec;
+  return { name: fn.metadata.name, runtime, handler, code, timeoutSeconds, env };
+}
+
+/** A short content hash of what a runner loads: changes when code or config change. */
+export function codeHash(spec: LoadSpec): string {
+  return createHash("sha256")
+    .update(JSON.stringify([spec.runtime, spec.handler, spec.code, spec.timeoutSeconds, spec.env]))
+    .digest("hex")
+    .slice(0, 16);
+}

@@ -1,0 +1,39 @@
+/**
+ * Names of everything derived from a Function: Kubernetes child objects, labels,
+ * code files. Nothing else builds these strings.
+ */
+export const API_GROUP = "faas.example.com";
+export const API_VERSION = "v1";
+export const FUNCTION_API_VERSION = `${API_GROUP}/${API_VERSION}`;
+export const FUNCTION_KIND = "Function";
+export const FUNCTION_PLURAL = "functions";
+export const FUNCTION_LABEL = `${API_GROUP}/function`;
+export const COMPONENT_LABEL = `${API_GROUP}/component`;
+export const SYSTEM_NAMESPACE = "faas-system";
+export const GATEWAY_SERVICE = "faas-gateway";
+export const GATEWAY_PORT = 8000;
+export const RUNNER_PORT = 8080;
+
+export const deploymentName = (fn: string): string => `fn-${fn}-deploy`;
+export const serviceName = (fn: string): string => `fn-${fn}`;
+export const configMapName = (fn: string): string => `fn-${fn}-code`;
+export const hpaName = (fn: string): string => `fn-${fn}`;
+
+export const RUNTIMES = ["python", "nodejs"] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+const CODE_EXTENSION: Record<Runtime, string> = { python: ".py", nodejs: ".mjs" };
+
+/** `main.handle` → `{ module: "main", exportName: "handle" }`. */
+export function splitHandler(handler: string): { module: string; exportName: string } {
+  const dot = handler.lastIndexOf(".");
+  return { module: handler.slice(0, dot), exportName: handler.slice(dot + 1) };
+}
+
+/** The file a function's code is stored in: `main.py`, `index.mjs`, … */
+export function codeFileName(runtime: Runtime, handler: string): string {
+  return `${splitHandler(handler).module}${CODE_EXTENSION[runtime]}`;
+}
+
+export const runnerImage = (runtime: Runtime): string =>
+  runtime === "python" ? "faas-python-runner:latest" : "faas-node-runner:latest";
