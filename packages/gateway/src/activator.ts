@@ -1,0 +1,231 @@
+/**
+ * The activator: routes each invocation to a replica with room, or parks it.
+ * A function with no ready replica gets one cold episode — exactly one scale-up
+ * however many requests arrive — and parked requests are bounded per function
+ * and in total, and never wait past their deadline.
+ */
+import { FaasError, type FunctionResource } from "@faas/api";
+import type { Logger } from "pino";
+import type { Backend, BackendListener, Endpoint, LoadView } from "./backend.js";
+import type { GatewayConfig } from "./config.js";
+import { type ColdEpisode, FunctionState, type Slot, type Waiter } from "./function-state.js";
+import { type FunctionGaugeSource, FunctionTelemetry, GatewayMetrics } from "./metrics.js";
+
+export interface Parked {
+  readonly promise: Promise<Slot>;
+  readonly waiter: Waiter;
+}
+
+export class Activator implements BackendListener, LoadView, FunctionGaugeSource {
+  readonly #states = new Map<string, FunctionState>();
+  readonly metrics: GatewayMetrics;
+  #parkedTotal = 0;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly cfg: GatewayConfig,
+    private readonly log: Logger,
+    opts: { defaultMetrics?: boolean } = {},
+  ) {
+    this.metrics = new GatewayMetrics(this, opts);
+  }
+
+  /** The function's state, or undefined when no such function exists. */
+  state(name: string): FunctionState | undefined {
+    const known = this.#states.get(name);
+    if (known !== undefined) return known;
+    const resource = this.backend.getFunction(name);
+    if (resource === undefined) return undefined;
+    return this.#create(resource);
+  }
+
+  #create(resource: FunctionResource): FunctionState {
+    const name = resource.metadata.name;
+    const state = new FunctionState(resource, new FunctionTelemetry(name, this.metrics), {
+      keepAliveMs: this.cfg.upstreamKeepAliveMs,
+    });
+    this.#states.set(name, state);
+    return state;
+  }
+
+  /** Parks a request until a replica has room; throws at once when full. */
+  park(state: FunctionState, budgetMs: number): Parked {
+    if (state.queued >= this.cfg.maxParkedPerFunction) {
+      this.metrics.parkRejections.inc({ function: state.name, reason: "overflow" });
+      throw new FaasError("FUNCTION_BUSY", `function ${state.name} has ${state.queued} requests waiting; retry later`);
+    }
+    if (this.#parkedTotal >= this.cfg.maxParkedTotal) {
+      this.metrics.parkRejections.inc({ function: state.name, reason: "overflow" });
+      throw new FaasError("GATEWAY_OVERLOADED", `the gateway has ${this.#parkedTotal} requests waiting; retry later`);
+    }
+    if (state.slots.length === 0) {
+      if (state.coldEpisode === undefined) this.#startColdEpisode(state);
+    } else {
+      this.#maybeScaleOut(state, 1);
+    }
+    const parkedAt = performance.now();
+    const episode = state.coldEpisode;
+    let waiter!: Waiter;
+    const promise = new Promise<Slot>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (): void => {
+        clearTimeout(timer);
+        this.#parkedTotal--;
+      };
+      waiter = {
+        parkedAt,
+        episode,
+        cancelled: false,
+        resolve: (slot) => {
+          settle();
+          resolve(slot);
+        },
+        reject: (err) => {
+          settle();
+          reject(err);
+        },
+      };
+      timer = setTimeout(() => {
+        if (waiter.cancelled) return;
+        state.cancel(waiter);
+        this.metrics.parkRejections.inc({ function: state.name, reason: "deadline" });
+        const why = state.slots.length === 0 ? "no replica became ready" : "all replicas stayed busy";
+        waiter.reject(new FaasError("DEADLINE_EXCEEDED", `waited ${budgetMs} ms for a replica of ${state.name}: ${why}`));
+      }, budgetMs);
+    });
+    this.#parkedTotal++;
+    state.enqueue(waiter);
+    return { promise, waiter };
+  }
+
+  /** The client went away while parked: forget the request (its promise rejects). */
+  unpark(state: FunctionState, waiter: Waiter): void {
+    if (waiter.cancelled) return;
+    state.cancel(waiter);
+    waiter.reject(new FaasError("BAD_REQUEST", "client closed the connection while parked"));
+  }
+
+  #startColdEpisode(state: FunctionState): void {
+    const episode: ColdEpisode = { startedAt: performance.now(), scaleUpMs: 0, specializeMs: 0, settled: false };
+    state.coldEpisode = episode;
+    state.coldStarts++;
+    const fn = state.name;
+    this.metrics.coldStarts.inc({ function: fn });
+    this.metrics.scaleUps.inc({ function: fn, reason: "cold" });
+    this.log.debug({ fn }, "cold episode");
+    this.backend.scaleUp(fn, 1).then(
+      (r) => {
+        episode.scaleUpMs = r.scaleUpMs;
+        episode.specializeMs = r.specializeMs;
+        episode.settled = true;
+        this.metrics.coldStartDuration.observe({ function: fn }, (performance.now() - episode.startedAt) / 1000);
+        if (state.coldEpisode === episode) state.coldEpisode = undefined;
+        // Replicas may have gone again already (crash): keep parked requests moving.
+        if (state.slots.length === 0 && state.queued > 0) this.#startColdEpisode(state);
+      },
+      (err: unknown) => {
+        episode.settled = true;
+        if (state.coldEpisode === episode) state.coldEpisode = undefined;
+        const e =
+          err instanceof FaasError ? err : new FaasError("SCALE_UP_FAILED", `could not start ${fn}: ${String(err)}`, { cause: err });
+        this.log.warn({ fn, err: e.message }, "scale-up failed");
+        if (state.slots.length === 0) {
+          const n = state.rejectAll(e);
+          if (n > 0) this.metrics.parkRejections.inc({ function: fn, reason: "scale_up_failed" }, n);
+        }
+      },
+    );
+  }
+
+  #maybeScaleOut(state: FunctionState, extra: number): void {
+    if (state.scaleOutPending) return;
+    const spec = state.resource.spec;
+    const wanted = Math.min(spec.maxReplicas, Math.ceil((state.inFlight + state.queued + extra) / spec.concurrency));
+    const desired = this.backend.status(state.name)?.desiredReplicas ?? state.slots.length;
+    if (wanted <= desired) return;
+    state.scaleOutPending = true;
+    this.metrics.scaleUps.inc({ function: state.name, reason: "load" });
+    this.backend
+      .scaleUp(state.name, wanted)
+      .catch((err: unknown) => this.log.warn({ fn: state.name, err: String(err) }, "scale-out failed"))
+      .finally(() => {
+        state.scaleOutPending = false;
+      });
+  }
+
+  /** A replica refused a connection or said it is draining: stop routing to it. */
+  replicaFailed(state: FunctionState, slot: Slot, reason: string): void {
+    if (state.retire(slot.id)) this.backend.endpointFailed(state.name, slot.id, reason);
+    if (state.slots.length === 0 && state.queued > 0 && state.coldEpisode === undefined) this.#startColdEpisode(state);
+  }
+
+  // BackendListener
+  endpointsChanged(fn: string, endpoints: readonly Endpoint[]): void {
+    const state = this.state(fn);
+    if (state === undefined) return;
+    state.setEndpoints(endpoints);
+    if (state.slots.length === 0 && state.queued > 0 && state.coldEpisode === undefined) this.#startColdEpisode(state);
+  }
+
+  functionChanged(fn: string, resource: FunctionResource | undefined): void {
+    const state = this.#states.get(fn);
+    if (state === undefined) return;
+    if (resource === undefined) {
+      state.rejectAll(new FaasError("FUNCTION_NOT_FOUND", `function ${fn} was deleted`));
+      state.close();
+      this.#states.delete(fn);
+      return;
+    }
+    state.resource = resource;
+    state.dispatch();
+  }
+
+  // LoadView
+  inFlight(fn: string): number {
+    return this.#states.get(fn)?.inFlight ?? 0;
+  }
+  queued(fn: string): number {
+    return this.#states.get(fn)?.queued ?? 0;
+  }
+  lastActivityMs(fn: string): number {
+    return this.#states.get(fn)?.lastActivityMs ?? 0;
+  }
+  endpointInFlight(fn: string, endpointId: string): number {
+    return this.#states.get(fn)?.slots.find((s) => s.id === endpointId)?.inFlight ?? 0;
+  }
+  get parkedTotal(): number {
+    return this.#parkedTotal;
+  }
+  get inFlightTotal(): number {
+    let n = 0;
+    for (const s of this.#states.values()) n += s.inFlight;
+    return n;
+  }
+
+  // FunctionGaugeSource
+  forEachFunction(visit: (fn: string, s: { inFlight: number; queued: number; ready: number; desired: number }) => void): void {
+    for (const resource of this.backend.listFunctions()) {
+      const name = resource.metadata.name;
+      const state = this.#states.get(name);
+      const status = this.backend.status(name);
+      visit(name, {
+        inFlight: state?.inFlight ?? 0,
+        queued: state?.queued ?? 0,
+        ready: status?.readyReplicas ?? state?.slots.length ?? 0,
+        desired: status?.desiredReplicas ?? 0,
+      });
+    }
+  }
+
+  coldStarts(fn: string): number {
+    return this.#states.get(fn)?.coldStarts ?? 0;
+  }
+  p50Ms(fn: string): number | undefined {
+    return this.#states.get(fn)?.telemetry.latency.quantile(0.5);
+  }
+
+  /** Shutdown: everything still parked is refused. */
+  rejectAllParked(err: FaasError): void {
+    for (const s of this.#states.values()) s.rejectAll(err);
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * What the gateway needs from a backend: where a function's ready replicas are,
+ * and how to get more. The local backend (processes) and the Kubernetes backend
+ * (Deployments, EndpointSlices) both implement it.
+ */
+import type { Readable } from "node:stream";
+import type { FunctionResource } from "@faas/api";
+
+export interface Endpoint {
+  /** Stable for the life of the replica (pid, pod name, …). */
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Where a cold start's time went, as far as the backend can tell. */
+export interface ScaleUpResult {
+  /** Getting a replica that runs: claiming a pooled runner, spawning a process, a pod becoming ready. */
+  scaleUpMs: number;
+  /** Loading the function's code into that replica. */
+  specializeMs: number;
+}
+
+/** The gateway's view of traffic, read by backends that scale on it. */
+export interface LoadView {
+  inFlight(fn: string): number;
+  queued(fn: string): number;
+  /** `performance.now()` of the last request start or end; 0 if never. */
+  lastActivityMs(fn: string): number;
+  /** Requests in flight on one replica (0 for one the gateway does not know). */
+  endpointInFlight(fn: string, endpointId: string): number;
+}
+
+export interface BackendListener {
+  endpointsChanged(fn: string, endpoints: readonly Endpoint[]): void;
+  functionChanged(fn: string, resource: FunctionResource | undefined): void;
+}
+
+export interface FunctionStatus {
+  name: string;
+  runtime: string;
+  readyReplicas: number;
+  desiredReplicas: number;
+  minReplicas: number;
+  maxReplicas: number;
+}
+
+export interface LogOptions {
+  follow: boolean;
+  tailLines: number;
+  signal: AbortSignal;
+}
+
+/** Management operations, for backends that own function definitions (local mode). */
+export interface BackendAdmin {
+  /** Validated resource in, `true` when it was new. */
+  deploy(resource: FunctionResource): Promise<boolean>;
+  /** `false` when there was no such function. */
+  remove(name: string): Promise<boolean>;
+  logs(name: string, options: LogOptions): Readable;
+}
+
+export interface Backend {
+  readonly kind: string;
+  start(listener: BackendListener, load: LoadView): Promise<void>;
+  /** Stops replicas and watches; the gateway has drained its requests first. */
+  stop(): Promise<void>;
+  getFunction(name: string): FunctionResource | undefined;
+  listFunctions(): FunctionResource[];
+  status(name: string): FunctionStatus | undefined;
+  /**
+   * Makes at least `replicas` replicas exist (clamped to maxReplicas), idempotent.
+   * Resolves once at least one replica is ready, after `endpointsChanged` has
+   * announced it. Rejects with a FaasError when that cannot happen.
+   */
+  scaleUp(fn: string, replicas: number): Promise<ScaleUpResult>;
+  /** The gateway could not reach a replica, or it announced it is draining. */
+  endpointFailed(fn: string, endpointId: string, reason: string): void;
+  readonly admin?: BackendAdmin;
+}

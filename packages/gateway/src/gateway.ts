@@ -1,0 +1,131 @@
+/**
+ * The gateway server: invocation, health, metrics and admin routes over one
+ * `node:http` server, with limits against slow or oversized clients and a
+ * graceful stop that loses no accepted request.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { FaasError } from "@faas/api";
+import type { Logger } from "pino";
+import { Activator } from "./activator.js";
+import { AdminApi } from "./admin-api.js";
+import type { Backend } from "./backend.js";
+import type { GatewayConfig } from "./config.js";
+import { sendError, sendJson } from "./http-util.js";
+import { Invoker } from "./invoker.js";
+
+export class Gateway {
+  readonly activator: Activator;
+  readonly #server: Server;
+  readonly #invoker: Invoker;
+  readonly #admin: AdminApi;
+  #ready = false;
+  #stopping: Promise<void> | undefined;
+
+  constructor(
+    private readonly cfg: GatewayConfig,
+    private readonly backend: Backend,
+    private readonly log: Logger,
+    opts: { defaultMetrics?: boolean } = {},
+  ) {
+    this.activator = new Activator(backend, cfg, log.child({ component: "activator" }), opts);
+    this.#invoker = new Invoker(this.activator, cfg, log.child({ component: "invoker" }));
+    this.#admin = new AdminApi(backend, this.activator, cfg.adminToken, () => this.url);
+    this.#server = createServer(
+      {
+        headersTimeout: cfg.headersTimeoutMs,
+        requestTimeout: cfg.requestTimeoutMs,
+        keepAliveTimeout: cfg.keepAliveTimeoutMs,
+        maxHeaderSize: 16 * 1024,
+      },
+      (req, res) => this.#route(req, res),
+    );
+    this.#server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+      const body = JSON.stringify({ error: { code: "BAD_REQUEST", message: `malformed HTTP request (${err.code ?? "parse error"})` } });
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
+          `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    });
+  }
+
+  #route(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? "/";
+    if (Invoker.matches(url)) {
+      if (this.#stopping !== undefined) {
+        req.resume();
+        sendError(res, new FaasError("SHUTTING_DOWN", "the gateway is shutting down; retry"), { connection: "close" });
+        return;
+      }
+      this.#invoker.handle(req, res);
+      return;
+    }
+    if (url.startsWith("/admin/")) {
+      void this.#admin.handle(req, res);
+      return;
+    }
+    req.resume();
+    if (url === "/healthz") return sendJson(res, 200, { status: "ok" });
+    if (url === "/readyz") {
+      return sendJson(res, this.#ready && this.#stopping === undefined ? 200 : 503, {
+        status: this.#ready && this.#stopping === undefined ? "ready" : "not ready",
+        backend: this.backend.kind,
+      });
+    }
+    if (url === "/metrics") {
+      this.activator.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { "content-type": this.activator.metrics.registry.contentType });
+          res.end(text);
+        },
+        (err: unknown) => sendError(res, err),
+      );
+      return;
+    }
+    sendError(res, new FaasError("NOT_FOUND", `no route for ${url}; invoke functions at /invoke/<name>`));
+  }
+
+  get port(): number {
+    return (this.#server.address() as AddressInfo | null)?.port ?? this.cfg.port;
+  }
+
+  get url(): string {
+    const host = this.cfg.host === "0.0.0.0" || this.cfg.host === "::" ? "127.0.0.1" : this.cfg.host;
+    return `http://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    await this.backend.start(this.activator, this.activator);
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(this.cfg.port, this.cfg.host, () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    this.#ready = true;
+    this.log.info({ url: this.url, backend: this.backend.kind }, "gateway listening");
+  }
+
+  /** Stops accepting, lets in-flight and parked requests finish (bounded), then stops the backend. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeIdleConnections();
+    const deadline = performance.now() + this.cfg.shutdownGraceMs;
+    while (this.activator.inFlightTotal + this.activator.parkedTotal > 0 && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    this.activator.rejectAllParked(new FaasError("SHUTTING_DOWN", "the gateway is shutting down; retry"));
+    this.#server.closeAllConnections();
+    await closed;
+    await this.backend.stop();
+    this.log.info("gateway stopped");
+  }
+}
