@@ -1,0 +1,36 @@
+/** The runner's configuration, read once from the environment (docs/runner-protocol.md). */
+export interface RunnerConfig {
+  /** FAAS_PORT: TCP port; 0 picks a free one (printed in the `listening` line). */
+  port: number;
+  /** FAAS_HOST: address to bind. */
+  host: string;
+  /** FAAS_CODE_DIR: specialize from `function.json` here at start, if present. */
+  codeDir: string | undefined;
+  /** FAAS_KEEPALIVE_SECONDS: idle keep-alive timeout; must exceed the gateway pool's. */
+  keepAliveSeconds: number;
+  /** Time a client has to send complete request headers. */
+  headersTimeoutSeconds: number;
+  /** Largest `/specialize` body accepted. */
+  maxSpecBytes: number;
+}
+
+function readNumber(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) {
+    throw new Error(`${key} must be a number ≥ ${min}, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
+  return {
+    port: readNumber(env, "FAAS_PORT", 8080, 0),
+    host: env.FAAS_HOST || "0.0.0.0",
+    codeDir: env.FAAS_CODE_DIR || undefined,
+    keepAliveSeconds: readNumber(env, "FAAS_KEEPALIVE_SECONDS", 75, 1),
+    headersTimeoutSeconds: 10,
+    maxSpecBytes: 16 * 1024 * 1024,
+  };
+}

@@ -1,0 +1,189 @@
+/**
+ * Owns the function this runner has become: writing its module to a private
+ * directory, the current handler worker, and replacing that worker when a call
+ * times out or the thread dies. While generic it keeps one worker started, so
+ * specializing costs only the module's import.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { RunnerError, describeThrown } from "./errors.js";
+import { type CallDone, type CallMessage, FunctionWorker, type WorkerEvents } from "./function-worker.js";
+import { type LoadSpec, parseHandler, sameFunction } from "./load-spec.js";
+import type { Logger } from "./log.js";
+
+/** How long a worker whose call timed out has to show its event loop is alive. */
+const LIVENESS_PROBE_MS = 200;
+
+interface Loaded {
+  spec: LoadSpec;
+  url: string;
+  exportName: string;
+  timeoutMs: number;
+  dir: string;
+}
+
+export type HostState = "generic" | "loading" | "ready";
+
+export class FunctionHost implements WorkerEvents {
+  #current: FunctionWorker | undefined;
+  /** Workers replaced after a timeout, finishing the calls they still hold. */
+  readonly #retired = new Set<FunctionWorker>();
+  #loading: { spec: LoadSpec; done: Promise<number> } | undefined;
+  #loaded: Loaded | undefined;
+  #closed = false;
+
+  constructor(private readonly log: Logger) {
+    this.#current = this.#startWorker();
+  }
+
+  get state(): HostState {
+    if (this.#loaded) return "ready";
+    return this.#loading ? "loading" : "generic";
+  }
+
+  get functionName(): string | undefined {
+    return this.#loaded?.spec.name ?? this.#loading?.spec.name;
+  }
+
+  /** Becomes `spec`'s function; resolves to the load time in ms. Idempotent for the same function. */
+  specialize(spec: LoadSpec): Promise<number> {
+    const current = this.#loaded?.spec ?? this.#loading?.spec;
+    if (current) {
+      if (sameFunction(current, spec)) return this.#loading?.done ?? Promise.resolve(0);
+      return Promise.reject(
+        new RunnerError("CONFLICT", `runner is already specialized as "${current.name}" with different code or config`, {
+          function: current.name,
+        }),
+      );
+    }
+    const done = this.#load(spec).finally(() => {
+      this.#loading = undefined;
+    });
+    this.#loading = { spec, done };
+    return done;
+  }
+
+  /** Waits for a specialization in progress; false if the runner is (still) generic. */
+  async whenLoaded(): Promise<boolean> {
+    if (this.#loading) await this.#loading.done.catch(() => undefined);
+    return this.#loaded !== undefined;
+  }
+
+  invoke(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
+    const loaded = this.#loaded;
+    if (!loaded) {
+      done(new RunnerError("RUNNER_NOT_SPECIALIZED", "runner has no function loaded; POST /specialize first"));
+      return;
+    }
+    let worker = this.#current;
+    if (!worker || worker.ended) {
+      worker = this.#startWorker();
+      this.#loadInto(worker, loaded);
+    }
+    worker.call(call, loaded.timeoutMs, done);
+  }
+
+  /** Terminates every worker and removes the module directory. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const stopped = new RunnerError("RUNNER_DRAINING", "runner is shutting down", { function: this.functionName });
+    for (const w of [this.#current, ...this.#retired]) w?.terminate(stopped);
+    this.#current = undefined;
+    this.#retired.clear();
+    if (this.#loaded) await rm(this.#loaded.dir, { recursive: true, force: true });
+  }
+
+  async #load(spec: LoadSpec): Promise<number> {
+    const started = performance.now();
+    const { module, exportName } = parseHandler(spec.handler);
+    const dir = await mkdtemp(join(tmpdir(), "faas-fn-"));
+    const file = join(dir, `${module}.mjs`);
+    await writeFile(file, spec.code);
+    // Applied before the import, as the protocol says; workers share this env (SHARE_ENV).
+    Object.assign(process.env, spec.env);
+    const loaded: Loaded = { spec, url: pathToFileURL(file).href, exportName, timeoutMs: spec.timeoutSeconds * 1000, dir };
+    const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
+    this.#current = worker;
+    try {
+      await worker.load(loaded.url, exportName, loaded.timeoutMs);
+    } catch (err) {
+      // The failed import may have run top-level code: start clean for the next spec.
+      worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", "load failed"));
+      // If the import crashed the thread, `crashed` has already started a replacement.
+      if (this.#current === worker) this.#current = this.#startWorker();
+      for (const key of Object.keys(spec.env)) delete process.env[key];
+      await rm(dir, { recursive: true, force: true });
+      this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
+      throw new RunnerError("INVALID_SPEC", `code failed to load: ${(err as Error).message}`, {
+        field: "code",
+        function: spec.name,
+      });
+    }
+    this.#loaded = loaded;
+    return performance.now() - started;
+  }
+
+  #startWorker(): FunctionWorker {
+    return new FunctionWorker(this, () => this.functionName ?? "");
+  }
+
+  /** Loads into a replacement worker; calls sent meanwhile wait inside the worker. */
+  #loadInto(worker: FunctionWorker, loaded: Loaded): void {
+    this.#current = worker;
+    worker.load(loaded.url, loaded.exportName, loaded.timeoutMs).catch((err: unknown) => {
+      this.log.error("reload-failed", { fn: loaded.spec.name, message: describeThrown(err) });
+    });
+  }
+
+  #replaceCurrent(): void {
+    if (this.#closed || !this.#loaded) return;
+    this.#loadInto(this.#startWorker(), this.#loaded);
+  }
+
+  timedOut(worker: FunctionWorker): void {
+    this.log.error("handler-timeout", { fn: this.functionName, timeoutSeconds: this.#loaded?.spec.timeoutSeconds });
+    if (worker !== this.#current || this.#closed) return;
+    // New calls go to a fresh worker at once; the old one may be spinning.
+    this.#replaceCurrent();
+    this.#retired.add(worker);
+    void worker.ping(LIVENESS_PROBE_MS).then((alive) => {
+      if (!alive) {
+        this.log.error("worker-stuck", { fn: this.functionName, interrupted: worker.inFlight });
+        this.#retire(worker, "its event loop is blocked (a handler ran past timeoutSeconds and does not yield)");
+      } else if (worker.inFlight === 0) {
+        this.#retire(worker, "idle");
+      }
+    });
+  }
+
+  idle(worker: FunctionWorker): void {
+    if (this.#retired.has(worker)) this.#retire(worker, "idle");
+  }
+
+  crashed(worker: FunctionWorker, reason: string): void {
+    this.#retired.delete(worker);
+    if (worker !== this.#current) return;
+    this.log.error("worker-crashed", { fn: this.functionName, reason });
+    // A worker that dies while importing would die again: restart it on the next call instead.
+    if (worker.loaded) this.#replaceCurrent();
+    else if (this.#loaded) this.#current = undefined;
+    else if (!this.#closed) this.#current = this.#startWorker();
+  }
+
+  handlerThrew(message: string, stack: string | undefined): void {
+    this.log.error("handler-error", { fn: this.functionName, message, stack });
+  }
+
+  #retire(worker: FunctionWorker, why: string): void {
+    this.#retired.delete(worker);
+    worker.terminate(
+      new RunnerError(
+        "RUNNER_UNAVAILABLE",
+        `call interrupted: the worker thread running it was restarted because ${why}`,
+        { function: this.functionName },
+      ),
+    );
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The load spec (the `POST /specialize` body, or `function.json` in a code
+ * directory): validation with messages that name the field, and reading a
+ * code directory such as a mounted ConfigMap.
+ */
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { RunnerError } from "./errors.js";
+
+export interface LoadSpec {
+  name: string;
+  handler: string;
+  code: string;
+  timeoutSeconds: number;
+  env: Record<string, string>;
+}
+
+/** `main.handle` → module `main` (loaded from `main.mjs`), export `handle`. */
+export interface HandlerRef {
+  module: string;
+  exportName: string;
+}
+
+const HANDLER_PATTERN = /^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_$][A-Za-z0-9_$]*)$/;
+const DEFAULT_TIMEOUT_SECONDS = 30;
+const MAX_TIMEOUT_SECONDS = 3600;
+
+function invalid(field: string, message: string): RunnerError {
+  return new RunnerError("INVALID_SPEC", `${field}: ${message}`, { field });
+}
+
+export function parseHandler(handler: string): HandlerRef {
+  const match = HANDLER_PATTERN.exec(handler);
+  if (!match) throw invalid("handler", `must be "<module>.<export>", e.g. "main.handle"; got ${JSON.stringify(handler)}`);
+  return { module: match[1] as string, exportName: match[2] as string };
+}
+
+/**
+ * Validates a parsed spec. `code` may be omitted only when `codeFrom` can
+ * supply it (a code directory holding `<module>.mjs`).
+ */
+export async function parseLoadSpec(
+  value: unknown,
+  codeFrom?: (ref: HandlerRef) => Promise<string>,
+): Promise<LoadSpec> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new RunnerError("INVALID_SPEC", "load spec must be a JSON object");
+  }
+  const raw = value as Record<string, unknown>;
+  if (typeof raw.name !== "string" || raw.name === "") throw invalid("name", "must be a non-empty string");
+  if (raw.runtime !== undefined && raw.runtime !== "nodejs") {
+    throw invalid("runtime", `this runner runs "nodejs" functions, not ${JSON.stringify(raw.runtime)}`);
+  }
+  const handler = raw.handler ?? "main.handle";
+  if (typeof handler !== "string") throw invalid("handler", "must be a string");
+  const ref = parseHandler(handler);
+
+  const timeoutSeconds = raw.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS;
+  if (typeof timeoutSeconds !== "number" || !(timeoutSeconds > 0) || timeoutSeconds > MAX_TIMEOUT_SECONDS) {
+    throw invalid("timeoutSeconds", `must be a number in (0, ${MAX_TIMEOUT_SECONDS}]`);
+  }
+
+  const env: Record<string, string> = {};
+  if (raw.env !== undefined && raw.env !== null) {
+    if (typeof raw.env !== "object" || Array.isArray(raw.env)) throw invalid("env", "must be an object of strings");
+    for (const [key, v] of Object.entries(raw.env)) {
+      if (typeof v !== "string") throw invalid(`env.${key}`, "must be a string");
+      env[key] = v;
+    }
+  }
+
+  let code = raw.code;
+  if (code === undefined && codeFrom) code = await codeFrom(ref);
+  if (typeof code !== "string" || code === "") throw invalid("code", "must be the module's source text");
+
+  return { name: raw.name, handler, code, timeoutSeconds, env };
+}
+
+/**
+ * Reads `function.json` (and `<module>.mjs` beside it when the spec has no
+ * `code`). Undefined when the directory holds no `function.json`. ConfigMap
+ * files are symlinks into a `..data` directory; reading follows them.
+ */
+export async function readCodeDir(dir: string): Promise<LoadSpec | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, "function.json"), "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new RunnerError("INVALID_SPEC", `${join(dir, "function.json")} is not valid JSON: ${(err as Error).message}`);
+  }
+  return parseLoadSpec(parsed, async (ref) => {
+    const file = join(dir, `${ref.module}.mjs`);
+    try {
+      return await readFile(file, "utf8");
+    } catch (err) {
+      throw invalid("code", `absent from function.json and ${file} cannot be read (${(err as Error).message})`);
+    }
+  });
+}
+
+/** Two specs load the same function: re-specializing with it is a no-op. */
+export function sameFunction(a: LoadSpec, b: LoadSpec): boolean {
+  return (
+    a.name === b.name &&
+    a.handler === b.handler &&
+    a.code === b.code &&
+    a.timeoutSeconds === b.timeoutSeconds &&
+    JSON.stringify(a.env) === JSON.stringify(b.env)
+  );
+}

@@ -1,0 +1,218 @@
+/**
+ * The runner's HTTP surface (docs/runner-protocol.md): control endpoints,
+ * `/invoke[/<rest>]`, malformed-request answers and the SIGTERM drain.
+ */
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
+import type { Socket } from "node:net";
+import type { RunnerConfig } from "./config.js";
+import { RunnerError } from "./errors.js";
+import type { CallResult } from "./function-worker.js";
+import type { FunctionHost } from "./function-host.js";
+import { type LoadSpec, parseLoadSpec } from "./load-spec.js";
+import type { Logger } from "./log.js";
+
+const JSON_HEADERS = ["content-type", "application/json"];
+
+export class RunnerServer {
+  readonly server: Server;
+  #draining = false;
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+
+  constructor(
+    private readonly config: RunnerConfig,
+    private readonly host: FunctionHost,
+    private readonly log: Logger,
+  ) {
+    this.server = createServer(
+      { keepAliveTimeout: config.keepAliveSeconds * 1000, headersTimeout: config.headersTimeoutSeconds * 1000, noDelay: true },
+      (req, res) => this.#route(req, res),
+    );
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => this.#badRequest(err, socket));
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen({ port: this.config.port, host: this.config.host, backlog: 511 }, () => {
+        this.server.off("error", reject);
+        const address = this.server.address();
+        resolve(typeof address === "object" && address ? address.port : this.config.port);
+      });
+    });
+  }
+
+  /** Becomes the given function, or throws a RunnerError (400/409). */
+  async specialize(spec: LoadSpec): Promise<number> {
+    const loadMs = await this.host.specialize(spec);
+    this.log.info("specialized", { fn: spec.name, loadMs: round(loadMs) });
+    return loadMs;
+  }
+
+  /** Stops accepting, answers new calls with 503, resolves once in-flight calls are done. */
+  drain(): Promise<void> {
+    this.#draining = true;
+    this.server.close();
+    this.server.closeIdleConnections();
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#drained = resolve;
+    });
+  }
+
+  close(): void {
+    this.server.closeAllConnections();
+  }
+
+  #route(req: IncomingMessage, res: ServerResponse): void {
+    const url = req.url ?? "/";
+    if (url.startsWith("/invoke")) {
+      const rest = url.slice(7);
+      if (rest === "" || rest[0] === "?") return this.#invoke(req, res, `/${rest}`);
+      if (rest[0] === "/") return this.#invoke(req, res, rest);
+    }
+    const path = url.split("?", 1)[0];
+    switch (path) {
+      case "/healthz":
+        if (!isRead(req)) return this.#sendError(res, methodNotAllowed(req, "GET"));
+        return this.#sendJson(res, 200, { status: "ok" });
+      case "/readyz":
+        if (!isRead(req)) return this.#sendError(res, methodNotAllowed(req, "GET"));
+        return this.#readyz(res);
+      case "/specialize":
+        if (req.method !== "POST") return this.#sendError(res, methodNotAllowed(req, "POST"));
+        return void this.#specialize(req, res);
+      default:
+        return this.#sendError(res, new RunnerError("NOT_FOUND", `no route for ${path}; calls go to /invoke[/<path>]`));
+    }
+  }
+
+  #readyz(res: ServerResponse): void {
+    if (this.#draining) return this.#sendJson(res, 503, { status: "draining" });
+    if (this.host.state !== "ready") return this.#sendJson(res, 503, { status: this.host.state === "loading" ? "loading" : "generic" });
+    this.#sendJson(res, 200, { status: "ready", function: this.host.functionName });
+  }
+
+  async #specialize(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      if (this.#draining) throw new RunnerError("RUNNER_DRAINING", "runner is shutting down");
+      const body = await readBody(req, this.config.maxSpecBytes);
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(Buffer.from(body).toString("utf8"));
+      } catch (err) {
+        throw new RunnerError("INVALID_SPEC", `load spec is not valid JSON: ${(err as Error).message}`);
+      }
+      const spec = await parseLoadSpec(parsed);
+      const loadMs = await this.specialize(spec);
+      this.#sendJson(res, 200, { function: spec.name, loadMs: round(loadMs) });
+    } catch (err) {
+      this.#sendError(res, asRunnerError(err));
+    }
+  }
+
+  #invoke(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (this.#draining) {
+      return this.#sendError(res, new RunnerError("RUNNER_DRAINING", "runner is shutting down", { function: this.host.functionName }));
+    }
+    this.#inFlight++;
+    const done = (outcome: CallResult | RunnerError): void => {
+      if (outcome instanceof RunnerError) this.#sendError(res, outcome);
+      else this.#send(res, outcome.status, outcome.headers, outcome.body);
+      if (--this.#inFlight === 0 && this.#drained) this.#drained();
+    };
+    const hasBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+    const start = (body: ArrayBuffer | null): void => {
+      const call = { method: req.method ?? "GET", path, headers: req.rawHeaders, body };
+      if (this.host.state === "loading") {
+        void this.host.whenLoaded().then(() => this.host.invoke(call, done));
+      } else {
+        this.host.invoke(call, done);
+      }
+    };
+    if (!hasBody) return start(null);
+    readBody(req, Number.POSITIVE_INFINITY).then(
+      (body) => start(body.byteLength ? body : null),
+      (err: unknown) => done(asRunnerError(err)),
+    );
+  }
+
+  #send(res: ServerResponse, status: number, headers: string[], body: ArrayBuffer | string | null): void {
+    const out = this.#draining ? [...headers, "x-faas-runner-state", "draining", "connection", "close"] : headers.slice();
+    let payload: Uint8Array | string | undefined;
+    if (typeof body === "string") {
+      payload = body;
+      out.push("content-length", String(Buffer.byteLength(body)));
+    } else if (body) {
+      payload = new Uint8Array(body);
+      out.push("content-length", String(body.byteLength));
+    } else if (status !== 204 && status !== 304) {
+      out.push("content-length", "0");
+    }
+    res.writeHead(status, out);
+    res.end(payload);
+  }
+
+  #sendJson(res: ServerResponse, status: number, value: unknown): void {
+    this.#send(res, status, JSON_HEADERS, JSON.stringify(value));
+  }
+
+  #sendError(res: ServerResponse, err: RunnerError): void {
+    if (err.code === "INTERNAL") this.log.error("internal-error", { message: err.message, stack: (err.cause as Error)?.stack });
+    this.#send(res, err.status, JSON_HEADERS, err.toBody());
+  }
+
+  #badRequest(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (!socket.writable || err.code === "ECONNRESET") {
+      socket.destroy();
+      return;
+    }
+    const reason = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "request not received in time" : `malformed HTTP request (${err.code ?? err.message})`;
+    const body = new RunnerError("BAD_REQUEST", reason).toBody();
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  }
+}
+
+function isRead(req: IncomingMessage): boolean {
+  return req.method === "GET" || req.method === "HEAD";
+}
+
+function methodNotAllowed(req: IncomingMessage, allowed: string): RunnerError {
+  return new RunnerError("METHOD_NOT_ALLOWED", `${req.method} not allowed on ${req.url}; use ${allowed}`);
+}
+
+function asRunnerError(err: unknown): RunnerError {
+  if (err instanceof RunnerError) return err;
+  return new RunnerError("INTERNAL", (err as Error).message ?? String(err), {}, { cause: err });
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+/** Reads the whole body into one standalone ArrayBuffer (safe to transfer to a worker). */
+function readBody(req: IncomingMessage, maxBytes: number): Promise<ArrayBuffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.byteLength;
+      // Past the limit: keep reading (and dropping) so the 413 reaches the client.
+      if (size > maxBytes) reject(new RunnerError("BODY_TOO_LARGE", `body exceeds ${maxBytes} bytes`));
+      else chunks.push(chunk);
+    });
+    req.on("error", reject);
+    req.on("end", () => {
+      // Not Buffer.concat: small Buffers share a pool that must never be transferred.
+      const out = new Uint8Array(size);
+      let offset = 0;
+      for (const c of chunks) {
+        out.set(c, offset);
+        offset += c.byteLength;
+      }
+      resolve(out.buffer);
+    });
+  });
+}

@@ -1,0 +1,26 @@
+/**
+ * Messages between the HTTP thread and the handler worker. One message each
+ * way per call; bodies travel as transferred ArrayBuffers (or a string for
+ * the common text reply), never as JSON.
+ */
+
+export type ToWorker =
+  | { t: "load"; url: string; exportName: string }
+  | {
+      t: "call";
+      id: number;
+      method: string;
+      /** Path and query as the handler sees them: `/rest?q`. */
+      path: string;
+      /** Flat `[name, value, name, value, …]`, as node's `rawHeaders`. */
+      headers: string[];
+      body: ArrayBuffer | null;
+    }
+  | { t: "ping"; id: number };
+
+export type FromWorker =
+  | { t: "loaded" }
+  | { t: "load-failed"; message: string; stack: string | undefined }
+  | { t: "result"; id: number; status: number; headers: string[]; body: ArrayBuffer | string | null }
+  | { t: "threw"; id: number; message: string; stack: string | undefined }
+  | { t: "pong"; id: number };
