@@ -14,18 +14,20 @@ const config = loadConfig(process.env);
 const host = new FunctionHost(log);
 const runner = new RunnerServer(config, host, log);
 
-async function specializeFromCodeDir(dir: string): Promise<void> {
-  try {
-    const spec = await readCodeDir(dir);
-    if (!spec) {
-      log.info("code-dir-empty", { dir, message: "no function.json; staying generic" });
-      return;
-    }
-    await runner.specialize(spec);
-  } catch (err) {
+/** Starts loading from the code directory; the load runs while the server starts listening. */
+async function specializeFromCodeDir(dir: string): Promise<Promise<void> | undefined> {
+  const failed = (err: unknown): void => {
     // Staying generic keeps /readyz at 503, which is what shows the failure on Kubernetes.
     log.error("code-dir-load-failed", { dir, message: describeThrown(err) });
+  };
+  try {
+    const spec = await readCodeDir(dir);
+    if (spec) return runner.specialize(spec).then(() => undefined, failed);
+    log.info("code-dir-empty", { dir, message: "no function.json; staying generic" });
+  } catch (err) {
+    failed(err);
   }
+  return undefined;
 }
 
 let stopping = false;
@@ -46,7 +48,8 @@ async function shutdown(signal: string): Promise<void> {
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
-const loadingFromDir = config.codeDir ? specializeFromCodeDir(config.codeDir) : undefined;
+// Read before listening, so a call that arrives during the import waits for it instead of getting 503.
+const loadingFromDir = config.codeDir ? await specializeFromCodeDir(config.codeDir) : undefined;
 const port = await runner.listen();
 printListening(port);
 await loadingFromDir;
