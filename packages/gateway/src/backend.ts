@@ -4,6 +4,7 @@
  * (Deployments, EndpointSlices) both implement it.
  */
 import type { Readable } from "node:stream";
+import type { Registry } from "prom-client";
 import type { FunctionResource } from "@faas/api";
 
 export interface Endpoint {
@@ -77,4 +78,6 @@ export interface Backend {
   /** The gateway could not reach a replica, or it announced it is draining. */
   endpointFailed(fn: string, endpointId: string, reason: string): void;
   readonly admin?: BackendAdmin;
+  /** Adds the backend's own metrics to the gateway's registry. */
+  registerMetrics?(registry: Registry): void;
 }

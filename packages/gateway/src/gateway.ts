@@ -29,6 +29,7 @@ export class Gateway {
     opts: { defaultMetrics?: boolean } = {},
   ) {
     this.activator = new Activator(backend, cfg, log.child({ component: "activator" }), opts);
+    backend.registerMetrics?.(this.activator.metrics.registry);
     this.#invoker = new Invoker(this.activator, cfg, log.child({ component: "invoker" }));
     this.#admin = new AdminApi(backend, this.activator, cfg.adminToken, () => this.url);
     this.#server = createServer(

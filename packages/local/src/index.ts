@@ -1,0 +1,7 @@
+export * from "./function-store.js";
+export * from "./local-backend.js";
+export * from "./log-store.js";
+export * from "./runner-commands.js";
+export * from "./runner-process.js";
+export * from "./warm-pool.js";
+export * from "./platform.js";

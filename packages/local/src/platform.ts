@@ -1,0 +1,61 @@
+/**
+ * Local mode in one call: a gateway with the local backend, an admin token in
+ * the data directory for the CLI, and optional manifests deployed at start.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type FunctionResource, type Runtime, RUNTIMES } from "@faas/api";
+import { Gateway, type GatewayConfig, type Logger } from "@faas/gateway";
+import { LocalBackend, type LocalBackendOptions } from "./local-backend.js";
+
+export interface LocalPlatformOptions {
+  gateway: GatewayConfig;
+  backend: Omit<LocalBackendOptions, "runtimes"> & { runtimes?: readonly Runtime[] };
+  functions?: readonly FunctionResource[];
+  log: Logger;
+  defaultMetrics?: boolean;
+}
+
+export interface LocalPlatform {
+  gateway: Gateway;
+  backend: LocalBackend;
+  url: string;
+  token: string;
+  stop(): Promise<void>;
+}
+
+/** Where the CLI finds a running local gateway and its admin token. */
+export const stateFile = (dataDir: string): string => join(dataDir, "gateway.json");
+
+export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<LocalPlatform> {
+  const dataDir = opts.backend.dataDir;
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const token = opts.gateway.adminToken ?? randomBytes(24).toString("base64url");
+  const backend = new LocalBackend(
+    { ...opts.backend, runtimes: opts.backend.runtimes ?? RUNTIMES },
+    opts.log.child({ component: "local-backend" }),
+  );
+  const gateway = new Gateway({ ...opts.gateway, adminToken: token }, backend, opts.log, {
+    defaultMetrics: opts.defaultMetrics ?? true,
+  });
+  await gateway.start();
+  try {
+    for (const fn of opts.functions ?? []) await backend.deploy(fn);
+  } catch (err) {
+    await gateway.stop();
+    throw err;
+  }
+  const file = stateFile(dataDir);
+  await writeFile(file, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
+  return {
+    gateway,
+    backend,
+    url: gateway.url,
+    token,
+    async stop() {
+      await gateway.stop();
+      await rm(file, { force: true });
+    },
+  };
+}

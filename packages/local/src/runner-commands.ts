@@ -1,0 +1,25 @@
+/** How to start a generic runner of each runtime from this checkout. */
+import { fileURLToPath } from "node:url";
+import type { Runtime } from "@faas/api";
+import type { RunnerCommand } from "./runner-process.js";
+
+const PYTHON_RUNNER_DIR = fileURLToPath(new URL("../../runner-python", import.meta.url));
+const NODE_RUNNER_MAIN = fileURLToPath(new URL("../../runner-node/dist/main.js", import.meta.url));
+
+export interface RunnerCommandOptions {
+  python: string;
+  node: string;
+  /** Passed to every runner (PATH, HOME, …); functions' own env comes with specialization. */
+  baseEnv: Record<string, string>;
+}
+
+export function runnerCommand(runtime: Runtime, opts: RunnerCommandOptions): RunnerCommand {
+  if (runtime === "python") {
+    return {
+      command: opts.python,
+      args: ["-u", "-m", "faas_runner"],
+      env: { ...opts.baseEnv, PYTHONPATH: PYTHON_RUNNER_DIR, PYTHONDONTWRITEBYTECODE: "1" },
+    };
+  }
+  return { command: opts.node, args: [NODE_RUNNER_MAIN], env: { ...opts.baseEnv } };
+}

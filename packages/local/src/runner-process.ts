@@ -1,0 +1,173 @@
+/**
+ * One runner child process on 127.0.0.1: spawned generic, specialized over
+ * HTTP, stopped with SIGTERM (drain) and SIGKILL after a grace period.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import { request } from "node:http";
+import { createInterface } from "node:readline";
+import { FaasError, type LoadSpec, parseErrorBody, type Runtime } from "@faas/api";
+
+export interface RunnerCommand {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+export type RunnerState = "generic" | "specialized" | "stopping" | "exited";
+
+export interface RunnerExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const START_TIMEOUT_MS = 15_000;
+
+/**
+ * Emits `line` (text, stream) for each line the runner prints (the listening
+ * line excepted) and `exit` (RunnerExit) once.
+ */
+export class RunnerProcess extends EventEmitter {
+  state: RunnerState = "generic";
+  fn: string | undefined;
+  codeHash: string | undefined;
+  readonly startedAt = performance.now();
+  exitInfo: RunnerExit | undefined;
+  readonly exited: Promise<RunnerExit>;
+
+  private constructor(
+    readonly runtime: Runtime,
+    readonly child: ChildProcess,
+    readonly port: number,
+    exited: Promise<RunnerExit>,
+  ) {
+    super();
+    this.exited = exited;
+  }
+
+  get id(): string {
+    return `${this.runtime}-${this.child.pid}`;
+  }
+  get pid(): number {
+    return this.child.pid as number;
+  }
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  static spawn(runtime: Runtime, cmd: RunnerCommand): Promise<RunnerProcess> {
+    const child = spawn(cmd.command, cmd.args, {
+      env: { ...cmd.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let runner: RunnerProcess | undefined;
+    const early: string[] = [];
+    const exited = new Promise<RunnerExit>((resolve) => {
+      child.once("exit", (code, signal) => {
+        const info = { code, signal };
+        if (runner !== undefined) {
+          runner.exitInfo = info;
+          runner.state = "exited";
+          runner.emit("exit", info);
+        }
+        resolve(info);
+      });
+    });
+    const stderr = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+    stderr.on("line", (line) => (runner ? runner.emit("line", line, "stderr") : early.push(line)));
+    const stdout = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    return new Promise<RunnerProcess>((resolve, reject) => {
+      const fail = (why: string): void => {
+        clearTimeout(timer);
+        child.kill("SIGKILL");
+        const tail = early.slice(-5).join("\n  ");
+        reject(new FaasError("SCALE_UP_FAILED", `${runtime} runner did not start: ${why}${tail ? `\n  ${tail}` : ""}`));
+      };
+      const timer = setTimeout(() => fail(`no "listening" line within ${START_TIMEOUT_MS} ms`), START_TIMEOUT_MS);
+      child.once("error", (err) => fail(`${cmd.command}: ${err.message}`));
+      void exited.then((info) => {
+        if (runner === undefined) fail(`exited with ${info.code ?? info.signal}`);
+      });
+      stdout.on("line", (line) => {
+        if (runner !== undefined) {
+          runner.emit("line", line, "stdout");
+          return;
+        }
+        const port = listeningPort(line);
+        if (port === undefined) {
+          early.push(line);
+          return;
+        }
+        clearTimeout(timer);
+        runner = new RunnerProcess(runtime, child, port, exited);
+        resolve(runner);
+      });
+    });
+  }
+
+  /** Loads a function; returns how long the runner took, in ms. */
+  async specialize(spec: LoadSpec, hash: string): Promise<number> {
+    const started = performance.now();
+    const { status, body } = await this.#post("/specialize", JSON.stringify(spec));
+    if (status !== 200) {
+      const err = parseErrorBody(safeJson(body));
+      const message = err?.message ?? body.slice(0, 500);
+      if (status === 400) throw new FaasError("FUNCTION_LOAD_FAILED", `${spec.name}: the code failed to load: ${message}`);
+      throw new FaasError("SCALE_UP_FAILED", `${spec.name}: runner refused to specialize (${status}): ${message}`);
+    }
+    this.state = "specialized";
+    this.fn = spec.name;
+    this.codeHash = hash;
+    return performance.now() - started;
+  }
+
+  #post(path: string, payload: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: "127.0.0.1",
+          port: this.port,
+          method: "POST",
+          path,
+          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
+          agent: false,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+          res.on("error", reject);
+        },
+      );
+      req.on("error", (cause) =>
+        reject(new FaasError("SCALE_UP_FAILED", `runner ${this.id} unreachable: ${cause.message}`, { cause })),
+      );
+      req.end(payload);
+    });
+  }
+
+  /** SIGTERM (the runner drains), SIGKILL after `graceMs`. */
+  async stop(graceMs: number): Promise<RunnerExit> {
+    if (this.exitInfo !== undefined) return this.exitInfo;
+    this.state = "stopping";
+    this.child.kill("SIGTERM");
+    const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
+    const info = await this.exited;
+    clearTimeout(timer);
+    return info;
+  }
+}
+
+function listeningPort(line: string): number | undefined {
+  if (!line.startsWith("{") || !line.includes('"listening"')) return undefined;
+  const msg = safeJson(line) as { event?: unknown; port?: unknown } | undefined;
+  return msg?.event === "listening" && typeof msg.port === "number" ? msg.port : undefined;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
