@@ -1,0 +1,105 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { FaasError } from "./errors.js";
+import { parseFunction, SPEC_DEFAULTS } from "./function-spec.js";
+import { loadManifests, loadManifestText } from "./manifest.js";
+import { codeFileName, deploymentName } from "./names.js";
+
+const valid = {
+  apiVersion: "faas.example.com/v1",
+  kind: "Function",
+  metadata: { name: "hello" },
+  spec: { runtime: "python", code: "def handle(req):\n    return 'hi'\n" },
+};
+
+function errorOf(input: unknown): FaasError {
+  try {
+    parseFunction(input);
+  } catch (err) {
+    if (err instanceof FaasError) return err;
+    throw err;
+  }
+  throw new Error("expected parseFunction to throw");
+}
+
+describe("parseFunction", () => {
+  it("applies the documented defaults", () => {
+    const fn = parseFunction(valid);
+    expect(fn.spec).toMatchObject({
+      handler: "main.handle",
+      minReplicas: 0,
+      maxReplicas: SPEC_DEFAULTS.maxReplicas,
+      concurrency: SPEC_DEFAULTS.concurrency,
+      timeoutSeconds: 30,
+      idleSeconds: SPEC_DEFAULTS.idleSeconds,
+      env: {},
+    });
+  });
+
+  const cases: { name: string; patch: (o: typeof valid & Record<string, unknown>) => unknown; field: string; says: RegExp }[] = [
+    { name: "unknown runtime", patch: (o) => ({ ...o, spec: { ...o.spec, runtime: "ruby" } }), field: "spec.runtime", says: /one of "python", "nodejs"/ },
+    { name: "missing code", patch: (o) => ({ ...o, spec: { runtime: "python" } }), field: "spec.code", says: /required/ },
+    { name: "max below min", patch: (o) => ({ ...o, spec: { ...o.spec, minReplicas: 3, maxReplicas: 1 } }), field: "spec.maxReplicas", says: />= spec.minReplicas/ },
+    { name: "negative min", patch: (o) => ({ ...o, spec: { ...o.spec, minReplicas: -1 } }), field: "spec.minReplicas", says: />=0|too small/i },
+    { name: "fractional concurrency", patch: (o) => ({ ...o, spec: { ...o.spec, concurrency: 1.5 } }), field: "spec.concurrency", says: /int/i },
+    { name: "bad handler", patch: (o) => ({ ...o, spec: { ...o.spec, handler: "handle" } }), field: "spec.handler", says: /<module>\.<function>/ },
+    { name: "bad name", patch: (o) => ({ ...o, metadata: { name: "Hello_World" } }), field: "metadata.name", says: /lowercase/ },
+    { name: "long name", patch: (o) => ({ ...o, metadata: { name: "a".repeat(60) } }), field: "metadata.name", says: /at most 53/ },
+    { name: "reserved env", patch: (o) => ({ ...o, spec: { ...o.spec, env: { FAAS_PORT: "1" } } }), field: "spec.env.FAAS_PORT", says: /reserved/ },
+    { name: "unknown spec field", patch: (o) => ({ ...o, spec: { ...o.spec, replicas: 2 } }), field: "spec", says: /unknown field.*replicas/ },
+    { name: "wrong kind", patch: (o) => ({ ...o, kind: "Deployment" }), field: "kind", says: /Function/ },
+  ];
+  for (const c of cases) {
+    it(`refuses ${c.name}, naming ${c.field}`, () => {
+      const err = errorOf(c.patch(valid as typeof valid & Record<string, unknown>));
+      expect(err.code).toBe("INVALID_SPEC");
+      expect(err.status).toBe(400);
+      const line = (err.details?.issues as string[]).find((l) => l.startsWith(`${c.field}:`) || l.startsWith(`${c.field} `));
+      expect(line, `issues: ${JSON.stringify(err.details?.issues)}`).toBeDefined();
+      expect(line).toMatch(c.says);
+    });
+  }
+});
+
+describe("manifests", () => {
+  const dirs: string[] = [];
+  afterEach(async () => {
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  });
+
+  it("inlines spec.codeFile relative to the YAML file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "faas-manifest-"));
+    dirs.push(dir);
+    await writeFile(join(dir, "fn.py"), "def handle(req):\n    return 'from file'\n");
+    await writeFile(
+      join(dir, "fn.yaml"),
+      "apiVersion: faas.example.com/v1\nkind: Function\nmetadata:\n  name: f\nspec:\n  runtime: python\n  handler: fn.handle\n  codeFile: fn.py\n",
+    );
+    const [fn] = await loadManifests(dir);
+    expect(fn?.spec.code).toContain("from file");
+    expect(fn?.spec).not.toHaveProperty("codeFile");
+  });
+
+  it("names the file and document of a bad manifest", async () => {
+    const text = `${"apiVersion: faas.example.com/v1\nkind: Function\nmetadata: {name: a}\nspec: {runtime: python, code: x}\n"}---\napiVersion: faas.example.com/v1\nkind: Function\nmetadata: {name: b}\nspec: {runtime: go, code: x}\n`;
+    await expect(loadManifestText(text, "two.yaml", "/")).rejects.toThrow(/two\.yaml \(document 2\)[\s\S]*spec\.runtime/);
+  });
+
+  it("loads the shipped examples", async () => {
+    const fns = await loadManifests(new URL("../../../examples", import.meta.url).pathname);
+    const names = fns.map((f) => f.metadata.name);
+    expect(names).toEqual(expect.arrayContaining(["hello", "cpu-test", "hello-node", "echo"]));
+    const cpu = fns.find((f) => f.metadata.name === "cpu-test");
+    expect(cpu?.spec).toMatchObject({ minReplicas: 1, maxReplicas: 5 });
+  });
+});
+
+describe("names", () => {
+  it("derives child names and code files", () => {
+    expect(deploymentName("hello")).toBe("fn-hello-deploy");
+    expect(codeFileName("python", "main.handle")).toBe("main.py");
+    expect(codeFileName("nodejs", "index.handler")).toBe("index.mjs");
+  });
+});
