@@ -4,7 +4,7 @@
  * times out or the thread dies. While generic it keeps one worker started, so
  * specializing costs only the module's import.
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -21,7 +21,7 @@ interface Loaded {
   url: string;
   exportName: string;
   timeoutMs: number;
-  dir: string;
+  file: string;
 }
 
 export type HostState = "generic" | "loading" | "ready";
@@ -33,6 +33,8 @@ export class FunctionHost implements WorkerEvents {
   #loading: { spec: LoadSpec; done: Promise<number> } | undefined;
   #loaded: Loaded | undefined;
   #closed = false;
+  /** Private directory for the module, made once at start so specializing only writes a file. */
+  readonly #dir = mkdtempSync(join(tmpdir(), "faas-fn-"));
 
   constructor(private readonly log: Logger) {
     this.#current = this.#startWorker();
@@ -92,18 +94,18 @@ export class FunctionHost implements WorkerEvents {
     for (const w of [this.#current, ...this.#retired]) w?.terminate(stopped);
     this.#current = undefined;
     this.#retired.clear();
-    if (this.#loaded) await rm(this.#loaded.dir, { recursive: true, force: true });
+    rmSync(this.#dir, { recursive: true, force: true });
   }
 
   async #load(spec: LoadSpec): Promise<number> {
     const started = performance.now();
     const { module, exportName } = parseHandler(spec.handler);
-    const dir = await mkdtemp(join(tmpdir(), "faas-fn-"));
-    const file = join(dir, `${module}.mjs`);
-    await writeFile(file, spec.code);
+    const file = join(this.#dir, `${module}.mjs`);
+    // Sync on purpose: a small write takes microseconds; the thread-pool round trip of fs/promises took milliseconds.
+    writeFileSync(file, spec.code);
     // Applied before the import, as the protocol says; workers share this env (SHARE_ENV).
     Object.assign(process.env, spec.env);
-    const loaded: Loaded = { spec, url: pathToFileURL(file).href, exportName, timeoutMs: spec.timeoutSeconds * 1000, dir };
+    const loaded: Loaded = { spec, url: pathToFileURL(file).href, exportName, timeoutMs: spec.timeoutSeconds * 1000, file };
     const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
     this.#current = worker;
     try {
@@ -114,7 +116,7 @@ export class FunctionHost implements WorkerEvents {
       // If the import crashed the thread, `crashed` has already started a replacement.
       if (this.#current === worker) this.#current = this.#startWorker();
       for (const key of Object.keys(spec.env)) delete process.env[key];
-      await rm(dir, { recursive: true, force: true });
+      rmSync(file, { force: true });
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
       throw new RunnerError("INVALID_SPEC", `code failed to load: ${(err as Error).message}`, {
         field: "code",

@@ -95,6 +95,24 @@ async function call(msg: Extract<ToWorker, { t: "call" }>): Promise<void> {
   }
 }
 
+/**
+ * Runs the call path on a throwaway request while the runner is still generic:
+ * `Request`/`Response` load undici lazily (~20 ms) and the ESM loader starts
+ * on first file import. Paid here, they stay off a cold start.
+ */
+async function warmUp(): Promise<void> {
+  await import("./warm-module.js");
+  for (let i = 0; i < 50; i++) {
+    const req = buildRequest({ t: "call", id: 0, method: "POST", path: "/?warm=1", headers: ["content-type", "text/plain"], body: new ArrayBuffer(1) });
+    new URL(req.url).searchParams.get("warm");
+    await req.text();
+    const res = new Response("warm", { status: 200, headers: { "x-warm": "1" } });
+    for (const _ of res.headers);
+    await res.arrayBuffer();
+  }
+}
+const warm = warmUp().catch(() => undefined);
+
 port.on("message", (msg: ToWorker) => {
   switch (msg.t) {
     case "call":
@@ -104,7 +122,7 @@ port.on("message", (msg: ToWorker) => {
       post({ t: "pong", id: msg.id });
       break;
     case "load":
-      loading = load(msg.url, msg.exportName);
+      loading = warm.then(() => load(msg.url, msg.exportName));
       break;
   }
 });

@@ -45,7 +45,8 @@ export class RunnerServer {
   /** Becomes the given function, or throws a RunnerError (400/409). */
   async specialize(spec: LoadSpec): Promise<number> {
     const loadMs = await this.host.specialize(spec);
-    this.log.info("specialized", { fn: spec.name, loadMs: round(loadMs) });
+    // Logged after the caller has its answer: the log line is not on the cold path.
+    setImmediate(() => this.log.info("specialized", { fn: spec.name, loadMs: round(loadMs) }));
     return loadMs;
   }
 
