@@ -1,0 +1,68 @@
+"""Runner configuration, read from the environment once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Config:
+    # Address and port to bind; port 0 picks a free one (printed on start).
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # A directory holding function.json (a ConfigMap mount); loaded at start.
+    code_dir: str | None = None
+    # Idle keep-alive connections close after this; must exceed the gateway
+    # pool's idle timeout or it reuses sockets we are closing.
+    keepalive_seconds: float = 75.0
+    # Threads that run sync handlers: above any sensible per-replica concurrency.
+    threads: int = 64
+    # Request header section (request line included) and body limits.
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_body_bytes: int = 64 * 1024 * 1024
+    # Pending connections the kernel queues; a thundering herd must not see resets.
+    backlog: int = 4096
+
+
+def load_config(env: Mapping[str, str]) -> Config:
+    code_dir = env.get("FAAS_CODE_DIR") or None
+    return Config(
+        host=env.get("FAAS_HOST") or Config.host,
+        port=_int(env, "FAAS_PORT", Config.port, 0, 65535),
+        code_dir=code_dir,
+        keepalive_seconds=_float(env, "FAAS_KEEPALIVE_SECONDS", Config.keepalive_seconds),
+        threads=_int(env, "FAAS_THREADS", Config.threads, 1, 4096),
+        max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", Config.max_body_bytes, 0, 2**40),
+    )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value

@@ -1,0 +1,231 @@
+"""Turns a load spec into a callable handler: validate, write, import.
+
+Inline code is written to a private temp directory as ``<module>.py``; code
+from a code directory (a read-only ConfigMap mount) is imported in place. The
+module is loaded from its exact file with importlib, never looked up on
+``sys.path``, so a module called ``json`` or ``main`` cannot pick up or clobber
+someone else's module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_HANDLER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RESERVED_MODULES = {"faas", "faas_runner", "__main__"}
+
+
+class SpecError(Exception):
+    """The load spec is malformed (→ 400 INVALID_SPEC)."""
+
+
+class LoadError(Exception):
+    """The code could not be imported or has no usable handler (→ 400 FUNCTION_LOAD_FAILED)."""
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    name: str
+    handler: str
+    code: str | None
+    timeout_seconds: float
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def module_name(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def function_name(self) -> str:
+        return self.handler.rsplit(".", 1)[1]
+
+
+@dataclass(frozen=True)
+class LoadedFunction:
+    spec: LoadSpec
+    call: Callable[..., Any]
+    is_async: bool
+    takes_request: bool
+    fingerprint: str
+    load_ms: float
+    temp_dir: str | None
+
+
+def parse_load_spec(raw: Any) -> LoadSpec:
+    if not isinstance(raw, dict):
+        raise SpecError("load spec must be a JSON object")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise SpecError("name: must be lowercase letters, digits and '-', starting and ending with a letter or digit")
+    runtime = raw.get("runtime", "python")
+    if runtime != "python":
+        raise SpecError(f'runtime: this runner runs "python", not {runtime!r}')
+    handler = raw.get("handler", "main.handle")
+    if not isinstance(handler, str) or not _HANDLER.fullmatch(handler):
+        raise SpecError('handler: must be "<module>.<function>", e.g. "main.handle"')
+    code = raw.get("code")
+    if code is not None and (not isinstance(code, str) or not code.strip()):
+        raise SpecError("code: must be a non-empty string of Python source")
+    timeout = raw.get("timeoutSeconds", 30)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise SpecError("timeoutSeconds: must be a positive number")
+    env = raw.get("env") or {}
+    if not isinstance(env, dict):
+        raise SpecError("env: must be an object of strings")
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise SpecError(f"env.{key}: not a valid environment variable name")
+        if not isinstance(value, str):
+            raise SpecError(f"env.{key}: value must be a string")
+    return LoadSpec(name=name, handler=handler, code=code, timeout_seconds=float(timeout), env=dict(env))
+
+
+def read_code_dir(code_dir: str) -> LoadSpec:
+    """The load spec in ``<code_dir>/function.json``; ``code`` may live beside it."""
+    path = os.path.join(code_dir, "function.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+    except ValueError as err:
+        raise SpecError(f"{path}: not valid JSON: {err}") from err
+    return parse_load_spec(raw)
+
+
+def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str | None = None) -> LoadedFunction:
+    """Imports the spec's module and finds its handler; restores the process on failure.
+
+    Inline code goes to a fresh directory under ``scratch_dir`` (made at start-up,
+    so the first specialization does not pay for probing the temp directory).
+    """
+    start = _now_ms()
+    temp_dir: str | None = None
+    if spec.code is not None:
+        code = spec.code
+        temp_dir = tempfile.mkdtemp(prefix=f"{spec.name}-", dir=scratch_dir)
+        path = os.path.join(temp_dir, f"{spec.module_name}.py")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(code)
+    elif code_dir is not None:
+        path = os.path.join(code_dir, f"{spec.module_name}.py")
+        try:
+            with open(path, encoding="utf-8") as f:
+                code = f.read()
+        except OSError as err:
+            raise LoadError(f"cannot read {path}: {err.strerror}") from err
+    else:
+        raise SpecError("code: required")
+
+    saved_env = {k: os.environ.get(k) for k in spec.env}
+    os.environ.update(spec.env)
+    try:
+        module = _import_file(_free_module_name(spec.module_name), path)
+        call = getattr(module, spec.function_name, None)
+        if call is None:
+            raise LoadError(f"module {spec.module_name!r} has no attribute {spec.function_name!r}")
+        if not callable(call):
+            raise LoadError(f"{spec.handler} is a {type(call).__name__}, not a function")
+        if code_dir is not None and spec.code is None and code_dir not in sys.path:
+            sys.path.append(code_dir)  # sibling helper modules, without shadowing anything
+    except BaseException:
+        _restore_env(saved_env)
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    fingerprint = _fingerprint(spec, code)
+    return LoadedFunction(
+        spec=spec,
+        call=call,
+        is_async=_is_async(call),
+        takes_request=_takes_argument(call),
+        fingerprint=fingerprint,
+        load_ms=round(_now_ms() - start, 3),
+        temp_dir=temp_dir,
+    )
+
+
+def fingerprint_of(spec: LoadSpec, code_dir: str | None) -> str | None:
+    """The fingerprint a spec would load with, or None if its code is unreadable."""
+    if spec.code is not None:
+        return _fingerprint(spec, spec.code)
+    if code_dir is None:
+        return None
+    try:
+        with open(os.path.join(code_dir, f"{spec.module_name}.py"), encoding="utf-8") as f:
+            return _fingerprint(spec, f.read())
+    except OSError:
+        return None
+
+
+def _import_file(module_name: str, path: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise LoadError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before exec: dataclasses, pickle and typing look modules up by name.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (Exception, SystemExit) as err:  # module code may call sys.exit()
+        sys.modules.pop(module_name, None)
+        raise LoadError(_describe_import_error(err)) from err
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _describe_import_error(err: BaseException) -> str:
+    if isinstance(err, SyntaxError):
+        where = f"line {err.lineno}" + (f", column {err.offset}" if err.offset else "")
+        return f"SyntaxError: {err.msg} ({os.path.basename(err.filename or '')} {where})"
+    return f"{type(err).__name__} while importing: {err}"
+
+
+def _free_module_name(name: str) -> str:
+    if name in sys.modules or name in sys.stdlib_module_names or name in _RESERVED_MODULES:
+        return f"faas_function_{name}"
+    return name
+
+
+def _restore_env(saved: Mapping[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _is_async(call: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(getattr(call, "__call__", None))
+
+
+def _takes_argument(call: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(call).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
+
+
+def _fingerprint(spec: LoadSpec, code: str) -> str:
+    material = json.dumps([spec.name, spec.handler, code, spec.timeout_seconds, spec.env], sort_keys=True)
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def _now_ms() -> float:
+    return time.perf_counter() * 1000

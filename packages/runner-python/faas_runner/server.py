@@ -1,0 +1,289 @@
+"""The runner's HTTP server: control endpoints, invocations, draining and exit.
+
+Life cycle: generic → specialized (one function, for good) → draining → exit.
+Draining starts on SIGTERM/SIGINT (exit 0) or when a sync handler is stuck past
+its deadline (exit 3, so the supervisor replaces the process). While draining,
+every response carries ``x-faas-runner-state: draining`` and closes its
+connection, new invocations get 503 RUNNER_DRAINING, and the process exits once
+no request is in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+from typing import Any
+
+from faas import Headers, Request
+
+from . import log
+from .config import Config
+from .http11 import JSON_HEADERS, ProtocolError, RequestHead, error_body, read_body, read_head, serialize
+from .invoker import Invoker, Outcome
+from .loader import (
+    LoadedFunction,
+    LoadError,
+    SpecError,
+    fingerprint_of,
+    load_function,
+    parse_load_spec,
+    read_code_dir,
+)
+
+EXIT_OK = 0
+EXIT_STUCK = 3
+DRAINING_HEADER = ("x-faas-runner-state", "draining")
+
+
+class Connection:
+    __slots__ = ("deadline", "idle", "reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle = True
+        self.deadline: float | None = None
+
+
+class Runner:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.function: LoadedFunction | None = None
+        self.draining = False
+        self.exit_code = EXIT_OK
+        self._invoker = Invoker(config.threads)
+        self._connections: set[Connection] = set()
+        self._in_flight = 0
+        self._server: asyncio.Server | None = None
+        self._done: asyncio.Event | None = None
+        self._scratch_dir = tempfile.mkdtemp(prefix="faas-runner-")
+
+    # ---- life cycle -------------------------------------------------------
+
+    def specialize_from_code_dir(self) -> None:
+        """Loads ``FAAS_CODE_DIR/function.json`` if present; errors propagate (fatal at start)."""
+        code_dir = self.config.code_dir
+        if code_dir and os.path.exists(os.path.join(code_dir, "function.json")):
+            self._become(load_function(read_code_dir(code_dir), code_dir, self._scratch_dir))
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        self._invoker.start(loop)
+        self._server = await asyncio.start_server(
+            self._serve,
+            self.config.host,
+            self.config.port,
+            limit=self.config.max_header_bytes,
+            backlog=self.config.backlog,
+            reuse_address=True,
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        port = self._server.sockets[0].getsockname()[1]
+        listening = {"event": "listening", "port": port, "pid": os.getpid(), "runtime": "python"}
+        sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
+        sys.stdout.flush()
+        sweeper = asyncio.create_task(self._sweep_idle())
+        await self._done.wait()
+        sweeper.cancel()
+        await self._close_all()
+        return self.exit_code
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("shutdown", signal=sig.name, inFlight=self._in_flight)
+        if self._server is not None:
+            self._server.close()  # stop accepting; open connections finish
+        self._begin_drain()
+
+    def _begin_drain(self) -> None:
+        if not self.draining:
+            self.draining = True
+            for conn in list(self._connections):
+                if conn.idle:
+                    conn.writer.close()
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        if self.draining and self._in_flight == 0 and self._done is not None:
+            self._done.set()
+
+    async def _close_all(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.writer.close()
+        # Give the kernel our last responses before the process goes.
+        for _ in range(100):
+            if not self._connections:
+                break
+            await asyncio.sleep(0.01)
+        self._invoker.shutdown()
+        shutil.rmtree(self._scratch_dir, ignore_errors=True)
+
+    async def _sweep_idle(self) -> None:
+        """Closes connections idle (or stalled mid-request) past the keep-alive timeout."""
+        loop = asyncio.get_running_loop()
+        interval = min(1.0, self.config.keepalive_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for conn in list(self._connections):
+                if conn.deadline is not None and now > conn.deadline:
+                    conn.writer.close()
+
+    # ---- connections ------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = Connection(reader, writer)
+        self._connections.add(conn)
+        loop = asyncio.get_running_loop()
+        keepalive = self.config.keepalive_seconds
+        try:
+            while True:
+                conn.idle = True
+                conn.deadline = loop.time() + keepalive
+                head = await read_head(reader, self.config.max_headers)
+                if head is None:
+                    break
+                conn.idle = False
+                conn.deadline = None
+                self._in_flight += 1
+                try:
+                    keep_alive = await self._respond(conn, head)
+                finally:
+                    self._in_flight -= 1
+                    self._maybe_finish()
+                if not keep_alive:
+                    break
+        except ProtocolError as err:
+            self._write(conn, err.status, JSON_HEADERS, error_body(err.code, str(err)), None)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(conn)
+            writer.close()
+
+    async def _respond(self, conn: Connection, head: RequestHead) -> bool:
+        """Routes one request and writes its response; returns whether to keep the connection."""
+        target = head.target
+        if target.startswith(("http://", "https://")):  # absolute-form: keep path and query
+            slash = target.find("/", target.find("//") + 2)
+            target = target[slash:] if slash != -1 else "/"
+        path, _, query = target.partition("?")
+        if path == "/invoke" or path.startswith("/invoke/"):
+            outcome = await self._invoke(conn, head, path[7:] or "/", query)
+        elif path == "/healthz":
+            outcome = self._only(head, "GET", "HEAD") or _json(200, {"status": "ok"})
+        elif path == "/readyz":
+            outcome = self._only(head, "GET", "HEAD") or self._readiness()
+        elif path == "/specialize":
+            outcome = self._only(head, "POST") or await self._specialize(conn, head)
+        else:
+            outcome = _error(404, "NOT_FOUND", f"no route {path}; invocations go to /invoke")
+        return self._write(conn, outcome.status, outcome.headers, outcome.body, head)
+
+    def _write(
+        self, conn: Connection, status: int, headers: list[tuple[str, str]], body: bytes, head: RequestHead | None
+    ) -> bool:
+        keep_alive = head is not None and head.keep_alive and not self.draining
+        if head is not None and head.has_body and not head.body_read:
+            keep_alive = False  # an unread body would be taken for the next request
+        if self.draining:
+            headers = [*headers, DRAINING_HEADER]
+        conn.writer.write(
+            serialize(
+                status,
+                headers,
+                body,
+                keep_alive=keep_alive,
+                version=head.version if head is not None else 1,
+                head_request=head is not None and head.method == "HEAD",
+            )
+        )
+        return keep_alive
+
+    async def _read_body(self, conn: Connection, head: RequestHead) -> bytes:
+        conn.deadline = asyncio.get_running_loop().time() + self.config.keepalive_seconds
+        body = await read_body(head, conn.reader, conn.writer, self.config.max_body_bytes)
+        head.body_read = True
+        conn.deadline = None
+        return body
+
+    # ---- endpoints --------------------------------------------------------
+
+    @staticmethod
+    def _only(head: RequestHead, *methods: str) -> Outcome | None:
+        if head.method in methods:
+            return None
+        return _error(405, "METHOD_NOT_ALLOWED", f"{head.method} not allowed here; use {' or '.join(methods)}")
+
+    def _readiness(self) -> Outcome:
+        if self.draining:
+            return _json(503, {"status": "draining"})
+        if self.function is None:
+            return _json(503, {"status": "generic"})
+        return _json(200, {"status": "ready", "function": self.function.spec.name})
+
+    async def _specialize(self, conn: Connection, head: RequestHead) -> Outcome:
+        if self.draining:
+            return _error(503, "RUNNER_DRAINING", "runner is draining")
+        body = await self._read_body(conn, head)
+        try:
+            spec = parse_load_spec(json.loads(body))
+        except ValueError as err:
+            return _error(400, "INVALID_SPEC", f"load spec is not valid JSON: {err}")
+        except SpecError as err:
+            return _error(400, "INVALID_SPEC", str(err))
+        if spec.code is None:
+            return _error(400, "INVALID_SPEC", "code: required")
+        if self.function is not None:
+            current = self.function
+            if fingerprint_of(spec, None) == current.fingerprint:
+                return _json(200, {"function": current.spec.name, "loadMs": current.load_ms})
+            return _error(
+                409, "CONFLICT", f"runner is already specialized as {current.spec.name!r} with different code"
+            )
+        try:
+            fn = load_function(spec, scratch_dir=self._scratch_dir)
+        except LoadError as err:
+            log.warn("specialize_failed", function=spec.name, error=str(err))
+            return _error(400, "FUNCTION_LOAD_FAILED", str(err), function=spec.name)
+        self._become(fn)
+        return _json(200, {"function": fn.spec.name, "loadMs": fn.load_ms})
+
+    def _become(self, fn: LoadedFunction) -> None:
+        self.function = fn
+        log.info("specialized", function=fn.spec.name, handler=fn.spec.handler, loadMs=fn.load_ms)
+
+    async def _invoke(self, conn: Connection, head: RequestHead, raw_path: str, query: str) -> Outcome:
+        fn = self.function
+        if self.draining:
+            return _error(503, "RUNNER_DRAINING", "runner is draining; retry on another replica")
+        if fn is None:
+            return _error(503, "RUNNER_NOT_SPECIALIZED", "runner has no function yet")
+        body = await self._read_body(conn, head) if head.has_body else b""
+        req = Request(head.method, raw_path, query, Headers(head.headers), body, fn.spec.name)
+        outcome = await self._invoker.invoke(fn, req)
+        if outcome.stuck:
+            log.error("runner_stuck", function=fn.spec.name, action="draining, then exit 3")
+            self.exit_code = EXIT_STUCK
+            self._begin_drain()
+        return outcome
+
+
+def _json(status: int, value: Any) -> Outcome:
+    return Outcome(status, JSON_HEADERS, json.dumps(value, separators=(",", ":")).encode())
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> Outcome:
+    return Outcome(status, JSON_HEADERS, error_body(code, message, **extra))
