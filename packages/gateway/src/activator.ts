@@ -95,6 +95,8 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     });
     this.#parkedTotal++;
     state.enqueue(waiter);
+    // A backend may have announced a replica while this request was being parked.
+    if (state.slots.length > 0) state.dispatch();
     return { promise, waiter };
   }
 
@@ -113,7 +115,10 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     this.metrics.coldStarts.inc({ function: fn });
     this.metrics.scaleUps.inc({ function: fn, reason: "cold" });
     this.log.debug({ fn }, "cold episode");
-    this.backend.scaleUp(fn, 1).then(
+    // Deferred so the request that opened the episode is parked before a fast backend answers.
+    Promise.resolve()
+      .then(() => this.backend.scaleUp(fn, 1))
+      .then(
       (r) => {
         episode.scaleUpMs = r.scaleUpMs;
         episode.specializeMs = r.specializeMs;

@@ -1,0 +1,321 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { FaasError, type FunctionResource, type FunctionSpecInput, makeFunction } from "@faas/api";
+import { pino } from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { call, metricValue, rawRequest } from "../../../test/support/http.js";
+import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, ScaleUpResult } from "./backend.js";
+import { DEFAULT_GATEWAY_CONFIG, type GatewayConfig } from "./config.js";
+import { Gateway } from "./gateway.js";
+
+/** A backend whose replicas are plain HTTP servers started by the test. */
+class TestBackend implements Backend {
+  readonly kind = "test";
+  listener!: BackendListener;
+  load!: LoadView;
+  readonly fns = new Map<string, FunctionResource>();
+  readonly endpoints = new Map<string, Endpoint[]>();
+  scaleUpCalls: { fn: string; replicas: number }[] = [];
+  failed: { fn: string; id: string; reason: string }[] = [];
+  onScaleUp: (fn: string, replicas: number) => Promise<ScaleUpResult> = () => new Promise(() => {});
+
+  add(name: string, spec: Partial<FunctionSpecInput> = {}): void {
+    this.fns.set(name, makeFunction(name, { runtime: "python", code: "x", ...spec }));
+  }
+  announce(fn: string, eps: Endpoint[]): void {
+    this.endpoints.set(fn, eps);
+    this.listener.endpointsChanged(fn, eps);
+  }
+  async start(listener: BackendListener, load: LoadView): Promise<void> {
+    this.listener = listener;
+    this.load = load;
+  }
+  async stop(): Promise<void> {}
+  getFunction(name: string) {
+    return this.fns.get(name);
+  }
+  listFunctions() {
+    return [...this.fns.values()];
+  }
+  status(name: string): FunctionStatus | undefined {
+    const fn = this.fns.get(name);
+    if (!fn) return undefined;
+    const n = this.endpoints.get(name)?.length ?? 0;
+    return { name, runtime: fn.spec.runtime, readyReplicas: n, desiredReplicas: n, minReplicas: 0, maxReplicas: fn.spec.maxReplicas };
+  }
+  scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+    this.scaleUpCalls.push({ fn, replicas });
+    return this.onScaleUp(fn, replicas);
+  }
+  endpointFailed(fn: string, id: string, reason: string): void {
+    this.failed.push({ fn, id, reason });
+  }
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function replica(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; endpoint: Endpoint; port: number }> {
+  const server = createServer({ keepAliveTimeout: 75_000 }, handler);
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanups.push(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  const port = (server.address() as AddressInfo).port;
+  return { server, port, endpoint: { id: `r-${port}`, host: "127.0.0.1", port } };
+}
+
+const hello = (req: IncomingMessage, res: ServerResponse): void => {
+  const chunks: Buffer[] = [];
+  req.on("data", (c: Buffer) => chunks.push(c));
+  req.on("end", () => {
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify({ method: req.method, url: req.url, body: Buffer.concat(chunks).toString(), h: req.headers["x-test"] }));
+  });
+};
+
+async function startGateway(backend: TestBackend, cfg: Partial<GatewayConfig> = {}): Promise<Gateway> {
+  const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, ...cfg }, backend, pino({ level: "silent" }), { defaultMetrics: false });
+  await gw.start();
+  cleanups.push(() => gw.stop());
+  return gw;
+}
+
+describe("gateway", () => {
+  it("answers 404 JSON for an unknown function", async () => {
+    const gw = await startGateway(new TestBackend());
+    const r = await call(`${gw.url}/invoke/nope`);
+    expect(r.status).toBe(404);
+    expect(r.json()).toMatchObject({ error: { code: "FUNCTION_NOT_FOUND" } });
+  });
+
+  it("streams method, path, query, headers and body to a replica", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const rep = await replica(hello);
+    b.announce("f", [rep.endpoint]);
+    const r = await call(`${gw.url}/invoke/f/a/b?x=1`, { method: "PUT", body: "payload", headers: { "x-test": "yes" } });
+    expect(r.status).toBe(200);
+    expect(r.json()).toEqual({ method: "PUT", url: "/invoke/a/b?x=1", body: "payload", h: "yes" });
+    expect(r.headers["x-faas-cold-start"]).toBeUndefined();
+  });
+
+  it("parks a burst at zero replicas and triggers exactly one scale-up", async () => {
+    const b = new TestBackend();
+    b.add("f", { concurrency: 1000 });
+    const gw = await startGateway(b);
+    const rep = await replica(hello);
+    b.onScaleUp = async () => {
+      await new Promise((r) => setTimeout(r, 100));
+      b.announce("f", [rep.endpoint]);
+      return { scaleUpMs: 60, specializeMs: 40 };
+    };
+    const replies = await Promise.all(Array.from({ length: 1000 }, () => call(`${gw.url}/invoke/f`)));
+    expect(replies.filter((r) => r.status === 200)).toHaveLength(1000);
+    expect(b.scaleUpCalls).toEqual([{ fn: "f", replicas: 1 }]);
+    const cold = replies[0];
+    expect(cold?.headers["x-faas-cold-start"]).toBe("true");
+    expect(cold?.headers["server-timing"]).toMatch(/parked;dur=\d+\.\d+, scaleup;dur=60\.00, specialize;dur=40\.00/);
+    const metrics = (await call(`${gw.url}/metrics`)).body;
+    expect(metricValue(metrics, "faas_cold_starts_total", { function: "f" })).toBe(1);
+    expect(metricValue(metrics, "faas_requests_total", { function: "f", code: "200" })).toBe(1000);
+  });
+
+  it("refuses parking past the per-function bound with 503 and Retry-After", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b, { maxParkedPerFunction: 3, parkTimeoutMs: 500 });
+    const parked = Array.from({ length: 3 }, () => call(`${gw.url}/invoke/f`));
+    await new Promise((r) => setTimeout(r, 50));
+    const over = await call(`${gw.url}/invoke/f`);
+    expect(over.status).toBe(503);
+    expect(over.headers["retry-after"]).toBe("1");
+    expect(over.json()).toMatchObject({ error: { code: "FUNCTION_BUSY" } });
+    const timedOut = await Promise.all(parked);
+    expect(timedOut.map((r) => r.status)).toEqual([504, 504, 504]);
+  });
+
+  it("refuses parking past the global bound", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    b.add("g");
+    const gw = await startGateway(b, { maxParkedTotal: 2, parkTimeoutMs: 300 });
+    const parked = [call(`${gw.url}/invoke/f`), call(`${gw.url}/invoke/g`)];
+    await new Promise((r) => setTimeout(r, 50));
+    const over = await call(`${gw.url}/invoke/g`);
+    expect(over.status).toBe(503);
+    expect(over.json()).toMatchObject({ error: { code: "GATEWAY_OVERLOADED" } });
+    await Promise.all(parked);
+  });
+
+  it("honours a client's shorter deadline with 504", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const t0 = performance.now();
+    const r = await call(`${gw.url}/invoke/f`, { headers: { "x-faas-deadline-ms": "150" } });
+    expect(r.status).toBe(504);
+    expect(r.json()).toMatchObject({ error: { code: "DEADLINE_EXCEEDED" } });
+    expect(performance.now() - t0).toBeLessThan(2000);
+  });
+
+  it("fails parked requests with the backend's error when scale-up fails", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    b.onScaleUp = async () => {
+      throw new FaasError("FUNCTION_LOAD_FAILED", "f: the code failed to load: SyntaxError: invalid syntax (main.py, line 1)");
+    };
+    const replies = await Promise.all([call(`${gw.url}/invoke/f`), call(`${gw.url}/invoke/f`)]);
+    for (const r of replies) {
+      expect(r.status).toBe(500);
+      expect(r.json()).toMatchObject({ error: { code: "FUNCTION_LOAD_FAILED", message: expect.stringContaining("SyntaxError") } });
+    }
+  });
+
+  it("limits bodies: 413 from Content-Length and from a chunked stream", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b, { maxBodyBytes: 1000 });
+    const rep = await replica(hello);
+    b.announce("f", [rep.endpoint]);
+    const declared = await call(`${gw.url}/invoke/f`, { body: "x".repeat(1001) });
+    expect(declared.status).toBe(413);
+    expect(declared.json()).toMatchObject({ error: { code: "BODY_TOO_LARGE" } });
+    const chunked = await call(`${gw.url}/invoke/f`, { body: "y".repeat(300_000), chunked: true, headers: { "transfer-encoding": "chunked" } });
+    expect(chunked.status).toBe(413);
+    const ok = await call(`${gw.url}/invoke/f`, { body: "z".repeat(1000) });
+    expect(ok.status).toBe(200);
+  });
+
+  it("never gives a replica more than `concurrency` requests at once", async () => {
+    const b = new TestBackend();
+    b.add("f", { concurrency: 2 });
+    const gw = await startGateway(b);
+    let now = 0;
+    let peak = 0;
+    const rep = await replica((req, res) => {
+      now++;
+      peak = Math.max(peak, now);
+      setTimeout(() => {
+        now--;
+        res.end("ok");
+      }, 30);
+      req.resume();
+    });
+    b.announce("f", [rep.endpoint]);
+    const replies = await Promise.all(Array.from({ length: 10 }, () => call(`${gw.url}/invoke/f`)));
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    expect(peak).toBe(2);
+    expect(replies.some((r) => String(r.headers["server-timing"]).startsWith("parked;dur="))).toBe(true);
+  });
+
+  it("balances to the least-loaded replica", async () => {
+    const b = new TestBackend();
+    b.add("f", { concurrency: 10 });
+    const gw = await startGateway(b);
+    const seen = new Map<number, number>();
+    const slow = (port: () => number) => (req: IncomingMessage, res: ServerResponse) => {
+      seen.set(port(), (seen.get(port()) ?? 0) + 1);
+      req.resume();
+      setTimeout(() => res.end("ok"), 50);
+    };
+    let p1 = 0;
+    let p2 = 0;
+    const r1 = await replica(slow(() => p1));
+    const r2 = await replica(slow(() => p2));
+    p1 = r1.port;
+    p2 = r2.port;
+    b.announce("f", [r1.endpoint, r2.endpoint]);
+    await Promise.all(Array.from({ length: 10 }, () => call(`${gw.url}/invoke/f`)));
+    expect(seen.get(p1)).toBe(5);
+    expect(seen.get(p2)).toBe(5);
+  });
+
+  it("retries a body-less request on another replica when a connection is refused", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const good = await replica(hello);
+    const dead = await replica(hello);
+    await new Promise<void>((r) => dead.server.close(() => r()));
+    b.announce("f", [dead.endpoint]);
+    b.onScaleUp = async () => {
+      b.announce("f", [good.endpoint]);
+      return { scaleUpMs: 1, specializeMs: 1 };
+    };
+    const r = await call(`${gw.url}/invoke/f`);
+    expect(r.status).toBe(200);
+    expect(b.failed).toEqual([{ fn: "f", id: dead.endpoint.id, reason: "ECONNREFUSED" }]);
+  });
+
+  it("answers 502 RUNNER_CRASHED when a replica dies mid-request with a body", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const rep = await replica((req) => {
+      req.resume();
+      req.on("end", () => req.socket.destroy());
+    });
+    b.announce("f", [rep.endpoint]);
+    const r = await call(`${gw.url}/invoke/f`, { body: "{}" });
+    expect(r.status).toBe(502);
+    expect(r.json()).toMatchObject({ error: { code: "RUNNER_CRASHED" } });
+  });
+
+  it("stops routing to a replica that says it is draining", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const rep = await replica((req, res) => {
+      req.resume();
+      res.writeHead(504, { "x-faas-runner-state": "draining" });
+      res.end("{}");
+    });
+    b.announce("f", [rep.endpoint]);
+    expect((await call(`${gw.url}/invoke/f`)).status).toBe(504);
+    expect(b.failed).toEqual([{ fn: "f", id: rep.endpoint.id, reason: "draining" }]);
+    expect(gw.activator.state("f")?.slots).toHaveLength(0);
+  });
+
+  it("answers malformed HTTP with 400 and oversized headers with 431", async () => {
+    const gw = await startGateway(new TestBackend());
+    expect(await rawRequest(gw.port, "NOT HTTP AT ALL\r\n\r\n")).toMatch(/^HTTP\/1\.1 400/);
+    const big = `GET /invoke/f HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`;
+    expect(await rawRequest(gw.port, big)).toMatch(/^HTTP\/1\.1 431/);
+  });
+
+  it("keeps admin closed: 404 without a token configured, 401 with a wrong one", async () => {
+    const open = await startGateway(new TestBackend());
+    expect((await call(`${open.url}/admin/functions`)).status).toBe(404);
+    const locked = await startGateway(new TestBackend(), { adminToken: "s3cret-token" });
+    expect((await call(`${locked.url}/admin/functions`)).status).toBe(401);
+    expect((await call(`${locked.url}/admin/functions`, { headers: { authorization: "Bearer wrong-token!" } })).status).toBe(401);
+    const ok = await call(`${locked.url}/admin/functions`, { headers: { authorization: "Bearer s3cret-token" } });
+    expect(ok.status).toBe(200);
+    expect(ok.json()).toEqual({ items: [] });
+  });
+
+  it("finishes an in-flight request when stopped", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0 }, b, pino({ level: "silent" }), { defaultMetrics: false });
+    await gw.start();
+    const rep = await replica((req, res) => {
+      req.resume();
+      setTimeout(() => res.end("late but fine"), 300);
+    });
+    b.announce("f", [rep.endpoint]);
+    const pending = call(`${gw.url}/invoke/f`);
+    await new Promise((r) => setTimeout(r, 50));
+    const stopped = gw.stop();
+    const r = await pending;
+    await stopped;
+    expect(r.status).toBe(200);
+    expect(r.body).toBe("late but fine");
+  });
+});
