@@ -135,8 +135,10 @@ describe("runner-node: lifecycle", () => {
 
   it("re-specializing: same function is idempotent (200), another function is 409", async () => {
     const code = 'export const handle = () => "one";';
-    const r = await readyRunner({ name: "one", code });
-    expect((await specialize(r, { name: "one", code })).status).toBe(200);
+    const r = await startRunner();
+    const first = (await (await specialize(r, { name: "one", code })).json()) as { loadMs: number };
+    const again = await specialize(r, { name: "one", code });
+    expect([again.status, await again.json()]).toEqual([200, { function: "one", loadMs: first.loadMs }]);
     const other = await specialize(r, { name: "two", code: 'export const handle = () => "two";' });
     expect([other.status, (await errorOf(other)).code]).toEqual([409, "CONFLICT"]);
     const changed = await specialize(r, { name: "one", code: 'export const handle = () => "changed";' });
@@ -148,7 +150,7 @@ describe("runner-node: lifecycle", () => {
     const r = await startRunner();
     const syntax = await specialize(r, { code: "export function handle( {" });
     const err = await errorOf(syntax);
-    expect([syntax.status, err.code]).toEqual([400, "INVALID_SPEC"]);
+    expect([syntax.status, err.code]).toEqual([400, "FUNCTION_LOAD_FAILED"]);
     expect(err.message).toMatch(/SyntaxError/);
 
     const noExport = await specialize(r, { code: "export const other = 1;", handler: "main.handle" });
@@ -195,6 +197,7 @@ describe("runner-node: lifecycle", () => {
     const { RUNNER_ERROR_STATUS } = (await import(join(ROOT, "packages/runner-node/dist/errors.js"))) as {
       RUNNER_ERROR_STATUS: Record<string, number>;
     };
+    expect(Object.keys(RUNNER_ERROR_STATUS).length).toBeGreaterThan(10);
     for (const [code, status] of Object.entries(RUNNER_ERROR_STATUS)) {
       expect([code, ERROR_STATUS[code as keyof typeof ERROR_STATUS]]).toEqual([code, status]);
     }

@@ -11,6 +11,7 @@ export const RUNNER_ERROR_STATUS = {
   CONFLICT: 409,
   BODY_TOO_LARGE: 413,
   HANDLER_ERROR: 500,
+  FUNCTION_LOAD_FAILED: 500,
   INTERNAL: 500,
   RUNNER_UNAVAILABLE: 502,
   RUNNER_CRASHED: 502,
@@ -27,11 +28,11 @@ export class RunnerError extends Error {
     readonly code: RunnerErrorCode,
     message: string,
     readonly details: Record<string, unknown> = {},
-    options?: ErrorOptions,
+    options?: ErrorOptions & { status?: number },
   ) {
     super(message, options);
     this.name = "RunnerError";
-    this.status = RUNNER_ERROR_STATUS[code];
+    this.status = options?.status ?? RUNNER_ERROR_STATUS[code];
   }
 
   toBody(): string {

@@ -22,6 +22,7 @@ interface Loaded {
   exportName: string;
   timeoutMs: number;
   file: string;
+  loadMs: number;
 }
 
 export type HostState = "generic" | "loading" | "ready";
@@ -53,7 +54,7 @@ export class FunctionHost implements WorkerEvents {
   specialize(spec: LoadSpec): Promise<number> {
     const current = this.#loaded?.spec ?? this.#loading?.spec;
     if (current) {
-      if (sameFunction(current, spec)) return this.#loading?.done ?? Promise.resolve(0);
+      if (sameFunction(current, spec)) return this.#loading?.done ?? Promise.resolve(this.#loaded?.loadMs ?? 0);
       return Promise.reject(
         new RunnerError("CONFLICT", `runner is already specialized as "${current.name}" with different code or config`, {
           function: current.name,
@@ -105,7 +106,7 @@ export class FunctionHost implements WorkerEvents {
     writeFileSync(file, spec.code);
     // Applied before the import, as the protocol says; workers share this env (SHARE_ENV).
     Object.assign(process.env, spec.env);
-    const loaded: Loaded = { spec, url: pathToFileURL(file).href, exportName, timeoutMs: spec.timeoutSeconds * 1000, file };
+    const loaded: Loaded = { spec, url: pathToFileURL(file).href, exportName, timeoutMs: spec.timeoutSeconds * 1000, file, loadMs: 0 };
     const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
     this.#current = worker;
     try {
@@ -118,13 +119,17 @@ export class FunctionHost implements WorkerEvents {
       for (const key of Object.keys(spec.env)) delete process.env[key];
       rmSync(file, { force: true });
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
-      throw new RunnerError("INVALID_SPEC", `code failed to load: ${(err as Error).message}`, {
-        field: "code",
-        function: spec.name,
-      });
+      // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
+      throw new RunnerError(
+        "FUNCTION_LOAD_FAILED",
+        `code failed to load: ${(err as Error).message}`,
+        { function: spec.name },
+        { status: 400 },
+      );
     }
+    loaded.loadMs = performance.now() - started;
     this.#loaded = loaded;
-    return performance.now() - started;
+    return loaded.loadMs;
   }
 
   #startWorker(): FunctionWorker {
