@@ -15,6 +15,8 @@ import type { Logger } from "./log.js";
 
 /** How long a worker whose call timed out has to show its event loop is alive. */
 const LIVENESS_PROBE_MS = 200;
+/** A worker that crashes sooner than this after starting is replaced lazily, by the next call. */
+const CRASH_LOOP_WINDOW_MS = 1000;
 
 interface Loaded {
   spec: LoadSpec;
@@ -139,7 +141,7 @@ export class FunctionHost implements WorkerEvents {
   /** Loads into a replacement worker; calls sent meanwhile wait inside the worker. */
   #loadInto(worker: FunctionWorker, loaded: Loaded): void {
     this.#current = worker;
-    worker.load(loaded.url, loaded.exportName, loaded.timeoutMs).catch((err: unknown) => {
+    void worker.load(loaded.url, loaded.exportName, loaded.timeoutMs).catch((err: unknown) => {
       this.log.error("reload-failed", { fn: loaded.spec.name, message: describeThrown(err) });
     });
   }
@@ -173,10 +175,15 @@ export class FunctionHost implements WorkerEvents {
     this.#retired.delete(worker);
     if (worker !== this.#current) return;
     this.log.error("worker-crashed", { fn: this.functionName, reason });
-    // A worker that dies while importing would die again: restart it on the next call instead.
-    if (worker.loaded) this.#replaceCurrent();
-    else if (this.#loaded) this.#current = undefined;
-    else if (!this.#closed) this.#current = this.#startWorker();
+    // A worker that died importing, or soon after, would likely die again: rather than
+    // restart in a loop, start the next one when a call needs it.
+    const shortLived = performance.now() - worker.startedAt < CRASH_LOOP_WINDOW_MS;
+    if (this.#loaded) {
+      if (worker.loaded && !shortLived) this.#replaceCurrent();
+      else this.#current = undefined;
+    } else if (!this.#closed) {
+      this.#current = this.#startWorker();
+    }
   }
 
   handlerThrew(message: string, stack: string | undefined): void {

@@ -38,6 +38,7 @@ export class FunctionWorker {
   #loaded: { resolve(): void; reject(err: Error): void } | undefined;
   /** Set once the module loaded; a crash before that is a load failure, not a restartable crash. */
   loaded = false;
+  readonly startedAt = performance.now();
 
   constructor(
     private readonly events: WorkerEvents,

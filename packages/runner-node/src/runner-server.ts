@@ -132,7 +132,7 @@ export class RunnerServer {
       }
     };
     if (!hasBody) return start(null);
-    readBody(req, Number.POSITIVE_INFINITY).then(
+    void readBody(req, Number.POSITIVE_INFINITY).then(
       (body) => start(body.byteLength ? body : null),
       (err: unknown) => done(asRunnerError(err)),
     );
@@ -205,6 +205,9 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<ArrayBuffer> 
       else chunks.push(chunk);
     });
     req.on("error", reject);
+    req.on("close", () => {
+      if (!req.complete) reject(new RunnerError("BAD_REQUEST", "client closed the connection before sending the whole body"));
+    });
     req.on("end", () => {
       // Not Buffer.concat: small Buffers share a pool that must never be transferred.
       const out = new Uint8Array(size);
