@@ -132,6 +132,10 @@ def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str 
 
     saved_env = {k: os.environ.get(k) for k in spec.env}
     os.environ.update(spec.env)
+    # Sibling helper modules in a code dir are importable; appended, so they shadow nothing.
+    added_path = spec.code is None and code_dir is not None and code_dir not in sys.path
+    if added_path:
+        sys.path.append(code_dir)
     try:
         module = _import_file(_free_module_name(spec.module_name), path)
         call = getattr(module, spec.function_name, None)
@@ -139,10 +143,10 @@ def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str 
             raise LoadError(f"module {spec.module_name!r} has no attribute {spec.function_name!r}")
         if not callable(call):
             raise LoadError(f"{spec.handler} is a {type(call).__name__}, not a function")
-        if code_dir is not None and spec.code is None and code_dir not in sys.path:
-            sys.path.append(code_dir)  # sibling helper modules, without shadowing anything
     except BaseException:
         _restore_env(saved_env)
+        if added_path:
+            sys.path.remove(code_dir)
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
         raise
