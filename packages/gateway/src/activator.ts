@@ -169,7 +169,10 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     const state = this.state(fn);
     if (state === undefined) return;
     state.setEndpoints(endpoints);
-    if (state.slots.length === 0 && state.queued > 0 && state.coldEpisode === undefined) this.#startColdEpisode(state);
+    if (state.queued === 0) return;
+    // Requests still waiting: more replicas (load), or a new cold episode if all went away.
+    if (state.slots.length > 0) this.#maybeScaleOut(state, 0);
+    else if (state.coldEpisode === undefined) this.#startColdEpisode(state);
   }
 
   functionChanged(fn: string, resource: FunctionResource | undefined): void {
