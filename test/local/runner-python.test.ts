@@ -3,7 +3,7 @@
  * process on port 0, real sockets, real temp directories.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -51,6 +51,7 @@ interface Reply {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests index into parsed bodies freely
   json(): any;
 }
 
@@ -111,13 +112,21 @@ describe("life cycle", () => {
     const early = await call(r.port, "/invoke");
     expect([early.status, early.json().error.code]).toEqual([503, "RUNNER_NOT_SPECIALIZED"]);
 
-    const res = await specialize(r.port, { name: "hello", handler: "main.handle", code: py("def handle(req):", "    return 'hello from runner'") });
+    const res = await specialize(r.port, {
+      name: "hello",
+      handler: "main.handle",
+      code: py("def handle(req):", "    return 'hello from runner'"),
+    });
     expect(res.status).toBe(200);
     expect(res.json()).toMatchObject({ function: "hello", loadMs: expect.any(Number) });
     const ready = await call(r.port, "/readyz");
     expect([ready.status, ready.json()]).toEqual([200, { status: "ready", function: "hello" }]);
     const hello = await call(r.port, "/invoke");
-    expect([hello.status, hello.body, hello.headers["content-type"]]).toEqual([200, "hello from runner", "text/plain; charset=utf-8"]);
+    expect([hello.status, hello.body, hello.headers["content-type"]]).toEqual([
+      200,
+      "hello from runner",
+      "text/plain; charset=utf-8",
+    ]);
   });
 
   test("re-specializing with the same code is idempotent; another function gets 409", async () => {
@@ -134,12 +143,20 @@ describe("life cycle", () => {
 
   test("code with a syntax error → 400, runner stays generic and can then be specialized", async () => {
     const r = await startRunner();
-    const bad = await specialize(r.port, { name: "broken", handler: "main.handle", code: py("def handle(req)", "    return 1") });
+    const bad = await specialize(r.port, {
+      name: "broken",
+      handler: "main.handle",
+      code: py("def handle(req)", "    return 1"),
+    });
     expect(bad.status).toBe(400);
     expect(bad.json().error).toMatchObject({ code: "FUNCTION_LOAD_FAILED", function: "broken" });
     expect(bad.json().error.message).toMatch(/SyntaxError.*line 1/);
     expect((await call(r.port, "/readyz")).json()).toEqual({ status: "generic" });
-    const good = await specialize(r.port, { name: "fixed", handler: "main.handle", code: py("def handle(req):", "    return 'ok'") });
+    const good = await specialize(r.port, {
+      name: "fixed",
+      handler: "main.handle",
+      code: py("def handle(req):", "    return 'ok'"),
+    });
     expect(good.status).toBe(200);
     expect((await call(r.port, "/invoke")).body).toBe("ok");
   });
@@ -174,9 +191,18 @@ describe("life cycle", () => {
     onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     // A ConfigMap volume: real files in a timestamped dir, reached through ..data symlinks.
     mkdirSync(join(dir, "..2024_01_01"));
-    const spec = { name: "from-dir", runtime: "python", handler: "app.handle", timeoutSeconds: 5, env: { GREETING: "hi" } };
+    const spec = {
+      name: "from-dir",
+      runtime: "python",
+      handler: "app.handle",
+      timeoutSeconds: 5,
+      env: { GREETING: "hi" },
+    };
     writeFileSync(join(dir, "..2024_01_01", "function.json"), JSON.stringify(spec));
-    writeFileSync(join(dir, "..2024_01_01", "app.py"), py("import os, helper", "def handle(req):", "    return helper.greet(os.environ['GREETING'])"));
+    writeFileSync(
+      join(dir, "..2024_01_01", "app.py"),
+      py("import os, helper", "def handle(req):", "    return helper.greet(os.environ['GREETING'])"),
+    );
     writeFileSync(join(dir, "..2024_01_01", "helper.py"), py("def greet(g):", "    return g + ' from dir'"));
     symlinkSync("..2024_01_01", join(dir, "..data"));
     for (const f of ["function.json", "app.py", "helper.py"]) symlinkSync(join("..data", f), join(dir, f));
@@ -235,7 +261,13 @@ describe("invocation", () => {
       len: 6,
       fn: "fn",
     });
-    expect((await call(r.port, "/invoke?q=1")).json()).toMatchObject({ method: "GET", path: "/", query: { q: "1" }, body: "", has: false });
+    expect((await call(r.port, "/invoke?q=1")).json()).toMatchObject({
+      method: "GET",
+      path: "/",
+      query: { q: "1" },
+      body: "",
+      has: false,
+    });
   });
 
   test("maps every return type to a response", async () => {
@@ -284,16 +316,28 @@ describe("invocation", () => {
   });
 
   test("async handlers and handlers without a request argument", async () => {
-    const r = await specialized(py("import asyncio", "async def handle(req):", "    await asyncio.sleep(0.01)", "    return {'async': req.method}"));
+    const r = await specialized(
+      py(
+        "import asyncio",
+        "async def handle(req):",
+        "    await asyncio.sleep(0.01)",
+        "    return {'async': req.method}",
+      ),
+    );
     expect((await call(r.port, "/invoke", { method: "DELETE" })).json()).toEqual({ async: "DELETE" });
     const r2 = await specialized(py("def handle():", "    return 'no args'"));
     expect((await call(r2.port, "/invoke")).body).toBe("no args");
   });
 
   test("echoes a JSON body; a body that is not JSON → 400 BAD_REQUEST", async () => {
-    const r = await specialized(py("def handle(req):", "    data = req.json()", "    return {'echo': data, 'n': len(data['items'])}"));
+    const r = await specialized(
+      py("def handle(req):", "    data = req.json()", "    return {'echo': data, 'n': len(data['items'])}"),
+    );
     const payload = { items: [1, 2, 3], nested: { ü: "ß" } };
-    const res = await call(r.port, "/invoke", { body: JSON.stringify(payload), headers: { "content-type": "application/json" } });
+    const res = await call(r.port, "/invoke", {
+      body: JSON.stringify(payload),
+      headers: { "content-type": "application/json" },
+    });
     expect([res.status, res.json()]).toEqual([200, { echo: payload, n: 3 }]);
     const bad = await call(r.port, "/invoke", { body: "{not json" });
     expect([bad.status, bad.json().error.code]).toEqual([400, "BAD_REQUEST"]);
@@ -302,11 +346,18 @@ describe("invocation", () => {
 
   test("a handler that raises → 500 naming the exception, traceback logged, next call fine", async () => {
     const r = await specialized(
-      py("def handle(req):", "    if req.query.get('fail'):", "        raise ValueError('bad input ' + req.query['fail'])", "    return 'fine'"),
+      py(
+        "def handle(req):",
+        "    if req.query.get('fail'):",
+        "        raise ValueError('bad input ' + req.query['fail'])",
+        "    return 'fine'",
+      ),
     );
     const res = await call(r.port, "/invoke?fail=7");
     expect(res.status).toBe(500);
-    expect(res.json()).toEqual({ error: { code: "HANDLER_ERROR", message: "ValueError: bad input 7", function: "fn" } });
+    expect(res.json()).toEqual({
+      error: { code: "HANDLER_ERROR", message: "ValueError: bad input 7", function: "fn" },
+    });
     expect((await call(r.port, "/invoke")).body).toBe("fine");
     const logged = r
       .stderr()
@@ -372,7 +423,13 @@ describe("timeouts", () => {
 
   test("a hung async handler is cancelled: 504 and the runner keeps serving", async () => {
     const r = await specialized(
-      py("import asyncio", "async def handle(req):", "    if req.path == '/hang':", "        await asyncio.sleep(3600)", "    return 'alive'"),
+      py(
+        "import asyncio",
+        "async def handle(req):",
+        "    if req.path == '/hang':",
+        "        await asyncio.sleep(3600)",
+        "    return 'alive'",
+      ),
       { timeoutSeconds: 1 },
     );
     const res = await call(r.port, "/invoke/hang");
@@ -384,7 +441,9 @@ describe("timeouts", () => {
   });
 
   test("a handler raising its own TimeoutError is a handler error, not a timeout", async () => {
-    const r = await specialized(py("def handle(req):", "    raise TimeoutError('upstream slow')"), { timeoutSeconds: 5 });
+    const r = await specialized(py("def handle(req):", "    raise TimeoutError('upstream slow')"), {
+      timeoutSeconds: 5,
+    });
     const res = await call(r.port, "/invoke");
     expect([res.status, res.json().error.message]).toEqual([500, "TimeoutError: upstream slow"]);
     expect((await call(r.port, "/readyz")).status).toBe(200);
@@ -447,18 +506,23 @@ describe("HTTP/1.1", () => {
         if (got === "HTTP/1.1 100 Continue\r\n\r\n") socket.write("abc");
       });
       socket.on("close", () => done(got));
-      socket.write("POST /invoke HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\nConnection: close\r\n\r\n");
+      socket.write(
+        "POST /invoke HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+      );
     });
-    expect(reply).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n[^]*\r\n\r\ncba$/);
+    expect(reply).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\ncba$/);
   });
 
   test("HTTP/1.0 closes by default and keeps alive on request; idle keep-alive connections time out", async () => {
     const r = await specialized(py("def handle(req):", "    return 'x'"), {}, { FAAS_KEEPALIVE_SECONDS: "1" });
     const once = await raw(r.port, "GET /invoke HTTP/1.0\r\n\r\n");
-    expect(once).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*connection: close\r\n\r\nx$/);
+    expect(once).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*connection: close\r\n\r\nx$/);
     const started = Date.now();
     // Kept alive (HTTP/1.0 keep-alive, then HTTP/1.1), then closed by the server after ~1 s idle.
-    const kept = await raw(r.port, "GET /invoke HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /invoke HTTP/1.1\r\nHost: x\r\n\r\n");
+    const kept = await raw(
+      r.port,
+      "GET /invoke HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /invoke HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     expect(kept.split("HTTP/1.1 200 OK")).toHaveLength(3);
     expect(kept).toContain("connection: keep-alive");
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
@@ -471,14 +535,21 @@ describe("HTTP/1.1", () => {
     expect([missing.status, missing.json().error.code]).toEqual([404, "NOT_FOUND"]);
     const wrong = await call(r.port, "/specialize");
     expect([wrong.status, wrong.json().error.code]).toEqual([405, "METHOD_NOT_ALLOWED"]);
-    const big = await raw(r.port, `POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n${"a".repeat(2000)}`);
+    const big = await raw(
+      r.port,
+      `POST /invoke HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n${"a".repeat(2000)}`,
+    );
     expect(big).toMatch(/^HTTP\/1\.1 413 /);
     expect(big).toContain('"code":"BODY_TOO_LARGE"');
   });
 
   test("a function module named like a stdlib module does not shadow it", async () => {
     const r = await startRunner();
-    const res = await specialize(r.port, { name: "shadow", handler: "json.handle", code: py("def handle(req):", "    return {'mine': True}") });
+    const res = await specialize(r.port, {
+      name: "shadow",
+      handler: "json.handle",
+      code: py("def handle(req):", "    return {'mine': True}"),
+    });
     expect(res.status).toBe(200);
     expect((await call(r.port, "/invoke")).json()).toEqual({ mine: true });
     expect((await call(r.port, "/readyz")).json()).toEqual({ status: "ready", function: "shadow" });
