@@ -1,0 +1,140 @@
+/**
+ * `faas deploy`: Function YAML (-f) or flags in, validated here first so a bad
+ * spec never reaches the gateway, then `PUT /admin/functions/<name>` each.
+ */
+import { readFile } from "node:fs/promises";
+import {
+  FaasError,
+  FUNCTION_API_VERSION,
+  FUNCTION_KIND,
+  type FunctionResource,
+  loadManifests,
+  parseFunction,
+} from "@faas/api";
+import { type CommandContext, gatewayClient } from "../context.js";
+import { CliError, EXIT } from "../exit-codes.js";
+
+export interface DeployOptions {
+  file: string[];
+  name?: string;
+  runtime?: string;
+  code?: string;
+  handler?: string;
+  min?: number;
+  max?: number;
+  concurrency?: number;
+  timeout?: number;
+  idle?: number;
+  env: string[];
+  json?: boolean;
+}
+
+interface DeployResult {
+  name: string;
+  created: boolean;
+  url: string;
+}
+
+export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promise<number> {
+  const { ui } = ctx;
+  const functions = opts.file.length > 0 ? await fromFiles(opts) : [await fromFlags(opts)];
+  if (functions.length === 0) throw new CliError(EXIT.USAGE, `no Function found in ${opts.file.join(", ")}`);
+  const client = await gatewayClient(ctx.cfg);
+  const results: DeployResult[] = [];
+  for (const fn of functions) {
+    const name = fn.metadata.name;
+    const spinner = ui.spinner(`deploying ${name} (loading its code in a runner)…`, { quiet: opts.json });
+    try {
+      const res = (await client.admin("PUT", `/functions/${encodeURIComponent(name)}`, fn)) as {
+        created: boolean;
+        function: { url: string };
+      };
+      results.push({ name, created: res.created, url: res.function.url });
+      spinner.stop();
+    } catch (err) {
+      spinner.stop();
+      if (err instanceof CliError) throw new CliError(err.exitCode, `deploy ${name}: ${err.message}`, err.hint, { cause: err });
+      throw err;
+    }
+    const last = results.at(-1);
+    if (!opts.json && last !== undefined) {
+      ui.out(`${ui.c.green(last.created ? "created" : "updated")} ${ui.c.bold(name)}  ${last.url}`);
+    }
+  }
+  if (opts.json) ui.out(JSON.stringify(results, null, 2));
+  return EXIT.OK;
+}
+
+async function fromFiles(opts: DeployOptions): Promise<FunctionResource[]> {
+  if (opts.name !== undefined || opts.code !== undefined || opts.runtime !== undefined) {
+    throw new CliError(EXIT.USAGE, "give either -f FILE or --name/--runtime/--code, not both");
+  }
+  const all: FunctionResource[] = [];
+  for (const path of opts.file) all.push(...(await loadManifests(path)));
+  return all;
+}
+
+async function fromFlags(opts: DeployOptions): Promise<FunctionResource> {
+  const missing = (["name", "runtime", "code"] as const).filter((k) => opts[k] === undefined);
+  if (missing.length > 0) {
+    throw new CliError(
+      EXIT.USAGE,
+      `missing ${missing.map((k) => `--${k}`).join(", ")}`,
+      "deploy a YAML file with -f FILE, or give --name N --runtime python|nodejs --code FILE",
+    );
+  }
+  let code: string;
+  try {
+    code = await readFile(opts.code as string, "utf8");
+  } catch (cause) {
+    throw new CliError(EXIT.USAGE, `--code ${opts.code}: cannot read the file`, undefined, { cause });
+  }
+  const spec: Record<string, unknown> = { runtime: opts.runtime, code, env: parseEnv(opts.env) };
+  const optional = {
+    handler: opts.handler,
+    minReplicas: opts.min,
+    maxReplicas: opts.max,
+    concurrency: opts.concurrency,
+    timeoutSeconds: opts.timeout,
+    idleSeconds: opts.idle,
+  };
+  for (const [key, value] of Object.entries(optional)) if (value !== undefined) spec[key] = value;
+  const resource = { apiVersion: FUNCTION_API_VERSION, kind: FUNCTION_KIND, metadata: { name: opts.name }, spec };
+  try {
+    return parseFunction(resource, "the command line");
+  } catch (err) {
+    if (err instanceof FaasError) throw new CliError(EXIT.USAGE, flagNames(err.message), undefined, { cause: err });
+    throw err;
+  }
+}
+
+/** `spec.minReplicas: …` reads better as `--min (spec.minReplicas): …` when it came from a flag. */
+const FLAG_FOR_FIELD: Record<string, string> = {
+  "metadata.name": "--name",
+  "spec.runtime": "--runtime",
+  "spec.code": "--code",
+  "spec.handler": "--handler",
+  "spec.minReplicas": "--min",
+  "spec.maxReplicas": "--max",
+  "spec.concurrency": "--concurrency",
+  "spec.timeoutSeconds": "--timeout",
+  "spec.idleSeconds": "--idle",
+  "spec.env": "--env",
+};
+
+function flagNames(message: string): string {
+  return message.replace(/^(\s+)((?:metadata|spec)\.[A-Za-z]+)(\S*):/gm, (all, indent: string, field: string, rest: string) => {
+    const flag = FLAG_FOR_FIELD[field];
+    return flag ? `${indent}${flag} (${field}${rest}):` : all;
+  });
+}
+
+function parseEnv(pairs: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new CliError(EXIT.USAGE, `--env ${pair}: expected KEY=VALUE`);
+    env[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return env;
+}

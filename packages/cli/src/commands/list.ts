@@ -1,0 +1,37 @@
+/** `faas list`: every function with its replicas, cold starts and latency. */
+import type { FunctionSummary } from "@faas/gateway";
+import { type CommandContext, gatewayClient } from "../context.js";
+import { EXIT } from "../exit-codes.js";
+import { type Colors, formatTable } from "../ui.js";
+
+export async function runList(ctx: CommandContext, opts: { json?: boolean }): Promise<number> {
+  const { ui } = ctx;
+  const client = await gatewayClient(ctx.cfg);
+  const { items } = (await client.admin("GET", "/functions")) as { items: FunctionSummary[] };
+  if (opts.json) {
+    ui.out(JSON.stringify(items, null, 2));
+    return EXIT.OK;
+  }
+  if (items.length === 0) {
+    ui.out(ui.c.dim("no functions; deploy one with `faas deploy -f FILE`"));
+    return EXIT.OK;
+  }
+  const { c } = ui;
+  const rows = items.map((f) => [
+    c.bold(f.name),
+    f.runtime,
+    readyCell(f, c),
+    `${f.minReplicas}/${f.maxReplicas}`,
+    String(f.coldStarts),
+    f.p50Ms === null ? c.dim("-") : `${f.p50Ms.toFixed(1)}ms`,
+    f.url,
+  ]);
+  ui.out(formatTable(["NAME", "RUNTIME", "READY", "MIN/MAX", "COLD-STARTS", "P50", "URL"], rows, c));
+  return EXIT.OK;
+}
+
+function readyCell(f: FunctionSummary, c: Colors): string {
+  const text = `${f.readyReplicas}/${f.desiredReplicas}`;
+  if (f.readyReplicas === 0 && f.desiredReplicas === 0) return c.dim(text);
+  return f.readyReplicas < f.desiredReplicas ? c.yellow(text) : c.green(text);
+}

@@ -1,0 +1,52 @@
+/**
+ * CLI configuration, read once from the environment in `main.ts` and passed
+ * down. This is the only place in the CLI that reads `process.env`.
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { type GatewayConfig, loadGatewayConfig } from "@faas/gateway";
+
+export interface CliConfig {
+  /** Where `faas up` keeps functions, logs and `gateway.json` (FAAS_DATA_DIR, default ~/.faas). */
+  dataDir: string;
+  /** Talk to this gateway instead of the one recorded in the data dir (FAAS_GATEWAY). */
+  gatewayUrl: string | undefined;
+  /** Admin token for a gateway not started by this data dir's `faas up` (FAAS_ADMIN_TOKEN). */
+  adminToken: string | undefined;
+  /** NO_COLOR set: never colour. FORCE_COLOR set: colour even without a TTY. */
+  color: "auto" | "never" | "always";
+  /** Interpreter for Python runners (FAAS_PYTHON, default python3). */
+  python: string;
+  /** Interpreter for Node.js runners: the one running the CLI. */
+  node: string;
+  /**
+   * The only variables runners inherit from the CLI's environment: enough to
+   * run, never the caller's tokens or credentials.
+   */
+  runnerBaseEnv: Record<string, string>;
+  /** Gateway settings for `faas up` (FAAS_GATEWAY_PORT, FAAS_LOG_LEVEL, …). */
+  gateway: GatewayConfig;
+}
+
+/** Variables passed through to runner processes, when set. */
+export const RUNNER_ENV_ALLOWLIST = ["PATH", "HOME", "LANG", "TZ"] as const;
+
+export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
+  const home = env.HOME || homedir();
+  const runnerBaseEnv: Record<string, string> = {};
+  for (const key of RUNNER_ENV_ALLOWLIST) {
+    const value = env[key];
+    if (value) runnerBaseEnv[key] = value;
+  }
+  runnerBaseEnv.PATH ??= "/usr/local/bin:/usr/bin:/bin";
+  return {
+    dataDir: env.FAAS_DATA_DIR || join(home, ".faas"),
+    gatewayUrl: env.FAAS_GATEWAY || undefined,
+    adminToken: env.FAAS_ADMIN_TOKEN || undefined,
+    color: env.NO_COLOR ? "never" : env.FORCE_COLOR && env.FORCE_COLOR !== "0" ? "always" : "auto",
+    python: env.FAAS_PYTHON || "python3",
+    node: process.execPath,
+    runnerBaseEnv,
+    gateway: loadGatewayConfig(env),
+  };
+}

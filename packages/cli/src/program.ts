@@ -1,0 +1,192 @@
+/**
+ * The command line: every command, option and help text. Actions call the
+ * `run*` functions in `commands/` and return an exit code.
+ */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { runDelete } from "./commands/delete.js";
+import { runDeploy } from "./commands/deploy.js";
+import { runInvoke } from "./commands/invoke.js";
+import { runList } from "./commands/list.js";
+import { runLogs } from "./commands/logs.js";
+import { runUp } from "./commands/up.js";
+import { type CommandContext, type GlobalOptions, withGlobals } from "./context.js";
+import { EXIT_CODES_HELP } from "./exit-codes.js";
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function integer(min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be an integer >= ${min}`);
+    return n;
+  };
+}
+
+const ENVIRONMENT_HELP = `Environment:
+  FAAS_DATA_DIR     data directory (default ~/.faas): functions, logs, gateway.json
+  FAAS_GATEWAY      gateway URL (default: the one \`faas up\` recorded in the data dir)
+  FAAS_ADMIN_TOKEN  admin token for a gateway started elsewhere
+  NO_COLOR          turn colours off`;
+
+/**
+ * `run` receives each action's exit code. `ctx.cfg` is replaced per command
+ * with the global options applied.
+ */
+export function buildProgram(
+  ctx: CommandContext,
+  version: string,
+  run: (code: Promise<number>) => Promise<void>,
+): Command {
+  const program = new Command("faas")
+    .description("Run functions on your machine with scale-to-zero and millisecond cold starts.")
+    .version(version, "-V, --version")
+    .option("--data-dir <dir>", "data directory of the local platform (default: $FAAS_DATA_DIR or ~/.faas)")
+    .option("--gateway <url>", "gateway to talk to (default: the running `faas up` of the data dir)")
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(ctx.ui.ce.red(text)) })
+    .showHelpAfterError("(run with --help for usage)")
+    .addHelpText(
+      "after",
+      `
+Get started:
+  $ npm start                               # same as: faas up (serves examples/ on :8000)
+  $ curl localhost:8000/invoke/hello        # hello from runner
+  $ faas list                               # replicas, cold starts, p50 latency
+  $ faas deploy --name greet --runtime python --code greet.py
+  $ faas invoke greet -d '{"name":"ada"}'
+  $ faas logs greet -f
+
+${EXIT_CODES_HELP}
+
+${ENVIRONMENT_HELP}`,
+    );
+
+  const configured = (cmd: Command): CommandContext => {
+    ctx.cfg = withGlobals(ctx.cfg, cmd.optsWithGlobals<GlobalOptions>());
+    return ctx;
+  };
+
+  program
+    .command("up")
+    .description("start the gateway and local runners in the foreground (Ctrl-C stops)")
+    .option("-f, --file <path>", "Function YAML file or folder (repeatable; default: the examples)", collect, [])
+    .option("-p, --port <n>", "gateway port (default 8000; 0 picks a free one)", integer(0))
+    .option("--host <addr>", "address to bind (default 127.0.0.1)")
+    .option("--pool-size <n>", "idle warm runners kept per runtime", integer(0), 2)
+    .option("--no-examples", "start without the example functions when no -f is given")
+    .option("--log-level <level>", "print gateway logs to stderr at this level (otherwise they go to <data-dir>/gateway.log)")
+    .option("-v, --verbose", "print debug logs to stderr")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ faas up                                 # the examples, on http://127.0.0.1:8000
+  $ faas up -f ./functions --no-examples    # your own folder of Function YAML
+  $ faas up --port 0 --data-dir /tmp/faas   # a second, isolated platform on a free port
+
+Functions deployed with \`faas deploy\` are kept in the data dir and come back on the next \`faas up\`.`,
+    )
+    .action((opts: Parameters<typeof runUp>[1], cmd: Command) => run(runUp(configured(cmd), opts)));
+
+  program
+    .command("deploy")
+    .description("create or update functions from YAML (-f) or from flags")
+    .option("-f, --file <path>", "Function YAML file or folder (repeatable)", collect, [])
+    .option("--name <name>", "function name (lowercase letters, digits, '-')")
+    .addOption(new Option("--runtime <runtime>", "language runtime").choices(["python", "nodejs"]))
+    .option("--code <file>", "source file of the function")
+    .option("--handler <module.function>", "entry point (default main.handle)")
+    .option("--min <n>", "minimum replicas; 0 scales to zero when idle (default 0)", integer(0))
+    .option("--max <n>", "maximum replicas (default 5)", integer(1))
+    .option("--concurrency <n>", "requests one replica serves at once (default 10)", integer(1))
+    .option("--timeout <seconds>", "longest a call may run (default 30)", integer(1))
+    .option("--idle <seconds>", "idle time before scaling to --min (default 60)", integer(1))
+    .option("-e, --env <KEY=VALUE>", "environment variable for the function (repeatable)", collect, [])
+    .option("--json", "print the result as JSON")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ faas deploy -f examples/function-hello.yaml
+  $ faas deploy -f ./functions              # every *.yaml in the folder
+  $ faas deploy --name greet --runtime python --code greet.py --handler greet.handle
+  $ faas deploy --name api --runtime nodejs --code api.mjs --min 1 --env GREETING=hi
+
+Handlers: Python \`def handle(req)\` returns str, bytes, dict or a response;
+Node.js \`export function handle(req: Request)\` returns a Response, string or object.
+The spec is checked before anything is sent: every wrong field is listed (exit 2).`,
+    )
+    .action((opts: Parameters<typeof runDeploy>[1], cmd: Command) => run(runDeploy(configured(cmd), opts)));
+
+  program
+    .command("invoke")
+    .description("call a function through the gateway and print its response body")
+    .argument("<name>", "function name")
+    .option("-d, --data <data>", "request body: text, @file, or @- for stdin (implies POST)")
+    .option("-H, --header <'Name: value'>", "request header (repeatable)", collect, [])
+    .option("-X, --method <method>", "HTTP method (default GET, or POST with -d)")
+    .option("--path <path>", "sub-path and query after /invoke/<name>, e.g. /users/7?full=1")
+    .option("-i, --include", "print the status line and response headers first")
+    .option("--json", "print {status, headers, body, coldStart} as JSON")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ faas invoke hello
+  $ faas invoke echo -d '{"name":"ada"}' --path '/greet?lang=en'
+  $ faas invoke echo -d @request.json -H 'x-trace: 1' -i
+  $ echo hi | faas invoke echo -d @-
+  $ faas invoke hello --json | jq .coldStart
+
+Exit status 1 when the function answers HTTP >= 400, 4 when it does not exist.
+A cold call prints its breakdown (parked / scale-up / specialize) on stderr.`,
+    )
+    .action((name: string, opts: Parameters<typeof runInvoke>[2], cmd: Command) =>
+      run(runInvoke(configured(cmd), name, opts)),
+    );
+
+  program
+    .command("list")
+    .alias("ls")
+    .description("show functions: replicas ready/desired, cold starts, p50 latency, URL")
+    .option("--json", "print the full summaries as JSON")
+    .addHelpText(
+      "after",
+      `
+Example:
+  $ faas list
+  NAME   RUNTIME  READY  MIN/MAX  COLD-STARTS  P50    URL
+  hello  python   1/1    0/3      1            0.9ms  http://127.0.0.1:8000/invoke/hello
+
+READY is ready/desired replicas; 0/0 means scaled to zero (the next call is a cold start).`,
+    )
+    .action((opts: { json?: boolean }, cmd: Command) => run(runList(configured(cmd), opts)));
+
+  program
+    .command("logs")
+    .description("print what a function's runners wrote to stdout and stderr")
+    .argument("<name>", "function name")
+    .option("-f, --follow", "keep printing new lines until Ctrl-C")
+    .option("--tail <n>", "lines of history to show first", integer(0), 100)
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ faas logs hello
+  $ faas logs hello -f --tail 0             # only new lines`,
+    )
+    .action((name: string, opts: { follow?: boolean; tail: number }, cmd: Command) =>
+      run(runLogs(configured(cmd), name, opts)),
+    );
+
+  program
+    .command("delete")
+    .alias("rm")
+    .description("remove a function (its replicas finish in-flight requests first)")
+    .argument("<name>", "function name")
+    .option("--json", "print the result as JSON")
+    .addHelpText("after", "\nExample:\n  $ faas delete greet")
+    .action((name: string, opts: { json?: boolean }, cmd: Command) => run(runDelete(configured(cmd), name, opts)));
+
+  return program;
+}
