@@ -7,7 +7,5 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Real processes and ports: keep the 2-core machine from thrashing.
     maxWorkers: 2,
-    reporters: ["default", "json"],
-    outputFile: { json: ".faas/test-results.json" },
   },
 });
