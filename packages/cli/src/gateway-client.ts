@@ -128,13 +128,22 @@ export class GatewayClient {
 
   #send(path: string, opts: CallOptions): Promise<IncomingMessage> {
     return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(`${this.url}${path}`, { method: opts.method, headers: opts.headers, signal: opts.signal }, resolve);
+      const req = request(
+        `${this.url}${path}`,
+        { method: opts.method, headers: opts.headers, signal: opts.signal },
+        resolve,
+      );
       req.once("error", (err: NodeJS.ErrnoException) => {
         if (err.name === "AbortError") return reject(err);
         reject(
-          new CliError(EXIT.UNAVAILABLE, `cannot reach the gateway at ${this.where}: ${err.code ?? err.message}`, START_HINT, {
-            cause: err,
-          }),
+          new CliError(
+            EXIT.UNAVAILABLE,
+            `cannot reach the gateway at ${this.where}: ${err.code ?? err.message}`,
+            START_HINT,
+            {
+              cause: err,
+            },
+          ),
         );
       });
       req.end(opts.body);
@@ -144,7 +153,8 @@ export class GatewayClient {
   /** The server's `{"error":{"code","message"}}` as a CliError with a matching exit code. */
   apiError(status: number, parsed: unknown, raw: Buffer): CliError {
     const e = parseErrorBody(parsed);
-    if (e === undefined) return new CliError(EXIT.FAILED, `HTTP ${status}: ${raw.toString("utf8").slice(0, 200) || "(empty body)"}`);
+    if (e === undefined)
+      return new CliError(EXIT.FAILED, `HTTP ${status}: ${raw.toString("utf8").slice(0, 200) || "(empty body)"}`);
     const hint =
       e.code === "FUNCTION_NOT_FOUND" && !e.message.includes("faas list")
         ? "`faas list` shows the deployed functions"

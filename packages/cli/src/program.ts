@@ -74,7 +74,10 @@ ${ENVIRONMENT_HELP}`,
     .option("--host <addr>", "address to bind (default 127.0.0.1)")
     .option("--pool-size <n>", "idle warm runners kept per runtime", integer(0), 2)
     .option("--no-examples", "start without the example functions when no -f is given")
-    .option("--log-level <level>", "print gateway logs to stderr at this level (otherwise they go to <data-dir>/gateway.log)")
+    .option(
+      "--log-level <level>",
+      "print gateway logs to stderr at this level (otherwise they go to <data-dir>/gateway.log)",
+    )
     .option("-v, --verbose", "print debug logs to stderr")
     .addHelpText(
       "after",

@@ -55,7 +55,9 @@ export function createUi(cfg: CliConfig, stdout = process.stdout, stderr = proce
       if (!stderrIsTty || opts.quiet) return silentSpinner;
       const s = ora({ text, stream: stderr, discardStdin: false, color: colorFor(stderr) ? "cyan" : false }).start();
       return {
-        update: (t) => void (s.text = t),
+        update(t) {
+          s.text = t;
+        },
         succeed: (t) => void s.succeed(t),
         fail: (t) => void s.fail(t),
         stop: () => void s.stop(),
@@ -66,9 +68,11 @@ export function createUi(cfg: CliConfig, stdout = process.stdout, stderr = proce
 
 const silentSpinner: Spinner = { update() {}, succeed() {}, fail() {}, stop() {} };
 
+const ANSI_SGR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g");
+
 /** Left-aligned columns; ANSI codes in cells do not count toward widths. */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[], c: Colors): string {
-  const visible = (s: string): number => s.replace(/\x1b\[[0-9;]*m/g, "").length;
+  const visible = (s: string): number => s.replace(ANSI_SGR, "").length;
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => visible(r[i] ?? ""))));
   const line = (cells: readonly string[]): string =>
     cells

@@ -53,7 +53,8 @@ export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promi
       spinner.stop();
     } catch (err) {
       spinner.stop();
-      if (err instanceof CliError) throw new CliError(err.exitCode, `deploy ${name}: ${err.message}`, err.hint, { cause: err });
+      if (err instanceof CliError)
+        throw new CliError(err.exitCode, `deploy ${name}: ${err.message}`, err.hint, { cause: err });
       throw err;
     }
     const last = results.at(-1);
@@ -123,10 +124,13 @@ const FLAG_FOR_FIELD: Record<string, string> = {
 };
 
 function flagNames(message: string): string {
-  return message.replace(/^(\s+)((?:metadata|spec)\.[A-Za-z]+)(\S*):/gm, (all, indent: string, field: string, rest: string) => {
-    const flag = FLAG_FOR_FIELD[field];
-    return flag ? `${indent}${flag} (${field}${rest}):` : all;
-  });
+  return message.replace(
+    /^(\s+)((?:metadata|spec)\.[A-Za-z]+)(\S*):/gm,
+    (all, indent: string, field: string, rest: string) => {
+      const flag = FLAG_FOR_FIELD[field];
+      return flag ? `${indent}${flag} (${field}${rest}):` : all;
+    },
+  );
 }
 
 function parseEnv(pairs: readonly string[]): Record<string, string> {

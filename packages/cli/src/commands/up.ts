@@ -39,7 +39,9 @@ export async function runUp(ctx: CommandContext, opts: UpOptions): Promise<numbe
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   const logPath = join(cfg.dataDir, "gateway.log");
   const toStderr = opts.logLevel !== undefined || opts.verbose === true;
-  const logFile: WriteStream | undefined = toStderr ? undefined : createWriteStream(logPath, { flags: "a", mode: 0o600 });
+  const logFile: WriteStream | undefined = toStderr
+    ? undefined
+    : createWriteStream(logPath, { flags: "a", mode: 0o600 });
   const log = createLogger(opts.logLevel ?? (opts.verbose ? "debug" : cfg.gateway.logLevel), "faas", logFile);
 
   const spinner = ui.spinner(`starting the gateway and warming ${opts.poolSize} runner(s) per runtime…`);
@@ -113,7 +115,11 @@ function startError(err: unknown, host: string, port: number, logPath: string | 
     );
   }
   if (code === "EACCES" || code === "EADDRNOTAVAIL") {
-    return new CliError(EXIT.UNAVAILABLE, `cannot listen on ${host}:${port} (${code})`, "pick another --host or --port");
+    return new CliError(
+      EXIT.UNAVAILABLE,
+      `cannot listen on ${host}:${port} (${code})`,
+      "pick another --host or --port",
+    );
   }
   if (err instanceof CliError) return err;
   const exitCode = err instanceof FaasError && err.code === "INVALID_SPEC" ? EXIT.USAGE : EXIT.FAILED;
@@ -175,4 +181,3 @@ function closeStream(stream: WriteStream | undefined): Promise<void> {
   if (stream === undefined) return Promise.resolve();
   return new Promise((resolve) => stream.end(() => resolve()));
 }
-
