@@ -39,7 +39,14 @@ export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<Lo
   const gateway = new Gateway({ ...opts.gateway, adminToken: token }, backend, opts.log, {
     defaultMetrics: opts.defaultMetrics ?? true,
   });
-  await gateway.start();
+  try {
+    await gateway.start();
+  } catch (err) {
+    // The backend already spawned its warm pool; without this a failed listen
+    // (port in use) leaves runner processes behind and the caller hanging.
+    await backend.stop().catch(() => {});
+    throw err;
+  }
   try {
     for (const fn of opts.functions ?? []) await backend.deploy(fn);
   } catch (err) {
