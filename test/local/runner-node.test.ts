@@ -284,7 +284,7 @@ describe("runner-node: failures", () => {
     expect([victim.status, (await errorOf(victim)).code]).toEqual([502, "RUNNER_UNAVAILABLE"]);
     const next = performance.now();
     expect(await (await fetch(`${r.base}/invoke`)).text()).toBe("alive");
-    expect(performance.now() - next).toBeLessThan(500);
+    expect(performance.now() - next).toBeLessThan(1000);
   });
 
   it("an async handler past timeoutSeconds → 504, while other calls on that (responsive) worker still complete", async () => {
@@ -293,11 +293,11 @@ describe("runner-node: failures", () => {
       code: "export async function handle(req) { const ms = Number(new URL(req.url).searchParams.get('ms')); await new Promise((r) => setTimeout(r, ms)); return 'slept ' + ms; }",
     });
     const hung = fetch(`${r.base}/invoke?ms=60000`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const slow = fetch(`${r.base}/invoke?ms=800`); // ends after the first call's timeout
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    const slow = fetch(`${r.base}/invoke?ms=600`); // ends ~200 ms after the first call's timeout
     expect((await hung).status).toBe(504);
     const res = await slow;
-    expect([res.status, await res.text()]).toEqual([200, "slept 800"]);
+    expect([res.status, await res.text()]).toEqual([200, "slept 600"]);
     expect(await (await fetch(`${r.base}/invoke?ms=0`)).text()).toBe("slept 0");
   });
 
