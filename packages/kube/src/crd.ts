@@ -1,0 +1,142 @@
+/**
+ * The `functions.faas.example.com` CustomResourceDefinition, generated from the
+ * same zod schema the CLI and gateways validate with. `crd.yaml` at the
+ * repository root is this object; a test keeps the two equal.
+ */
+import {
+  API_GROUP,
+  API_VERSION,
+  CEL_RULES,
+  FUNCTION_KIND,
+  FUNCTION_PLURAL,
+  FunctionSpecSchema,
+  MAX_CODE_BYTES,
+  MAX_NAME_LENGTH,
+  NAME_PATTERN,
+} from "@faas/api";
+import { stringify } from "yaml";
+import { z } from "zod";
+
+type Schema = Record<string, unknown>;
+
+/** Structural-schema clean-up of zod's OpenAPI output. */
+function structural(schema: Schema): Schema {
+  const { $schema: _drop, additionalProperties, ...rest } = schema;
+  const out: Schema = { ...rest };
+  if (additionalProperties !== undefined && additionalProperties !== false) {
+    out.additionalProperties = structural(additionalProperties as Schema);
+  }
+  if (rest.properties !== undefined) {
+    out.properties = Object.fromEntries(
+      Object.entries(rest.properties as Record<string, Schema>).map(([k, v]) => [k, structural(v)]),
+    );
+  }
+  return out;
+}
+
+export function functionSpecOpenApi(): Schema {
+  const spec = structural(z.toJSONSchema(FunctionSpecSchema, { target: "openapi-3.0", io: "input" }) as Schema);
+  const props = spec.properties as Record<string, Schema>;
+  // A ConfigMap holds at most 1 MiB; the byte limit is checked client-side, characters here.
+  (props.code as Schema).maxLength = MAX_CODE_BYTES;
+  (props.env as Schema).maxProperties = 100;
+  spec["x-kubernetes-validations"] = [
+    ...CEL_RULES.map((r) => ({ rule: r.rule, message: r.message, fieldPath: r.fieldPath })),
+    {
+      rule: "!has(self.env) || self.env.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+      message: "spec.env: names must be valid environment variable names",
+      fieldPath: ".env",
+    },
+  ];
+  return spec;
+}
+
+const condition: Schema = {
+  type: "object",
+  required: ["type", "status"],
+  properties: {
+    type: { type: "string" },
+    status: { type: "string", enum: ["True", "False", "Unknown"] },
+    reason: { type: "string" },
+    message: { type: "string" },
+    observedGeneration: { type: "integer" },
+    lastTransitionTime: { type: "string", format: "date-time" },
+  },
+};
+
+export const functionStatusOpenApi: Schema = {
+  type: "object",
+  properties: {
+    observedGeneration: { type: "integer" },
+    replicas: { type: "integer", description: "Replicas the Deployment wants." },
+    readyReplicas: { type: "integer" },
+    selector: { type: "string", description: "Label selector of the function's pods (scale subresource)." },
+    url: { type: "string", description: "Where the gateway serves the function." },
+    codeHash: { type: "string" },
+    conditions: {
+      type: "array",
+      items: condition,
+      "x-kubernetes-list-type": "map",
+      "x-kubernetes-list-map-keys": ["type"],
+    },
+  },
+};
+
+export function buildFunctionCrd(): Schema {
+  const fullName = `${FUNCTION_PLURAL}.${API_GROUP}`;
+  const namePattern = NAME_PATTERN.source.replace(/\\/g, "\\\\");
+  return {
+    apiVersion: "apiextensions.k8s.io/v1",
+    kind: "CustomResourceDefinition",
+    metadata: { name: fullName },
+    spec: {
+      group: API_GROUP,
+      scope: "Namespaced",
+      names: { kind: FUNCTION_KIND, listKind: `${FUNCTION_KIND}List`, plural: FUNCTION_PLURAL, singular: "function", shortNames: ["fn"] },
+      versions: [
+        {
+          name: API_VERSION,
+          served: true,
+          storage: true,
+          schema: {
+            openAPIV3Schema: {
+              type: "object",
+              required: ["spec"],
+              properties: {
+                apiVersion: { type: "string" },
+                kind: { type: "string" },
+                metadata: { type: "object" },
+                spec: functionSpecOpenApi(),
+                status: functionStatusOpenApi,
+              },
+              "x-kubernetes-validations": [
+                {
+                  rule: `size(self.metadata.name) <= ${MAX_NAME_LENGTH} && self.metadata.name.matches('${namePattern}')`,
+                  message: `metadata.name: must be at most ${MAX_NAME_LENGTH} lowercase letters, digits and '-', starting and ending with a letter or digit`,
+                },
+              ],
+            },
+          },
+          subresources: {
+            status: {},
+            // `kubectl scale function X --replicas=N` sets the function's floor (minReplicas).
+            scale: { specReplicasPath: ".spec.minReplicas", statusReplicasPath: ".status.replicas", labelSelectorPath: ".status.selector" },
+          },
+          additionalPrinterColumns: [
+            { name: "Runtime", type: "string", jsonPath: ".spec.runtime" },
+            { name: "Ready", type: "integer", jsonPath: ".status.readyReplicas" },
+            { name: "Desired", type: "integer", jsonPath: ".status.replicas" },
+            { name: "Min", type: "integer", jsonPath: ".spec.minReplicas" },
+            { name: "Max", type: "integer", jsonPath: ".spec.maxReplicas" },
+            { name: "Status", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].reason" },
+            { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
+          ],
+        },
+      ],
+    },
+  };
+}
+
+export function functionCrdYaml(): string {
+  return `# Generated from packages/api (the Function spec) by \`npm run gen:crd\`; do not edit.\n${stringify(buildFunctionCrd(), { lineWidth: 0 })}`;
+}

@@ -1,0 +1,3 @@
+export * from "./crd.js";
+export * from "./kube-client.js";
+export * from "./reflector.js";
