@@ -37,3 +37,15 @@ export function codeFileName(runtime: Runtime, handler: string): string {
 
 export const runnerImage = (runtime: Runtime): string =>
   runtime === "python" ? "faas-python-runner:latest" : "faas-node-runner:latest";
+
+/**
+ * Gateways stamp this annotation on a Function (RFC 3339, ms) when requests
+ * start, and keep stamping it while any are in flight; the operator scales a
+ * `minReplicas: 0` function to zero once it is older than `idleSeconds`.
+ */
+export const LAST_REQUEST_ANNOTATION = `${API_GROUP}/last-request-at`;
+/** Container paths and settings of a function pod. */
+export const CODE_MOUNT_PATH = "/code";
+export const LOAD_SPEC_FILE = "function.json";
+export const OPERATOR_FIELD_MANAGER = "faas-operator";
+export const GATEWAY_FIELD_MANAGER = "faas-gateway";
