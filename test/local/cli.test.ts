@@ -255,9 +255,17 @@ describe("faas CLI against a running `faas up`", () => {
     expect(first.stdout).toMatch(/^created hi-node\s+http:\/\/127\.0\.0\.1:\d+\/invoke\/hi-node$/m);
     const again = await faas(up.dataDir, ["deploy", "-f", file]);
     expect(again.stdout).toMatch(/^updated hi-node/m);
-    const run = await faas(up.dataDir, ["invoke", "hi-node", "--path", "?who=ada"]);
-    expect(run.code).toBe(0);
-    expect(run.stdout).toBe("hi from node ada");
+    // min 0, never called: the first call is cold, and -i shows where the time went.
+    const cold = await faas(up.dataDir, ["invoke", "hi-node", "-i", "--path", "?who=ada"]);
+    expect(cold.code).toBe(0);
+    expect(cold.stdout).toContain("x-faas-cold-start: true");
+    expect(cold.stdout.endsWith("\n\nhi from node ada")).toBe(true);
+    expect(cold.stderr).toMatch(/^cold start: parked [\d.]+ ms, scaleup [\d.]+ ms, specialize [\d.]+ ms$/m);
+    // Warm, without -i and without a TTY: only the body, nothing on stderr.
+    const warm = await faas(up.dataDir, ["invoke", "hi-node", "--path", "?who=bob"]);
+    expect(warm.code).toBe(0);
+    expect(warm.stdout).toBe("hi from node bob");
+    expect(warm.stderr).toBe("");
   });
 
   it("deploy with flags builds the spec (code file, handler, min, env)", async () => {

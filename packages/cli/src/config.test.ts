@@ -1,0 +1,55 @@
+import { DEFAULT_GATEWAY_CONFIG } from "@faas/gateway";
+import { describe, expect, it } from "vitest";
+import { loadCliConfig } from "./config.js";
+
+describe("loadCliConfig", () => {
+  it("pins the defaults", () => {
+    const cfg = loadCliConfig({ HOME: "/home/ada", PATH: "/bin" });
+    expect(cfg).toEqual({
+      dataDir: "/home/ada/.faas",
+      gatewayUrl: undefined,
+      adminToken: undefined,
+      color: "auto",
+      python: "python3",
+      node: process.execPath,
+      runnerBaseEnv: { PATH: "/bin", HOME: "/home/ada" },
+      gateway: DEFAULT_GATEWAY_CONFIG,
+    });
+  });
+
+  it("reads the overrides", () => {
+    const cfg = loadCliConfig({
+      HOME: "/h",
+      FAAS_DATA_DIR: "/data",
+      FAAS_GATEWAY: "http://gw:9000",
+      FAAS_ADMIN_TOKEN: "t0ken",
+      NO_COLOR: "1",
+      FAAS_GATEWAY_PORT: "9001",
+    });
+    expect(cfg).toMatchObject({
+      dataDir: "/data",
+      gatewayUrl: "http://gw:9000",
+      adminToken: "t0ken",
+      color: "never",
+      gateway: { port: 9001, adminToken: "t0ken" },
+    });
+  });
+
+  it("gives runners only PATH, HOME, LANG and TZ, never the caller's secrets", () => {
+    const cfg = loadCliConfig({
+      PATH: "/usr/bin",
+      HOME: "/h",
+      LANG: "C.UTF-8",
+      TZ: "UTC",
+      FAAS_ADMIN_TOKEN: "secret",
+      AWS_SECRET_ACCESS_KEY: "secret",
+      GITHUB_TOKEN: "secret",
+    });
+    expect(cfg.runnerBaseEnv).toEqual({ PATH: "/usr/bin", HOME: "/h", LANG: "C.UTF-8", TZ: "UTC" });
+  });
+
+  it("FORCE_COLOR turns colour on without a TTY; NO_COLOR wins over it", () => {
+    expect(loadCliConfig({ FORCE_COLOR: "1" }).color).toBe("always");
+    expect(loadCliConfig({ FORCE_COLOR: "1", NO_COLOR: "1" }).color).toBe("never");
+  });
+});
