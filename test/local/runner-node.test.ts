@@ -101,7 +101,12 @@ export async function handle(req) {
 describe("runner-node: lifecycle", () => {
   it("starts generic, becomes ready after POST /specialize", async () => {
     const r = await startRunner();
-    expect(r.stdout[0] && JSON.parse(r.stdout[0])).toEqual({ event: "listening", port: r.port, pid: r.proc.pid, runtime: "nodejs" });
+    expect(r.stdout[0] && JSON.parse(r.stdout[0])).toEqual({
+      event: "listening",
+      port: r.port,
+      pid: r.proc.pid,
+      runtime: "nodejs",
+    });
     expect((await fetch(`${r.base}/healthz`)).status).toBe(200);
     const generic = await fetch(`${r.base}/readyz`);
     expect([generic.status, await generic.json()]).toEqual([503, { status: "generic" }]);
@@ -121,7 +126,10 @@ describe("runner-node: lifecycle", () => {
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const data = join(dir, "..2026_01_01");
     await mkdir(data);
-    await writeFile(join(data, "function.json"), JSON.stringify({ name: "from-dir", runtime: "nodejs", handler: "app.run", env: { GREETING: "hi from dir" } }));
+    await writeFile(
+      join(data, "function.json"),
+      JSON.stringify({ name: "from-dir", runtime: "nodejs", handler: "app.run", env: { GREETING: "hi from dir" } }),
+    );
     await writeFile(join(data, "app.mjs"), "export function run() { return process.env.GREETING; }");
     await symlink("..2026_01_01", join(dir, "..data"));
     await symlink("..data/function.json", join(dir, "function.json"));
@@ -154,11 +162,17 @@ describe("runner-node: lifecycle", () => {
     expect(err.message).toMatch(/SyntaxError/);
 
     const noExport = await specialize(r, { code: "export const other = 1;", handler: "main.handle" });
-    expect([noExport.status, (await errorOf(noExport)).message]).toEqual([400, expect.stringMatching(/no function "handle"/)]);
+    expect([noExport.status, (await errorOf(noExport)).message]).toEqual([
+      400,
+      expect.stringMatching(/no function "handle"/),
+    ]);
     const badHandler = await specialize(r, { code: "export default () => 1;", handler: "nodot" });
     expect([badHandler.status, (await errorOf(badHandler)).message]).toEqual([400, expect.stringMatching(/^handler:/)]);
     const hangs = await specialize(r, { code: "while (true) {}", timeoutSeconds: 0.5 });
-    expect([hangs.status, (await errorOf(hangs)).message]).toEqual([400, expect.stringMatching(/did not finish loading/)]);
+    expect([hangs.status, (await errorOf(hangs)).message]).toEqual([
+      400,
+      expect.stringMatching(/did not finish loading/),
+    ]);
     const notJson = await fetch(`${r.base}/specialize`, { method: "POST", body: "{nope" });
     expect(notJson.status).toBe(400);
 
@@ -168,12 +182,18 @@ describe("runner-node: lifecycle", () => {
   });
 
   it("SIGTERM finishes the in-flight call, refuses new connections, exits 0", async () => {
-    const r = await readyRunner({ code: "export async function handle() { await new Promise((r) => setTimeout(r, 600)); return 'finished'; }" });
+    const r = await readyRunner({
+      code: "export async function handle() { await new Promise((r) => setTimeout(r, 600)); return 'finished'; }",
+    });
     const inFlight = fetch(`${r.base}/invoke`);
     await new Promise((resolve) => setTimeout(resolve, 150));
     r.proc.kill("SIGTERM");
     const res = await inFlight;
-    expect([res.status, await res.text(), res.headers.get("x-faas-runner-state")]).toEqual([200, "finished", "draining"]);
+    expect([res.status, await res.text(), res.headers.get("x-faas-runner-state")]).toEqual([
+      200,
+      "finished",
+      "draining",
+    ]);
     expect(await r.exited).toBe(0);
     await expect(fetch(`${r.base}/healthz`)).rejects.toThrow();
   });
@@ -212,7 +232,11 @@ describe("runner-node: handler API", () => {
         return { method: req.method, path: url.pathname, q: url.searchParams.getAll("q"), h: req.headers.get("x-test"), body: await req.json() };
       }`,
     });
-    const res = await fetch(`${r.base}/invoke/a/b%20c?q=1&q=2`, { method: "PUT", headers: { "x-test": "yes" }, body: JSON.stringify({ n: 42 }) });
+    const res = await fetch(`${r.base}/invoke/a/b%20c?q=1&q=2`, {
+      method: "PUT",
+      headers: { "x-test": "yes" },
+      body: JSON.stringify({ n: 42 }),
+    });
     expect(res.headers.get("content-type")).toBe("application/json");
     expect(await res.json()).toEqual({ method: "PUT", path: "/a/b%20c", q: ["1", "2"], h: "yes", body: { n: 42 } });
     const root = await fetch(`${r.base}/invoke?q=x`, { method: "POST", body: "null" });
@@ -220,7 +244,9 @@ describe("runner-node: handler API", () => {
   });
 
   it("passes binary bodies through unchanged in both directions", async () => {
-    const r = await readyRunner({ code: "export default async (req) => new Uint8Array(await req.arrayBuffer()).reverse();" });
+    const r = await readyRunner({
+      code: "export default async (req) => new Uint8Array(await req.arrayBuffer()).reverse();",
+    });
     const sent = Uint8Array.from({ length: 70_000 }, (_, i) => i % 256);
     const res = await fetch(`${r.base}/invoke`, { method: "POST", body: sent });
     expect(res.headers.get("content-type")).toBe("application/octet-stream");
@@ -247,7 +273,10 @@ describe("runner-node: handler API", () => {
   });
 
   it("falls back to the default export when the named one is absent; console.log reaches stdout", async () => {
-    const r = await readyRunner({ handler: "main.missing", code: "export default () => { console.log('user log line'); return 'default export'; };" });
+    const r = await readyRunner({
+      handler: "main.missing",
+      code: "export default () => { console.log('user log line'); return 'default export'; };",
+    });
     expect(await (await fetch(`${r.base}/invoke`)).text()).toBe("default export");
     await expect.poll(() => r.stdout.includes("user log line")).toBe(true);
   });
@@ -261,7 +290,11 @@ describe("runner-node: failures", () => {
     });
     const res = await fetch(`${r.base}/invoke?boom`);
     expect(res.status).toBe(500);
-    expect(await errorOf(res)).toEqual({ code: "HANDLER_ERROR", message: "TypeError: Cannot read properties of null (reading 'x')", function: "thrower" });
+    expect(await errorOf(res)).toEqual({
+      code: "HANDLER_ERROR",
+      message: "TypeError: Cannot read properties of null (reading 'x')",
+      function: "thrower",
+    });
     await expect.poll(() => r.stderr.some((l) => l.includes('"handler-error"') && l.includes("main.mjs"))).toBe(true);
     expect(await (await fetch(`${r.base}/invoke`)).text()).toBe("fine");
   });
@@ -279,7 +312,10 @@ describe("runner-node: failures", () => {
     const queued = fetch(`${r.base}/invoke`);
     const res = await looping;
     expect(performance.now() - started).toBeLessThan(2500);
-    expect([res.status, await errorOf(res)]).toEqual([504, expect.objectContaining({ code: "HANDLER_TIMEOUT", function: "looper" })]);
+    expect([res.status, await errorOf(res)]).toEqual([
+      504,
+      expect.objectContaining({ code: "HANDLER_TIMEOUT", function: "looper" }),
+    ]);
     const victim = await queued;
     expect([victim.status, (await errorOf(victim)).code]).toEqual([502, "RUNNER_UNAVAILABLE"]);
     const next = performance.now();
@@ -303,14 +339,20 @@ describe("runner-node: failures", () => {
 
   it.each([
     ["process.exit in the handler", "process.exit(3)"],
-    ["an uncaught async error", "setTimeout(() => { throw new Error('late') }, 0); await new Promise((r) => setTimeout(r, 1000))"],
+    [
+      "an uncaught async error",
+      "setTimeout(() => { throw new Error('late') }, 0); await new Promise((r) => setTimeout(r, 1000))",
+    ],
   ])("a worker crash (%s) → 502 RUNNER_CRASHED, the next call succeeds", async (_, crash) => {
     const r = await readyRunner({
       name: "crasher",
       code: `export async function handle(req) { if (new URL(req.url).searchParams.has('crash')) { ${crash}; } return 'survived'; }`,
     });
     const res = await fetch(`${r.base}/invoke?crash`);
-    expect([res.status, await errorOf(res)]).toEqual([502, expect.objectContaining({ code: "RUNNER_CRASHED", function: "crasher" })]);
+    expect([res.status, await errorOf(res)]).toEqual([
+      502,
+      expect.objectContaining({ code: "RUNNER_CRASHED", function: "crasher" }),
+    ]);
     expect(await (await fetch(`${r.base}/invoke`)).text()).toBe("survived");
     expect(r.proc.exitCode).toBeNull();
   });

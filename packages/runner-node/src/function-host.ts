@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { RunnerError, describeThrown } from "./errors.js";
+import { describeThrown, RunnerError } from "./errors.js";
 import { type CallDone, type CallMessage, FunctionWorker, type WorkerEvents } from "./function-worker.js";
 import { type LoadSpec, parseHandler, sameFunction } from "./load-spec.js";
 import type { Logger } from "./log.js";
@@ -58,9 +58,13 @@ export class FunctionHost implements WorkerEvents {
     if (current) {
       if (sameFunction(current, spec)) return this.#loading?.done ?? Promise.resolve(this.#loaded?.loadMs ?? 0);
       return Promise.reject(
-        new RunnerError("CONFLICT", `runner is already specialized as "${current.name}" with different code or config`, {
-          function: current.name,
-        }),
+        new RunnerError(
+          "CONFLICT",
+          `runner is already specialized as "${current.name}" with different code or config`,
+          {
+            function: current.name,
+          },
+        ),
       );
     }
     const done = this.#load(spec).finally(() => {
@@ -108,7 +112,14 @@ export class FunctionHost implements WorkerEvents {
     writeFileSync(file, spec.code);
     // Applied before the import, as the protocol says; workers share this env (SHARE_ENV).
     Object.assign(process.env, spec.env);
-    const loaded: Loaded = { spec, url: pathToFileURL(file).href, exportName, timeoutMs: spec.timeoutSeconds * 1000, file, loadMs: 0 };
+    const loaded: Loaded = {
+      spec,
+      url: pathToFileURL(file).href,
+      exportName,
+      timeoutMs: spec.timeoutSeconds * 1000,
+      file,
+      loadMs: 0,
+    };
     const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
     this.#current = worker;
     try {

@@ -62,7 +62,10 @@ export class FunctionWorker {
   /** Imports the module; rejects with the import's error (or after `timeoutMs`). */
   load(url: string, exportName: string, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`module did not finish loading within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`module did not finish loading within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       this.#loaded = {
         resolve: () => {
           clearTimeout(timer);
@@ -86,7 +89,14 @@ export class FunctionWorker {
     const id = this.#nextId++;
     const timer = setTimeout(() => this.#timeOut(id, timeoutMs), timeoutMs);
     this.#pending.set(id, { done, timer });
-    const full: CallMessage = { t: "call", id, method: msg.method, path: msg.path, headers: msg.headers, body: msg.body };
+    const full: CallMessage = {
+      t: "call",
+      id,
+      method: msg.method,
+      path: msg.path,
+      headers: msg.headers,
+      body: msg.body,
+    };
     this.#thread.postMessage(full, msg.body ? [msg.body] : undefined);
   }
 
@@ -181,9 +191,13 @@ export class FunctionWorker {
     this.#ended = true;
     this.#loaded?.reject(new Error(reason));
     this.#failAll(
-      new RunnerError("RUNNER_CRASHED", `the function's worker thread died while this call was in flight (${reason}); it is being restarted`, {
-        function: this.fn(),
-      }),
+      new RunnerError(
+        "RUNNER_CRASHED",
+        `the function's worker thread died while this call was in flight (${reason}); it is being restarted`,
+        {
+          function: this.fn(),
+        },
+      ),
     );
     this.events.crashed(this, reason);
   }

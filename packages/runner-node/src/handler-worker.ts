@@ -34,7 +34,9 @@ async function load(url: string, exportName: string): Promise<void> {
     const fn = mod[exportName] ?? mod.default;
     if (typeof fn !== "function") {
       const exported = Object.keys(mod).join(", ") || "nothing";
-      throw new TypeError(`module exports no function "${exportName}" and no default function (it exports: ${exported})`);
+      throw new TypeError(
+        `module exports no function "${exportName}" and no default function (it exports: ${exported})`,
+      );
     }
     handler = fn as Handler;
     post({ t: "loaded" });
@@ -103,7 +105,14 @@ async function call(msg: Extract<ToWorker, { t: "call" }>): Promise<void> {
 async function warmUp(): Promise<void> {
   await import("./warm-module.js");
   for (let i = 0; i < 50; i++) {
-    const req = buildRequest({ t: "call", id: 0, method: "POST", path: "/?warm=1", headers: ["content-type", "text/plain"], body: new ArrayBuffer(1) });
+    const req = buildRequest({
+      t: "call",
+      id: 0,
+      method: "POST",
+      path: "/?warm=1",
+      headers: ["content-type", "text/plain"],
+      body: new ArrayBuffer(1),
+    });
     new URL(req.url).searchParams.get("warm");
     await req.text();
     const res = new Response("warm", { status: 200, headers: { "x-warm": "1" } });

@@ -31,7 +31,8 @@ function invalid(field: string, message: string): RunnerError {
 
 export function parseHandler(handler: string): HandlerRef {
   const match = HANDLER_PATTERN.exec(handler);
-  if (!match) throw invalid("handler", `must be "<module>.<export>", e.g. "main.handle"; got ${JSON.stringify(handler)}`);
+  if (!match)
+    throw invalid("handler", `must be "<module>.<export>", e.g. "main.handle"; got ${JSON.stringify(handler)}`);
   return { module: match[1] as string, exportName: match[2] as string };
 }
 

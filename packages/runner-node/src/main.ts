@@ -5,7 +5,7 @@
 import { loadConfig } from "./config.js";
 import { describeThrown } from "./errors.js";
 import { FunctionHost } from "./function-host.js";
-import { readCodeDir } from "./load-spec.js";
+import { type LoadSpec, readCodeDir } from "./load-spec.js";
 import { createLogger, printListening } from "./log.js";
 import { RunnerServer } from "./runner-server.js";
 
@@ -14,20 +14,20 @@ const config = loadConfig(process.env);
 const host = new FunctionHost(log);
 const runner = new RunnerServer(config, host, log);
 
-/** Starts loading from the code directory; the load runs while the server starts listening. */
-async function specializeFromCodeDir(dir: string): Promise<Promise<void> | undefined> {
-  const failed = (err: unknown): void => {
-    // Staying generic keeps /readyz at 503, which is what shows the failure on Kubernetes.
-    log.error("code-dir-load-failed", { dir, message: describeThrown(err) });
-  };
+function logCodeDirFailure(dir: string, err: unknown): void {
+  // Staying generic keeps /readyz at 503, which is what shows the failure on Kubernetes.
+  log.error("code-dir-load-failed", { dir, message: describeThrown(err) });
+}
+
+async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {
   try {
     const spec = await readCodeDir(dir);
-    if (spec) return runner.specialize(spec).then(() => undefined, failed);
-    log.info("code-dir-empty", { dir, message: "no function.json; staying generic" });
+    if (!spec) log.info("code-dir-empty", { dir, message: "no function.json; staying generic" });
+    return spec;
   } catch (err) {
-    failed(err);
+    logCodeDirFailure(dir, err);
+    return undefined;
   }
-  return undefined;
 }
 
 let stopping = false;
@@ -48,8 +48,11 @@ async function shutdown(signal: string): Promise<void> {
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
-// Read before listening, so a call that arrives during the import waits for it instead of getting 503.
-const loadingFromDir = config.codeDir ? await specializeFromCodeDir(config.codeDir) : undefined;
+const { codeDir } = config;
+const spec = codeDir ? await readSpecFromCodeDir(codeDir) : undefined;
+// Started before listening, so a call that arrives during the import waits for it instead of getting 503.
+const loading =
+  spec && codeDir ? runner.specialize(spec).catch((err: unknown) => logCodeDirFailure(codeDir, err)) : undefined;
 const port = await runner.listen();
 printListening(port);
-await loadingFromDir;
+await loading;

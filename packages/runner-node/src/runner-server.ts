@@ -2,12 +2,12 @@
  * The runner's HTTP surface (docs/runner-protocol.md): control endpoints,
  * `/invoke[/<rest>]`, malformed-request answers and the SIGTERM drain.
  */
-import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { RunnerConfig } from "./config.js";
 import { RunnerError } from "./errors.js";
-import type { CallResult } from "./function-worker.js";
 import type { FunctionHost } from "./function-host.js";
+import type { CallResult } from "./function-worker.js";
 import { type LoadSpec, parseLoadSpec } from "./load-spec.js";
 import type { Logger } from "./log.js";
 
@@ -25,7 +25,11 @@ export class RunnerServer {
     private readonly log: Logger,
   ) {
     this.server = createServer(
-      { keepAliveTimeout: config.keepAliveSeconds * 1000, headersTimeout: config.headersTimeoutSeconds * 1000, noDelay: true },
+      {
+        keepAliveTimeout: config.keepAliveSeconds * 1000,
+        headersTimeout: config.headersTimeoutSeconds * 1000,
+        noDelay: true,
+      },
       (req, res) => this.#route(req, res),
     );
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => this.#badRequest(err, socket));
@@ -67,31 +71,31 @@ export class RunnerServer {
 
   #route(req: IncomingMessage, res: ServerResponse): void {
     const url = req.url ?? "/";
-    if (url.startsWith("/invoke")) {
-      const rest = url.slice(7);
-      if (rest === "" || rest[0] === "?") return this.#invoke(req, res, `/${rest}`);
-      if (rest[0] === "/") return this.#invoke(req, res, rest);
+    const invokePath = toInvokePath(url);
+    if (invokePath !== undefined) {
+      this.#invoke(req, res, invokePath);
+      return;
     }
-    const path = url.split("?", 1)[0];
-    switch (path) {
-      case "/healthz":
-        if (!isRead(req)) return this.#sendError(res, methodNotAllowed(req, "GET"));
-        return this.#sendJson(res, 200, { status: "ok" });
-      case "/readyz":
-        if (!isRead(req)) return this.#sendError(res, methodNotAllowed(req, "GET"));
-        return this.#readyz(res);
-      case "/specialize":
-        if (req.method !== "POST") return this.#sendError(res, methodNotAllowed(req, "POST"));
-        return void this.#specialize(req, res);
-      default:
-        return this.#sendError(res, new RunnerError("NOT_FOUND", `no route for ${path}; calls go to /invoke[/<path>]`));
+    const path = url.split("?", 1)[0] ?? url;
+    const route = ROUTES[path];
+    if (!route) {
+      this.#sendError(res, new RunnerError("NOT_FOUND", `no route for ${path}; calls go to /invoke[/<path>]`));
+    } else if (!route.methods.includes(req.method ?? "")) {
+      this.#sendError(res, methodNotAllowed(req, route.methods[0] as string));
+    } else if (route.name === "specialize") {
+      void this.#specialize(req, res);
+    } else if (route.name === "readyz") {
+      this.#readyz(res);
+    } else {
+      this.#sendJson(res, 200, { status: "ok" });
     }
   }
 
   #readyz(res: ServerResponse): void {
-    if (this.#draining) return this.#sendJson(res, 503, { status: "draining" });
-    if (this.host.state !== "ready") return this.#sendJson(res, 503, { status: this.host.state === "loading" ? "loading" : "generic" });
-    this.#sendJson(res, 200, { status: "ready", function: this.host.functionName });
+    if (this.#draining) this.#sendJson(res, 503, { status: "draining" });
+    else if (this.host.state === "ready")
+      this.#sendJson(res, 200, { status: "ready", function: this.host.functionName });
+    else this.#sendJson(res, 503, { status: this.host.state === "loading" ? "loading" : "generic" });
   }
 
   async #specialize(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -114,7 +118,9 @@ export class RunnerServer {
 
   #invoke(req: IncomingMessage, res: ServerResponse, path: string): void {
     if (this.#draining) {
-      return this.#sendError(res, new RunnerError("RUNNER_DRAINING", "runner is shutting down", { function: this.host.functionName }));
+      const fn = this.host.functionName;
+      this.#sendError(res, new RunnerError("RUNNER_DRAINING", "runner is shutting down", { function: fn }));
+      return;
     }
     this.#inFlight++;
     const done = (outcome: CallResult | RunnerError): void => {
@@ -131,7 +137,10 @@ export class RunnerServer {
         this.host.invoke(call, done);
       }
     };
-    if (!hasBody) return start(null);
+    if (!hasBody) {
+      start(null);
+      return;
+    }
     void readBody(req, Number.POSITIVE_INFINITY).then(
       (body) => start(body.byteLength ? body : null),
       (err: unknown) => done(asRunnerError(err)),
@@ -139,7 +148,9 @@ export class RunnerServer {
   }
 
   #send(res: ServerResponse, status: number, headers: string[], body: ArrayBuffer | string | null): void {
-    const out = this.#draining ? [...headers, "x-faas-runner-state", "draining", "connection", "close"] : headers.slice();
+    const out = this.#draining
+      ? [...headers, "x-faas-runner-state", "draining", "connection", "close"]
+      : headers.slice();
     let payload: Uint8Array | string | undefined;
     if (typeof body === "string") {
       payload = body;
@@ -159,7 +170,8 @@ export class RunnerServer {
   }
 
   #sendError(res: ServerResponse, err: RunnerError): void {
-    if (err.code === "INTERNAL") this.log.error("internal-error", { message: err.message, stack: (err.cause as Error)?.stack });
+    if (err.code === "INTERNAL")
+      this.log.error("internal-error", { message: err.message, stack: (err.cause as Error)?.stack });
     this.#send(res, err.status, JSON_HEADERS, err.toBody());
   }
 
@@ -168,7 +180,10 @@ export class RunnerServer {
       socket.destroy();
       return;
     }
-    const reason = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "request not received in time" : `malformed HTTP request (${err.code ?? err.message})`;
+    const reason =
+      err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? "request not received in time"
+        : `malformed HTTP request (${err.code ?? err.message})`;
     const body = new RunnerError("BAD_REQUEST", reason).toBody();
     socket.end(
       `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
@@ -176,8 +191,18 @@ export class RunnerServer {
   }
 }
 
-function isRead(req: IncomingMessage): boolean {
-  return req.method === "GET" || req.method === "HEAD";
+const ROUTES: Record<string, { name: string; methods: string[] } | undefined> = {
+  "/healthz": { name: "healthz", methods: ["GET", "HEAD"] },
+  "/readyz": { name: "readyz", methods: ["GET", "HEAD"] },
+  "/specialize": { name: "specialize", methods: ["POST"] },
+};
+
+/** `/invoke` → `/`, `/invoke?q` → `/?q`, `/invoke/a?q` → `/a?q`; undefined for other paths. */
+function toInvokePath(url: string): string | undefined {
+  if (!url.startsWith("/invoke")) return undefined;
+  const rest = url.slice(7);
+  if (rest === "" || rest[0] === "?") return `/${rest}`;
+  return rest[0] === "/" ? rest : undefined;
 }
 
 function methodNotAllowed(req: IncomingMessage, allowed: string): RunnerError {
@@ -206,7 +231,8 @@ function readBody(req: IncomingMessage, maxBytes: number): Promise<ArrayBuffer> 
     });
     req.on("error", reject);
     req.on("close", () => {
-      if (!req.complete) reject(new RunnerError("BAD_REQUEST", "client closed the connection before sending the whole body"));
+      if (!req.complete)
+        reject(new RunnerError("BAD_REQUEST", "client closed the connection before sending the whole body"));
     });
     req.on("end", () => {
       // Not Buffer.concat: small Buffers share a pool that must never be transferred.
