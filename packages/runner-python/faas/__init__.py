@@ -39,9 +39,9 @@ class Headers(Mapping[str, str]):
 
     __slots__ = ("_joined", "_pairs")
 
-    def __init__(self, pairs: Iterable[tuple[str, str]] = ()) -> None:
-        # Names arrive lower-cased from the runner's parser.
-        self._pairs = [(k.lower(), v) for k, v in pairs]
+    def __init__(self, pairs: Iterable[tuple[str, str]] = (), *, lowercase: bool = True) -> None:
+        # The runner's parser already lower-cases names and passes lowercase=False.
+        self._pairs = [(k.lower(), v) for k, v in pairs] if lowercase else list(pairs)
         joined: dict[str, str] = {}
         for k, v in self._pairs:
             joined[k] = f"{joined[k]}, {v}" if k in joined else v

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import tempfile
+import traceback
 from typing import Any
 
 from faas import Headers, Request
@@ -169,6 +170,10 @@ class Runner:
             self._write(conn, err.status, JSON_HEADERS, error_body(err.code, str(err)), None)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except Exception as err:  # a bug of ours: say so rather than drop the connection
+            log.error("internal_error", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+            if not writer.is_closing():
+                self._write(conn, 500, JSON_HEADERS, error_body("INTERNAL", "internal runner error"), None)
         finally:
             self._connections.discard(conn)
             writer.close()
@@ -272,7 +277,7 @@ class Runner:
         if fn is None:
             return _error(503, "RUNNER_NOT_SPECIALIZED", "runner has no function yet")
         body = await self._read_body(conn, head) if head.has_body else b""
-        req = Request(head.method, raw_path, query, Headers(head.headers), body, fn.spec.name)
+        req = Request(head.method, raw_path, query, Headers(head.headers, lowercase=False), body, fn.spec.name)
         outcome = await self._invoker.invoke(fn, req)
         if outcome.stuck:
             log.error("runner_stuck", function=fn.spec.name, action="draining, then exit 3")
