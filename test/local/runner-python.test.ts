@@ -373,13 +373,21 @@ describe("invocation", () => {
   test("sync handlers run on threads: a slow one blocks neither the loop nor other calls", async () => {
     const r = await specialized(py("import time", "def handle(req):", "    time.sleep(0.6)", "    return 'slept'"));
     const started = Date.now();
-    const calls = Array.from({ length: 8 }, () => call(r.port, "/invoke"));
+    const order: string[] = [];
+    const calls = Array.from({ length: 8 }, () =>
+      call(r.port, "/invoke").then((x) => {
+        order.push("invoke");
+        return x;
+      }),
+    );
+    await sleep(50);
     const health = await call(r.port, "/healthz");
-    expect(Date.now() - started).toBeLessThan(400);
+    order.push("healthz");
     expect(health.status).toBe(200);
     const replies = await Promise.all(calls);
+    expect(order[0]).toBe("healthz"); // answered while every handler was still sleeping
     expect(replies.map((x) => x.body)).toEqual(Array(8).fill("slept"));
-    expect(Date.now() - started).toBeLessThan(1500);
+    expect(Date.now() - started).toBeLessThan(8 * 600 * 0.5); // in parallel, not one after another
   });
 });
 
@@ -526,7 +534,7 @@ describe("HTTP/1.1", () => {
     expect(kept.split("HTTP/1.1 200 OK")).toHaveLength(3);
     expect(kept).toContain("connection: keep-alive");
     expect(Date.now() - started).toBeGreaterThanOrEqual(900);
-    expect(Date.now() - started).toBeLessThan(3000);
+    expect(Date.now() - started).toBeLessThan(4000);
   });
 
   test("routes: 404 unknown path, 405 wrong method, 413 body over the limit", async () => {
@@ -558,12 +566,20 @@ describe("HTTP/1.1", () => {
 
 describe("shutdown", () => {
   test("SIGTERM stops accepting, finishes the in-flight call, exits 0", async () => {
-    const r = await specialized(py("import time", "def handle(req):", "    time.sleep(0.8)", "    return 'done'"));
-    const inFlight = call(r.port, "/invoke");
+    const r = await specialized(py("import time", "def handle(req):", "    time.sleep(1.5)", "    return 'done'"));
+    let settled = false;
+    const inFlight = call(r.port, "/invoke").finally(() => {
+      settled = true;
+    });
     await sleep(300);
     r.proc.kill("SIGTERM");
-    await sleep(100);
-    await expect(call(r.port, "/healthz")).rejects.toThrow(/ECONNREFUSED/);
+    const probe = () =>
+      call(r.port, "/healthz").then(
+        () => "accepted",
+        (e: NodeJS.ErrnoException) => e.code,
+      );
+    await expect.poll(probe, { timeout: 1000, interval: 50 }).toBe("ECONNREFUSED");
+    expect(settled).toBe(false);
     const res = await inFlight;
     expect([res.status, res.body]).toEqual([200, "done"]);
     expect(res.headers["x-faas-runner-state"]).toBe("draining");

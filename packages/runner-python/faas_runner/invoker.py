@@ -147,6 +147,8 @@ def _from_parts(body: Any, status: Any, headers: Any = None) -> Outcome:
         raise TypeError(f"response status must be an int from 200 to 599, got {status!r}")
     default_headers, data = _encode_body(body)
     out = _normalize_headers(headers) if headers else []
+    if status in (204, 304):
+        return Outcome(status, out, b"")  # no content, so no content type either
     if data and not any(name.lower() == "content-type" for name, _ in out):
         out.extend(default_headers)
     return Outcome(status, out, data)
