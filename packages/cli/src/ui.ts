@@ -26,6 +26,8 @@ export interface Ui {
   /** Colours for text written to stderr. */
   readonly ce: Colors;
   readonly stderrIsTty: boolean;
+  /** Spinners draw (an interactive stderr with a known width); otherwise they are silent. */
+  readonly canAnimate: boolean;
   out(line: string): void;
   /** Progress and notes: stderr, so stdout stays clean for scripts. */
   note(line: string): void;
@@ -39,12 +41,15 @@ export function createUi(cfg: CliConfig, stdout = process.stdout, stderr = proce
   const c = picocolors.createColors(colorFor(stdout));
   const ce = picocolors.createColors(colorFor(stderr));
   const stderrIsTty = stderr.isTTY === true;
+  // A pseudo-terminal without a size (columns 0) makes ora redraw an unbounded number of lines.
+  const canAnimate = stderrIsTty && (stderr.columns ?? 0) > 0;
   return {
     stdout,
     stderr,
     c,
     ce,
     stderrIsTty,
+    canAnimate,
     out: (line) => void stdout.write(`${line}\n`),
     note: (line) => void stderr.write(`${line}\n`),
     error(err) {
@@ -52,7 +57,7 @@ export function createUi(cfg: CliConfig, stdout = process.stdout, stderr = proce
       if (err.hint) stderr.write(`${ce.dim(`hint: ${err.hint}`)}\n`);
     },
     spinner(text, opts = {}) {
-      if (!stderrIsTty || opts.quiet) return silentSpinner;
+      if (!canAnimate || opts.quiet) return silentSpinner;
       const s = ora({ text, stream: stderr, discardStdin: false, color: colorFor(stderr) ? "cyan" : false }).start();
       return {
         update(t) {

@@ -69,7 +69,7 @@ function failure(ctx: CommandContext, name: string, res: HttpResult, opts: Invok
     ? `${name}: ${platformError.message} (HTTP ${res.status} ${platformError.code})`
     : `${name} answered HTTP ${res.status}`;
   const hint =
-    exitCode === EXIT.NOT_FOUND
+    exitCode === EXIT.NOT_FOUND && !message.includes("faas list")
       ? "`faas list` shows the deployed functions; `faas deploy` adds one"
       : platformError?.code === "HANDLER_ERROR"
         ? `\`faas logs ${name}\` shows what the handler printed`

@@ -158,11 +158,11 @@ function waitForStop(ctx: CommandContext, platform: LocalPlatform, logFile: Writ
       }
       stopping = true;
       const spinner = ui.spinner("stopping: letting in-flight requests finish (Ctrl-C again to force)…");
-      if (!ui.stderrIsTty) ui.note("stopping: letting in-flight requests finish");
+      if (!ui.canAnimate) ui.note("stopping: letting in-flight requests finish");
       platform.stop().then(
         async () => {
           spinner.succeed("stopped");
-          if (!ui.stderrIsTty) ui.note("stopped");
+          if (!ui.canAnimate) ui.note("stopped");
           await closeStream(logFile);
           resolve(EXIT.OK);
         },
