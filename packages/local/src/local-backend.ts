@@ -63,6 +63,8 @@ export class LocalBackend implements Backend, BackendAdmin {
   readonly kind = "local";
   readonly admin: BackendAdmin = this;
   readonly #fns = new Map<string, LocalFunction>();
+  /** Every specialized runner still running, routed or draining, so stop() leaves none behind. */
+  readonly #owned = new Set<RunnerProcess>();
   readonly #pool: WarmPool;
   readonly #store: FunctionStore;
   readonly #logs: LogStore;
@@ -215,7 +217,11 @@ export class LocalBackend implements Backend, BackendAdmin {
   #attach(f: LocalFunction, runner: RunnerProcess): void {
     const name = f.load.name;
     runner.on("line", (line: string, stream: string) => this.#logs.append(name, `[${runner.pid} ${stream}]`, line));
-    runner.once("exit", (info: RunnerExit) => this.#onExit(f, runner, info));
+    this.#owned.add(runner);
+    runner.once("exit", (info: RunnerExit) => {
+      this.#owned.delete(runner);
+      this.#onExit(f, runner, info);
+    });
     f.replicas.push(runner);
     f.lastScaleUpAt = performance.now();
     this.#announce(f);
@@ -377,10 +383,9 @@ export class LocalBackend implements Backend, BackendAdmin {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#timer);
-    const all = [...this.#fns.values()].flatMap((f) =>
-      f.replicas.map((r) => r.stop(f.resource.spec.timeoutSeconds * 1000 + 5000)),
-    );
-    await Promise.all(all);
+    const graceMs = (fn: string | undefined): number =>
+      ((fn && this.#fns.get(fn)?.resource.spec.timeoutSeconds) || 30) * 1000 + 5000;
+    await Promise.all([...this.#owned].map((r) => r.stop(graceMs(r.fn))));
     await this.#pool.stop();
     await this.#logs.close();
   }

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { type FunctionResource, type Runtime, RUNTIMES } from "@faas/api";
 import { Gateway, type GatewayConfig, type Logger } from "@faas/gateway";
 import { LocalBackend, type LocalBackendOptions } from "./local-backend.js";
+import { resolvePython } from "./runner-commands.js";
 
 export interface LocalPlatformOptions {
   gateway: GatewayConfig;
@@ -32,8 +33,10 @@ export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<Lo
   const dataDir = opts.backend.dataDir;
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const token = opts.gateway.adminToken ?? randomBytes(24).toString("base64url");
+  const runtimes = opts.backend.runtimes ?? RUNTIMES;
+  const python = runtimes.includes("python") ? await resolvePython(opts.backend.python) : opts.backend.python;
   const backend = new LocalBackend(
-    { ...opts.backend, runtimes: opts.backend.runtimes ?? RUNTIMES },
+    { ...opts.backend, python, runtimes },
     opts.log.child({ component: "local-backend" }),
   );
   const gateway = new Gateway({ ...opts.gateway, adminToken: token }, backend, opts.log, {

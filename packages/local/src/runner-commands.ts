@@ -23,3 +23,21 @@ export function runnerCommand(runtime: Runtime, opts: RunnerCommandOptions): Run
   }
   return { command: opts.node, args: [NODE_RUNNER_MAIN], env: { ...opts.baseEnv } };
 }
+
+/**
+ * The real interpreter behind `python3`: version-manager shims (pyenv) run it as
+ * a child of a shell, which would make our pid and signals reach the shell and
+ * orphan the runner. Resolved once at start.
+ */
+export async function resolvePython(python: string): Promise<string> {
+  const { execFile } = await import("node:child_process");
+  return new Promise((resolve, reject) => {
+    execFile(python, ["-c", "import sys; print(sys.executable)"], { timeout: 10_000 }, (err, stdout) => {
+      if (err) {
+        reject(new Error(`cannot run ${python} (needed for Python functions; set FAAS_PYTHON): ${err.message}`));
+        return;
+      }
+      resolve(stdout.trim() || python);
+    });
+  });
+}

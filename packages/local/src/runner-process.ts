@@ -57,7 +57,7 @@ export class RunnerProcess extends EventEmitter {
 
   static spawn(runtime: Runtime, cmd: RunnerCommand): Promise<RunnerProcess> {
     const child = spawn(cmd.command, cmd.args, {
-      env: { ...cmd.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1" },
+      env: { ...cmd.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_PARENT_PID: String(process.pid) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let runner: RunnerProcess | undefined;

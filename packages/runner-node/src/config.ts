@@ -12,6 +12,8 @@ export interface RunnerConfig {
   headersTimeoutSeconds: number;
   /** Largest `/specialize` body accepted. */
   maxSpecBytes: number;
+  /** FAAS_PARENT_PID (local mode): the supervising process; the runner exits when it is gone. */
+  parentPid: number | undefined;
 }
 
 function readNumber(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
@@ -32,5 +34,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     keepAliveSeconds: readNumber(env, "FAAS_KEEPALIVE_SECONDS", 75, 1),
     headersTimeoutSeconds: 10,
     maxSpecBytes: 16 * 1024 * 1024,
+    parentPid: readNumber(env, "FAAS_PARENT_PID", 0, 0) || undefined,
   };
 }

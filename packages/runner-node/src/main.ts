@@ -55,4 +55,17 @@ const loading =
   spec && codeDir ? runner.specialize(spec).catch((err: unknown) => logCodeDirFailure(codeDir, err)) : undefined;
 const port = await runner.listen();
 printListening(port);
+if (config.parentPid !== undefined) {
+  // Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.
+  const parentPid = config.parentPid;
+  setInterval(() => {
+    if (process.ppid !== parentPid) {
+      try {
+        log.info("parent gone: exiting", { parent: parentPid });
+      } finally {
+        process.exit(0);
+      }
+    }
+  }, 500).unref();
+}
 await loading;

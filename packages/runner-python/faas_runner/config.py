@@ -28,6 +28,8 @@ class Config:
     max_body_bytes: int = 64 * 1024 * 1024
     # Pending connections the kernel queues; a thundering herd must not see resets.
     backlog: int = 4096
+    # Local mode: the supervising process; the runner exits when it is gone.
+    parent_pid: int | None = None
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -39,6 +41,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         keepalive_seconds=_float(env, "FAAS_KEEPALIVE_SECONDS", Config.keepalive_seconds),
         threads=_int(env, "FAAS_THREADS", Config.threads, 1, 4096),
         max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", Config.max_body_bytes, 0, 2**40),
+        parent_pid=_int(env, "FAAS_PARENT_PID", 0, 0, 2**31) or None,
     )
 
 

@@ -92,8 +92,11 @@ class Runner:
         sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         sweeper = asyncio.create_task(self._sweep_idle())
+        orphan_guard = asyncio.create_task(self._exit_with_parent()) if self.config.parent_pid else None
         await self._done.wait()
         sweeper.cancel()
+        if orphan_guard is not None:
+            orphan_guard.cancel()
         await self._close_all()
         return self.exit_code
 
@@ -127,6 +130,16 @@ class Runner:
             await asyncio.sleep(0.01)
         self._invoker.shutdown()
         shutil.rmtree(self._scratch_dir, ignore_errors=True)
+
+    async def _exit_with_parent(self) -> None:
+        """Local mode: a runner whose supervisor died (even by SIGKILL) must not linger."""
+        while True:
+            await asyncio.sleep(0.5)
+            if os.getppid() != self.config.parent_pid:
+                try:  # stdout may be a pipe nobody reads any more
+                    log.info("parent gone: exiting", parent=self.config.parent_pid)
+                finally:
+                    os._exit(0)
 
     async def _sweep_idle(self) -> None:
         """Closes connections idle (or stalled mid-request) past the keep-alive timeout."""
