@@ -1,0 +1,292 @@
+/**
+ * Reconciles one Function into its ConfigMap, Deployment, Service and HPA and
+ * writes its status once. Children are server-side applied under one field
+ * manager; the Deployment's replicas are set only when it is created (or raised
+ * to minReplicas), so the gateway and the HPA own them afterwards.
+ */
+import {
+  configMapName,
+  deploymentName,
+  FUNCTION_KIND,
+  hpaName,
+  OPERATOR_FIELD_MANAGER,
+  parseFunction,
+  serviceName,
+} from "@faas/api";
+import { type KubeClient, KubeError, type KubeObject, objectKey, RESOURCES, type Reflector } from "@faas/kube";
+import type { Logger } from "pino";
+import { functionUrl, type OperatorConfig } from "./config.js";
+import { asPermanent, PermanentError, TemporaryError } from "./errors.js";
+import type { EventRecorder } from "./events.js";
+import type { DeploymentObject, FunctionStatus, PodObject, RawFunction } from "./kinds.js";
+import { buildConfigMap } from "./resources/config-map.js";
+import { buildDeployment, buildDeploymentForCreate, functionCodeHash } from "./resources/deployment.js";
+import { buildHpa, wantsHpa } from "./resources/hpa.js";
+import { type FunctionObject, functionSelector } from "./resources/labels.js";
+import { buildService } from "./resources/service.js";
+import { computeStatus, readyCondition, sameStatus } from "./status.js";
+import type { HandlerResult } from "./work-queue.js";
+
+export const CREATE_FIELD_MANAGER = "faas-operator-create";
+export const SCALE_FIELD_MANAGER = "faas-operator-scale";
+
+export interface ReconcilerCaches {
+  deployments: Reflector<DeploymentObject>;
+  configmaps: Reflector<KubeObject>;
+  services: Reflector<KubeObject>;
+  hpas: Reflector<KubeObject>;
+  pods: Reflector<PodObject>;
+}
+
+export interface ReconcilerDeps {
+  client: KubeClient;
+  cfg: OperatorConfig;
+  caches: ReconcilerCaches;
+  events: EventRecorder;
+  log: Logger;
+  now: () => Date;
+}
+
+interface Applied {
+  deployment: DeploymentObject;
+  fingerprint: string;
+}
+
+const ref = (
+  r: (typeof RESOURCES)[keyof typeof RESOURCES],
+  namespace: string,
+  name?: string,
+  subresource?: string,
+) => ({
+  ...r,
+  namespace,
+  name,
+  subresource,
+});
+
+/** What identifies the applied state: the Function's generation and the children's specs. */
+function fingerprint(
+  fn: RawFunction,
+  cm: KubeObject | undefined,
+  dep: DeploymentObject | undefined,
+  svc: KubeObject | undefined,
+  hpa: KubeObject | undefined,
+): string {
+  const { replicas: _r, ...depSpec } = dep?.spec ?? { selector: {}, template: {} };
+  return JSON.stringify([
+    fn.metadata.uid,
+    fn.metadata.generation,
+    cm?.metadata.resourceVersion,
+    dep ? depSpec : undefined,
+    dep?.metadata.labels,
+    svc?.metadata.resourceVersion,
+    hpa ? hpa.metadata.generation : "none",
+  ]);
+}
+
+export class FunctionReconciler {
+  /** Function key → fingerprint after its last full apply; equal → nothing to apply. */
+  readonly #applied = new Map<string, string>();
+  /** Function key → `uid/generation` that failed permanently, and why; not retried until it changes. */
+  readonly #failed = new Map<string, { stamp: string; reason: string; message: string }>();
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  forget(key: string): void {
+    this.#applied.delete(key);
+    this.#failed.delete(key);
+  }
+
+  async reconcile(raw: RawFunction, opts: { force: boolean; signal: AbortSignal }): Promise<HandlerResult> {
+    if (raw.metadata.deletionTimestamp) return undefined;
+    const { caches, log } = this.deps;
+    const key = objectKey(raw);
+    const ns = raw.metadata.namespace ?? "default";
+    const name = raw.metadata.name;
+    const stamp = `${raw.metadata.uid}/${raw.metadata.generation}`;
+    let deployment = caches.deployments.get(`${ns}/${deploymentName(name)}`);
+    let failure = this.#failed.get(key)?.stamp === stamp ? this.#failed.get(key) : undefined;
+    let hash: string | undefined;
+    if (failure === undefined) {
+      try {
+        const fn = parseFunction(raw, `${ns}/${name}`) as FunctionObject;
+        hash = functionCodeHash(fn);
+        const cached = fingerprint(
+          raw,
+          caches.configmaps.get(`${ns}/${configMapName(name)}`),
+          deployment,
+          caches.services.get(`${ns}/${serviceName(name)}`),
+          caches.hpas.get(`${ns}/${hpaName(name)}`),
+        );
+        if (opts.force || this.#applied.get(key) !== cached) {
+          const applied = await this.#applyChildren(raw, fn, opts.signal);
+          deployment = applied.deployment;
+          this.#applied.set(key, applied.fingerprint);
+        }
+        if (deployment) deployment = await this.#ensureMinReplicas(fn, deployment, opts.signal);
+        this.#failed.delete(key);
+      } catch (err) {
+        const permanent = asPermanent(err);
+        if (permanent === undefined) {
+          this.#applied.delete(key);
+          throw err;
+        }
+        failure = { stamp, reason: permanent.reason, message: permanent.message };
+        this.#failed.set(key, failure);
+        this.#applied.delete(key);
+        log.warn({ fn: key, reason: permanent.reason, err: permanent.message }, "reconcile failed permanently");
+        this.deps.events.record(raw, "Warning", "ReconcileFailed", `${permanent.reason}: ${permanent.message}`);
+      }
+    }
+    const status = computeStatus(
+      {
+        generation: raw.metadata.generation,
+        selector: functionSelector(name),
+        url: functionUrl(this.deps.cfg, ns, name),
+        codeHash: hash,
+        deployment,
+        pods: caches.pods
+          .list()
+          .filter((p) => p.metadata.namespace === ns && p.metadata.labels?.["faas.example.com/function"] === name),
+        failure,
+      },
+      raw.status,
+      this.deps.now(),
+    );
+    this.#recordTransitions(raw, raw.status, status);
+    if (!sameStatus(raw.status, status)) {
+      opts.signal.throwIfAborted();
+      await this.deps.client.mergePatch(
+        ref(RESOURCES.functions, ns, name, "status"),
+        { status },
+        OPERATOR_FIELD_MANAGER,
+      );
+      log.debug({ fn: key, ready: readyCondition(status)?.reason }, "status updated");
+    }
+    return undefined;
+  }
+
+  async #applyChildren(raw: RawFunction, fn: FunctionObject, signal: AbortSignal): Promise<Applied> {
+    const { client, cfg, caches } = this.deps;
+    const ns = fn.metadata.namespace;
+    const name = fn.metadata.name;
+    signal.throwIfAborted();
+    // The code first: pods of a new rollout mount what is there when they start.
+    const cm = await client.apply<KubeObject>(
+      ref(RESOURCES.configmaps, ns, configMapName(name)),
+      buildConfigMap(fn),
+      OPERATOR_FIELD_MANAGER,
+    );
+    const created = await this.#createDeploymentOnce(fn, signal);
+    signal.throwIfAborted();
+    const deployment = await client.apply<DeploymentObject>(
+      ref(RESOURCES.deployments, ns, deploymentName(name)),
+      buildDeployment(fn, cfg),
+      OPERATOR_FIELD_MANAGER,
+    );
+    signal.throwIfAborted();
+    const svc = await client.apply<KubeObject>(
+      ref(RESOURCES.services, ns, serviceName(name)),
+      buildService(fn),
+      OPERATOR_FIELD_MANAGER,
+    );
+    let hpa: KubeObject | undefined;
+    if (wantsHpa(fn.spec)) {
+      signal.throwIfAborted();
+      hpa = await client.apply<KubeObject>(
+        ref(RESOURCES.hpas, ns, hpaName(name)),
+        buildHpa(fn, cfg),
+        OPERATOR_FIELD_MANAGER,
+      );
+    } else if (caches.hpas.get(`${ns}/${hpaName(name)}`)) {
+      signal.throwIfAborted();
+      await client.delete(ref(RESOURCES.hpas, ns, hpaName(name)));
+      this.deps.events.record(raw, "Normal", "AutoscalerRemoved", `maxReplicas ${fn.spec.maxReplicas}: no HPA needed`);
+    }
+    if (created) {
+      this.deps.events.record(
+        raw,
+        "Normal",
+        "Created",
+        `created ConfigMap, Deployment (${fn.spec.minReplicas} replicas) and Service`,
+      );
+    }
+    return { deployment, fingerprint: fingerprint(raw, cm, deployment, svc, hpa) };
+  }
+
+  /**
+   * POSTs the Deployment with its initial replicas if it does not exist yet,
+   * under its own field manager, so later applies never own `spec.replicas`.
+   */
+  async #createDeploymentOnce(fn: FunctionObject, signal: AbortSignal): Promise<boolean> {
+    const ns = fn.metadata.namespace;
+    const name = deploymentName(fn.metadata.name);
+    let existing = this.deps.caches.deployments.get(`${ns}/${name}`);
+    if (existing === undefined) {
+      signal.throwIfAborted();
+      try {
+        await this.deps.client.create(
+          ref(RESOURCES.deployments, ns),
+          buildDeploymentForCreate(fn, this.deps.cfg),
+          CREATE_FIELD_MANAGER,
+        );
+        return true;
+      } catch (err) {
+        if (!(err instanceof KubeError && err.status === 409)) throw err;
+        existing = await this.deps.client.get<DeploymentObject>(ref(RESOURCES.deployments, ns, name));
+      }
+    }
+    assertOwned(existing, fn);
+    return false;
+  }
+
+  async #ensureMinReplicas(fn: FunctionObject, dep: DeploymentObject, signal: AbortSignal): Promise<DeploymentObject> {
+    const current = dep.spec?.replicas ?? 0;
+    if (current >= fn.spec.minReplicas) return dep;
+    signal.throwIfAborted();
+    await this.deps.client.mergePatch(
+      ref(RESOURCES.deployments, fn.metadata.namespace, dep.metadata.name, "scale"),
+      { spec: { replicas: fn.spec.minReplicas } },
+      SCALE_FIELD_MANAGER,
+    );
+    this.deps.log.info(
+      { fn: `${fn.metadata.namespace}/${fn.metadata.name}`, from: current, to: fn.spec.minReplicas },
+      "raised replicas to minReplicas",
+    );
+    return { ...dep, spec: { ...dep.spec!, replicas: fn.spec.minReplicas } };
+  }
+
+  #recordTransitions(raw: RawFunction, prev: FunctionStatus | undefined, next: FunctionStatus): void {
+    const events = this.deps.events;
+    if (prev?.codeHash && next.codeHash && prev.codeHash !== next.codeHash) {
+      events.record(raw, "Normal", "CodeUpdated", `code changed (${prev.codeHash} → ${next.codeHash}); rolling out`);
+    }
+    const before = prev?.conditions?.find((c) => c.type === "Progressing");
+    const after = next.conditions?.find((c) => c.type === "Progressing");
+    if (before?.status === "True" && after?.reason === "RolloutComplete") {
+      events.record(raw, "Normal", "RolledOut", `${after.message} (code ${next.codeHash})`);
+    }
+    const ready = readyCondition(next);
+    const wasReady = readyCondition(prev);
+    if (ready && ready.status === "False" && ready.reason !== "Progressing" && ready.reason !== wasReady?.reason) {
+      if (!["InvalidSpec", "ApplyRejected", "NameConflict"].includes(ready.reason)) {
+        events.record(raw, "Warning", ready.reason, ready.message);
+      }
+    }
+  }
+}
+
+/** The Deployment must be this Function's, not a stranger's or a deleted namesake's. */
+function assertOwned(obj: KubeObject, fn: FunctionObject): void {
+  const owner = obj.metadata.ownerReferences?.find((o) => o.controller);
+  if (owner?.uid === fn.metadata.uid) return;
+  if (owner?.kind === FUNCTION_KIND && owner.name === fn.metadata.name) {
+    throw new TemporaryError(
+      `${obj.metadata.name} still belongs to a deleted Function ${fn.metadata.name}; waiting for its garbage collection`,
+    );
+  }
+  throw new PermanentError(
+    "NameConflict",
+    `Deployment ${obj.metadata.name} already exists and is not owned by this Function; delete or rename it`,
+  );
+}

@@ -1,0 +1,21 @@
+/** ConfigMap `fn-<name>-code`: the code file and `function.json`, mounted at /code. */
+import { CODE_MOUNT_PATH, codeFileName, configMapName, LOAD_SPEC_FILE, toLoadSpec } from "@faas/api";
+import type { V1ConfigMap } from "@kubernetes/client-node";
+import { childMetadata, type FunctionObject } from "./labels.js";
+
+export function buildConfigMap(fn: FunctionObject): V1ConfigMap {
+  // The code lives once, in its own file; the runner reads it beside function.json.
+  const { code: _code, ...loadSpec } = toLoadSpec(fn);
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      ...childMetadata(fn, configMapName(fn.metadata.name)),
+      annotations: { "faas.example.com/mount-path": CODE_MOUNT_PATH },
+    },
+    data: {
+      [codeFileName(fn.spec.runtime, fn.spec.handler)]: fn.spec.code,
+      [LOAD_SPEC_FILE]: `${JSON.stringify(loadSpec, null, 2)}\n`,
+    },
+  };
+}

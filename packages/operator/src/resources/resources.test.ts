@@ -1,0 +1,195 @@
+import { FUNCTION_LABEL, type FunctionSpecInput, makeFunction } from "@faas/api";
+import { describe, expect, it } from "vitest";
+import { DEFAULT_OPERATOR_CONFIG } from "../config.js";
+import { buildConfigMap } from "./config-map.js";
+import { buildDeployment, buildDeploymentForCreate, CODE_HASH_ANNOTATION } from "./deployment.js";
+import { buildHpa, wantsHpa } from "./hpa.js";
+import type { FunctionObject } from "./labels.js";
+import { buildService } from "./service.js";
+
+const cfg = DEFAULT_OPERATOR_CONFIG;
+const PY = "def handle(req):\n    return 'hello from runner'\n";
+
+function fn(name: string, spec: Partial<FunctionSpecInput> = {}): FunctionObject {
+  const f = makeFunction(name, { runtime: "python", code: PY, ...spec });
+  return { ...f, metadata: { ...f.metadata, namespace: "ns1", uid: `uid-${name}`, generation: 1 } } as FunctionObject;
+}
+
+const ownerRef = (name: string) => ({
+  apiVersion: "faas.example.com/v1",
+  kind: "Function",
+  name,
+  uid: `uid-${name}`,
+  controller: true,
+  blockOwnerDeletion: true,
+});
+
+describe("buildConfigMap", () => {
+  const cases = [
+    {
+      name: "python: main.py and function.json without the code",
+      given: fn("hello"),
+      want: {
+        name: "fn-hello-code",
+        files: ["function.json", "main.py"],
+        codeFile: "main.py",
+        loadSpec: { name: "hello", runtime: "python", handler: "main.handle", timeoutSeconds: 30, env: {} },
+      },
+    },
+    {
+      name: "nodejs with its own handler module and env",
+      given: fn("hi", {
+        runtime: "nodejs",
+        handler: "index.run",
+        code: "export const run = () => 1;",
+        env: { A: "b" },
+      }),
+      want: {
+        name: "fn-hi-code",
+        files: ["function.json", "index.mjs"],
+        codeFile: "index.mjs",
+        loadSpec: { name: "hi", runtime: "nodejs", handler: "index.run", timeoutSeconds: 30, env: { A: "b" } },
+      },
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const cm = buildConfigMap(c.given);
+      expect(cm.metadata?.name).toBe(c.want.name);
+      expect(cm.metadata?.namespace).toBe("ns1");
+      expect(cm.metadata?.labels?.[FUNCTION_LABEL]).toBe(c.given.metadata.name);
+      expect(cm.metadata?.ownerReferences).toEqual([ownerRef(c.given.metadata.name)]);
+      expect(Object.keys(cm.data ?? {}).sort()).toEqual(c.want.files);
+      expect(cm.data?.[c.want.codeFile]).toBe(c.given.spec.code);
+      expect(JSON.parse(cm.data?.["function.json"] ?? "")).toEqual(c.want.loadSpec);
+    });
+  }
+});
+
+describe("buildDeployment", () => {
+  const cases = [
+    {
+      name: "python defaults",
+      given: fn("hello"),
+      want: { image: "faas-python-runner:latest", grace: 3 + 30 + 5 },
+    },
+    {
+      name: "nodejs with a long timeout",
+      given: fn("slow", { runtime: "nodejs", code: "export const handle = () => 1;", timeoutSeconds: 120 }),
+      want: { image: "faas-node-runner:latest", grace: 3 + 120 + 5 },
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const d = buildDeployment(c.given, cfg);
+      const name = c.given.metadata.name;
+      expect(d.metadata?.name).toBe(`fn-${name}-deploy`);
+      expect(d.metadata?.ownerReferences).toEqual([ownerRef(name)]);
+      expect(d.spec?.replicas).toBeUndefined();
+      expect(d.spec?.selector).toEqual({ matchLabels: { [FUNCTION_LABEL]: name } });
+      expect(d.spec?.strategy).toEqual({ type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } });
+      const pod = d.spec?.template.spec;
+      expect(d.spec?.template.metadata?.labels?.[FUNCTION_LABEL]).toBe(name);
+      expect(d.spec?.template.metadata?.annotations?.[CODE_HASH_ANNOTATION]).toMatch(/^[0-9a-f]{16}$/);
+      expect(pod?.automountServiceAccountToken).toBe(false);
+      expect(pod?.terminationGracePeriodSeconds).toBe(c.want.grace);
+      expect(pod?.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        runAsUser: 10001,
+        seccompProfile: { type: "RuntimeDefault" },
+      });
+      const ctr = pod?.containers[0];
+      expect(ctr?.image).toBe(c.want.image);
+      expect(ctr?.imagePullPolicy).toBe("IfNotPresent");
+      expect(ctr?.env).toEqual([
+        { name: "FAAS_PORT", value: "8080" },
+        { name: "FAAS_HOST", value: "0.0.0.0" },
+        { name: "FAAS_CODE_DIR", value: "/code" },
+      ]);
+      expect(ctr?.ports).toEqual([{ name: "http", containerPort: 8080, protocol: "TCP" }]);
+      expect(ctr?.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "http" });
+      expect(ctr?.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "http" });
+      expect(ctr?.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThanOrEqual(1);
+      expect(ctr?.resources).toEqual({
+        requests: { cpu: "100m", memory: "64Mi" },
+        limits: { cpu: "1", memory: "256Mi" },
+      });
+      expect(ctr?.securityContext).toEqual({
+        runAsNonRoot: true,
+        runAsUser: 10001,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ["ALL"] },
+        seccompProfile: { type: "RuntimeDefault" },
+      });
+      expect(ctr?.volumeMounts).toEqual([
+        { name: "code", mountPath: "/code", readOnly: true },
+        { name: "tmp", mountPath: "/tmp" },
+      ]);
+      expect(pod?.volumes?.[0]?.configMap?.name).toBe(`fn-${name}-code`);
+      expect(pod?.volumes?.[1]?.emptyDir).toBeDefined();
+    });
+  }
+
+  it("changes the pod template's code hash when code or config change, and only then", () => {
+    const hash = (f: FunctionObject) =>
+      buildDeployment(f, cfg).spec?.template.metadata?.annotations?.[CODE_HASH_ANNOTATION];
+    const base = hash(fn("a"));
+    expect(hash(fn("a"))).toBe(base);
+    expect(hash(fn("a", { minReplicas: 1, maxReplicas: 9 }))).toBe(base);
+    expect(hash(fn("a", { code: `${PY}# v2\n` }))).not.toBe(base);
+    expect(hash(fn("a", { env: { X: "1" } }))).not.toBe(base);
+    expect(hash(fn("a", { timeoutSeconds: 5 }))).not.toBe(base);
+  });
+
+  it("sets replicas only in the version that creates it", () => {
+    expect(buildDeploymentForCreate(fn("z", { minReplicas: 0 }), cfg).spec?.replicas).toBe(0);
+    expect(buildDeploymentForCreate(fn("z", { minReplicas: 2 }), cfg).spec?.replicas).toBe(2);
+  });
+});
+
+describe("buildService", () => {
+  it("is a ClusterIP on 8080 → http selecting the function's pods, with the function label", () => {
+    const s = buildService(fn("hello"));
+    expect(s.metadata?.name).toBe("fn-hello");
+    expect(s.metadata?.labels?.[FUNCTION_LABEL]).toBe("hello");
+    expect(s.metadata?.ownerReferences).toEqual([ownerRef("hello")]);
+    expect(s.spec).toEqual({
+      type: "ClusterIP",
+      selector: { [FUNCTION_LABEL]: "hello" },
+      ports: [{ name: "http", port: 8080, targetPort: "http", protocol: "TCP" }],
+    });
+  });
+});
+
+describe("HPA", () => {
+  const cases = [
+    { name: "0..1: no HPA", given: { minReplicas: 0, maxReplicas: 1 }, want: false },
+    { name: "1..1: no HPA", given: { minReplicas: 1, maxReplicas: 1 }, want: false },
+    { name: "3..3: no HPA", given: { minReplicas: 3, maxReplicas: 3 }, want: false },
+    { name: "0..2: HPA 1..2", given: { minReplicas: 0, maxReplicas: 2 }, want: true },
+    { name: "1..5: HPA 1..5", given: { minReplicas: 1, maxReplicas: 5 }, want: true },
+  ];
+  for (const c of cases) {
+    it(c.name, () => expect(wantsHpa(c.given)).toBe(c.want));
+  }
+
+  it("targets the Deployment on CPU utilization with minReplicas max(1, min)", () => {
+    const h = buildHpa(fn("cpu", { minReplicas: 0, maxReplicas: 5, targetCPUUtilization: 70 }), cfg);
+    expect(h.metadata?.name).toBe("fn-cpu");
+    expect(h.metadata?.ownerReferences).toEqual([ownerRef("cpu")]);
+    expect(h.spec).toEqual({
+      scaleTargetRef: { apiVersion: "apps/v1", kind: "Deployment", name: "fn-cpu-deploy" },
+      minReplicas: 1,
+      maxReplicas: 5,
+      metrics: [
+        { type: "Resource", resource: { name: "cpu", target: { type: "Utilization", averageUtilization: 70 } } },
+      ],
+    });
+  });
+
+  it("carries a scale-down stabilization window when configured", () => {
+    const h = buildHpa(fn("cpu", { minReplicas: 1, maxReplicas: 5 }), { hpaScaleDownStabilizationSeconds: 15 });
+    expect(h.spec?.behavior).toEqual({ scaleDown: { stabilizationWindowSeconds: 15 } });
+  });
+});
