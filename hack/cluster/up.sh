@@ -239,7 +239,7 @@ install_kubeconfig() {
   local target=${KUBECONFIG:-$HOME/.kube/config}
   target=${target%%:*}
   mkdir -p "$(dirname "$target")"
-  if [ -s "$target" ] && ! grep -q "faas-cluster-managed" "$target" \
+  if [ -s "$target" ] \
     && [ "$("$KUBECTL" --kubeconfig "$target" config view -o jsonpath='{.clusters[*].name}' 2>/dev/null)" != "faas" ]; then
     local merged
     merged=$(mktemp)

@@ -147,7 +147,17 @@ export function portForward(namespace: string, target: string, remotePort: numbe
   return new Promise((resolve, reject) => {
     const child = spawn(
       kubectlPath,
-      ["--kubeconfig", kubeconfigPath, "-n", namespace, "port-forward", "--address", "127.0.0.1", target, `:${remotePort}`],
+      [
+        "--kubeconfig",
+        kubeconfigPath,
+        "-n",
+        namespace,
+        "port-forward",
+        "--address",
+        "127.0.0.1",
+        target,
+        `:${remotePort}`,
+      ],
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let out = "";

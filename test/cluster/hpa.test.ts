@@ -115,7 +115,9 @@ describe("HPA on CPU", () => {
     await ns.kubectl(["rollout", "status", "deployment/burner", "--timeout=180s"], { timeoutMs: 200_000 });
     const svc = await kubectlJson<{ spec: { clusterIP: string } }>(["-n", ns.name, "get", "service", "burner"]);
     const url = `http://${svc.spec.clusterIP}/invoke/`;
-    await waitFor("the burner through its Service", async () => ((await httpGet(url, 10_000)).status === 200 ? true : undefined));
+    await waitFor("the burner through its Service", async () =>
+      (await httpGet(url, 10_000)).status === 200 ? true : undefined,
+    );
 
     // The HPA reads a utilization once metrics-server has a sample of the pod.
     await waitFor(
