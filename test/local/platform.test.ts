@@ -133,8 +133,8 @@ describe("local platform", () => {
       metadata: { name: "broken" },
       spec: { runtime: "python", code: "def handle(req) return 1\n" },
     });
-    expect(syntax.status).toBe(500);
-    expect(syntax.json()).toMatchObject({ error: { code: "FUNCTION_LOAD_FAILED", message: expect.stringMatching(/SyntaxError/) } });
+    expect(syntax.status).toBe(400);
+    expect(syntax.json()).toMatchObject({ error: { code: "INVALID_SPEC", message: expect.stringMatching(/^spec\.code: .*SyntaxError/) } });
     expect((await p.admin("GET", "/functions/broken")).status).toBe(404);
   });
 

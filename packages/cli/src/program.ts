@@ -8,6 +8,7 @@ import { runDeploy } from "./commands/deploy.js";
 import { runInvoke } from "./commands/invoke.js";
 import { runList } from "./commands/list.js";
 import { runLogs } from "./commands/logs.js";
+import { runStress } from "./commands/stress.js";
 import { runUp } from "./commands/up.js";
 import { type CommandContext, type GlobalOptions, withGlobals } from "./context.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
@@ -190,6 +191,33 @@ Examples:
     .option("--json", "print the result as JSON")
     .addHelpText("after", "\nExample:\n  $ faas delete greet")
     .action((name: string, opts: { json?: boolean }, cmd: Command) => run(runDelete(configured(cmd), name, opts)));
+
+  program
+    .command("stress")
+    .description("load a function with concurrent requests; live req/s, latency and errors")
+    .argument("<name>", "function name")
+    .option("--duration <time>", "how long: 30s, 2m, 500ms", "30s")
+    .option("-c, --concurrency <n>", "requests in flight at once", integer(1), 16)
+    .option("--rate <n>", "cap on total requests per second (0 = as fast as replies come)", integer(0), 0)
+    .option("--max-requests <n>", "stop after this many requests", integer(1), 10_000_000)
+    .option("--path <path>", "sub-path and query after /invoke/<name>, e.g. ?rounds=50000")
+    .option("-d, --data <data>", "request body (implies POST)")
+    .option("-X, --method <method>", "HTTP method")
+    .option("--max-errors <n>", "exit 1 when more requests than this fail", integer(0))
+    .option("--json", "print the summary as JSON")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ faas stress hello --duration 10s -c 32
+  $ faas stress cpu-test --duration 2m -c 16 --gateway http://localhost:8000   # the HPA walkthrough
+  $ faas stress echo -d '{"x":1}' --rate 500 --duration 1m --max-errors 0
+
+Prints one line a second (req/s, p50, p99, errors), then a summary. Ctrl-C stops early.`,
+    )
+    .action((name: string, opts: Parameters<typeof runStress>[2], cmd: Command) =>
+      run(runStress(configured(cmd), name, opts)),
+    );
 
   return program;
 }

@@ -349,6 +349,10 @@ export class LocalBackend implements Backend, BackendAdmin {
       await runner.specialize(load, hash);
     } catch (err) {
       this.#pool.giveBack(runner);
+      // At deploy time broken code is the caller's mistake: name the field.
+      if (err instanceof FaasError && err.code === "FUNCTION_LOAD_FAILED") {
+        throw new FaasError("INVALID_SPEC", `spec.code: ${err.message}`, { cause: err, details: { issues: [`spec.code: ${err.message}`] } });
+      }
       throw err;
     }
     void runner.stop(1000);
