@@ -180,7 +180,7 @@ for w in "${wanted[@]}"; do
     faas-python-runner) build_python_runner ;;
     faas-node-runner) build_node_app faas-node-runner:latest runner-node --expose 8080 \
       --env FAAS_PORT=8080 --env FAAS_HOST=0.0.0.0 --env FAAS_CODE_DIR=/code ;;
-    faas-gateway) build_node_app faas-gateway:latest gateway --expose 8000 ;;
+    faas-gateway) build_node_app faas-gateway:latest kube-backend --expose 8000 ;;
     faas-operator) build_node_app faas-operator:latest operator ;;
     *) die "unknown image $w" ;;
   esac
