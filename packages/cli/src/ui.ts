@@ -35,7 +35,11 @@ export interface Ui {
   spinner(text: string, opts?: { quiet?: boolean }): Spinner;
 }
 
-export function createUi(cfg: CliConfig, stdout = process.stdout, stderr = process.stderr): Ui {
+export function createUi(
+  cfg: CliConfig,
+  stdout: NodeJS.WriteStream = process.stdout,
+  stderr: NodeJS.WriteStream = process.stderr,
+): Ui {
   const colorFor = (s: NodeJS.WriteStream): boolean =>
     cfg.color === "always" || (cfg.color === "auto" && s.isTTY === true);
   const c = picocolors.createColors(colorFor(stdout));
