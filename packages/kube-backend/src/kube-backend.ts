@@ -189,7 +189,9 @@ export class KubeBackend implements Backend {
     const resource = this.getFunction(fn);
     if (resource === undefined) throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
     const started = performance.now();
-    const target = Math.min(Math.max(replicas, 1), resource.spec.maxReplicas);
+    // On Kubernetes the gateway only brings a function from 0 to 1; the HPA owns 1..N (ADR 0005).
+    if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { scaleUpMs: 0, specializeMs: 0 };
+    const target = 1;
     const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
     try {
       // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
