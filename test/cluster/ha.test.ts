@@ -1,0 +1,81 @@
+/**
+ * Two gateway replicas and two in-cluster operator replicas (leader election)
+ * pass the walkthrough: hello from zero, and a burst answered in full.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kubectl, kubectlJson, type PortForward, repoRoot, waitFor } from "./fixture.js";
+import {
+  applyFunction,
+  deleteFunction,
+  deploymentReplicas,
+  functionPods,
+  gatewayMetric,
+  gatewayPortForward,
+  installCrdAndGateway,
+  invoke,
+} from "./support/platform.js";
+
+const NS = "default";
+
+interface Lease {
+  spec: { holderIdentity?: string };
+}
+interface Pods {
+  items: { metadata: { name: string }; status: { phase: string } }[];
+}
+
+describe("HA: 2 gateways, 2 operators with leader election", () => {
+  let pf: PortForward;
+
+  beforeAll(async () => {
+    await installCrdAndGateway();
+    await deleteFunction(NS, "hello");
+    await kubectl(["apply", "-f", join(repoRoot, "deploy/operator.yaml")]);
+    await kubectl(["-n", "faas-system", "rollout", "status", "deployment/faas-operator", "--timeout=240s"], { timeoutMs: 250_000 });
+    pf = await gatewayPortForward();
+  });
+  afterAll(async () => {
+    pf?.close();
+    await deleteFunction(NS, "hello").catch(() => {});
+    await kubectl(["delete", "-f", join(repoRoot, "deploy/operator.yaml"), "--ignore-not-found", "--wait=true"], {
+      allowFailure: true,
+      timeoutMs: 180_000,
+    });
+  });
+
+  it("runs two gateways and elects exactly one of two operators", async () => {
+    const gateways = await kubectlJson<Pods>(["-n", "faas-system", "get", "pods", "-l", "app.kubernetes.io/name=faas-gateway"]);
+    expect(gateways.items.filter((p) => p.status.phase === "Running")).toHaveLength(2);
+    const operators = await kubectlJson<Pods>(["-n", "faas-system", "get", "pods", "-l", "app.kubernetes.io/name=faas-operator"]);
+    const names = operators.items.filter((p) => p.status.phase === "Running").map((p) => p.metadata.name);
+    expect(names).toHaveLength(2);
+    const holder = await waitFor("a lease holder", async () => {
+      const lease = await kubectlJson<Lease>(["-n", "faas-system", "get", "lease", "faas-operator"]);
+      return lease.spec.holderIdentity || undefined;
+    });
+    expect(names).toContain(holder);
+  });
+
+  it("serves hello from zero and a burst of 300 through two gateways", async () => {
+    await applyFunction(NS, readFileSync(join(repoRoot, "function-hello.yaml"), "utf8"), "hello");
+    expect(await deploymentReplicas(NS, "hello")).toBe(0);
+    expect(await functionPods(NS, "hello")).toEqual([]);
+    const first = await invoke(pf.localPort, "/invoke/hello");
+    expect(first.status).toBe(200);
+    expect(first.body).toBe("hello from runner");
+    expect(await functionPods(NS, "hello")).toHaveLength(1);
+
+    await kubectl(["-n", NS, "scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
+    await waitFor("hello at zero pods", async () => ((await functionPods(NS, "hello")).length === 0 ? true : undefined));
+    await waitFor("gateways to see no endpoint", async () =>
+      (await gatewayMetric("faas_replicas_ready", { function: "hello" })) === 0 ? true : undefined,
+    );
+    const before = await gatewayMetric("faas_scale_patches_total", { function: "hello" });
+    const replies = await Promise.all(Array.from({ length: 300 }, () => invoke(pf.localPort, "/invoke/hello")));
+    expect(replies.filter((r) => r.status === 200)).toHaveLength(300);
+    expect((await gatewayMetric("faas_scale_patches_total", { function: "hello" })) - before).toBe(1);
+    expect(await functionPods(NS, "hello")).toHaveLength(1);
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * The README's Kubernetes walkthrough on a real cluster, operator running
+ * locally: no pod until the first request, exactly one pod and one scale patch
+ * for a burst, scale to zero when idle but never under a request in flight.
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { kubectl, type PortForward, repoRoot, waitFor } from "./fixture.js";
+import {
+  applyFunction,
+  deleteFunction,
+  deploymentReplicas,
+  functionPods,
+  gatewayMetric,
+  gatewayPortForward,
+  installCrdAndGateway,
+  invoke,
+  type LocalOperator,
+  pythonFunction,
+  startLocalOperator,
+} from "./support/platform.js";
+
+const NS = "default";
+
+describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
+  let operator: LocalOperator;
+  let pf: PortForward;
+
+  beforeAll(async () => {
+    await installCrdAndGateway();
+    for (const fn of ["hello", "idle", "slow"]) await deleteFunction(NS, fn);
+    operator = await startLocalOperator(NS);
+    pf = await gatewayPortForward();
+  });
+  afterAll(async () => {
+    pf?.close();
+    for (const fn of ["hello", "idle", "slow"]) await deleteFunction(NS, fn).catch(() => {});
+    await operator?.stop();
+  });
+
+  it("serves hello from zero replicas: one pod appears, the second call is warm", async () => {
+    const yaml = readFileSync(join(repoRoot, "function-hello.yaml"), "utf8");
+    await applyFunction(NS, yaml, "hello");
+    expect(await deploymentReplicas(NS, "hello")).toBe(0);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(await functionPods(NS, "hello")).toEqual([]);
+    const { stdout } = await kubectl(["-n", NS, "get", "functions"]);
+    expect(stdout).toMatch(/NAME\s+RUNTIME\s+READY\s+DESIRED\s+MIN\s+MAX\s+STATUS\s+AGE/);
+
+    const first = await invoke(pf.localPort, "/invoke/hello");
+    expect(first.status).toBe(200);
+    expect(first.body).toBe("hello from runner");
+    expect(first.headers["x-faas-cold-start"]).toBe("true");
+    const pods = await functionPods(NS, "hello");
+    expect(pods).toHaveLength(1);
+    expect(pods[0]).toMatch(/^fn-hello-deploy-/);
+
+    const second = await invoke(pf.localPort, "/invoke/hello");
+    expect(second.status).toBe(200);
+    expect(second.body).toBe("hello from runner");
+    expect(second.headers["x-faas-cold-start"]).toBeUndefined();
+    expect(await functionPods(NS, "hello")).toEqual(pods);
+    console.log(
+      `walkthrough: first call ${first.ms.toFixed(0)} ms (${String(first.headers["server-timing"])}), warm call ${second.ms.toFixed(1)} ms`,
+    );
+    expect(second.ms).toBeLessThan(first.ms);
+  });
+
+  it("answers a burst of 500 at zero replicas with one scale patch and one pod", async () => {
+    await kubectl(["-n", NS, "scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
+    await waitFor("hello at zero pods", async () => ((await functionPods(NS, "hello")).length === 0 ? true : undefined));
+    await waitFor("gateways to see no endpoint", async () =>
+      (await gatewayMetric("faas_replicas_ready", { function: "hello" })) === 0 ? true : undefined,
+    );
+    const patchesBefore = await gatewayMetric("faas_scale_patches_total", { function: "hello" });
+    const t0 = performance.now();
+    const replies = await Promise.all(Array.from({ length: 500 }, () => invoke(pf.localPort, "/invoke/hello")));
+    const seconds = (performance.now() - t0) / 1000;
+    const byStatus: Record<number, number> = {};
+    for (const r of replies) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+    expect(byStatus).toEqual({ 200: 500 });
+    expect(replies.every((r) => r.body === "hello from runner")).toBe(true);
+    const patches = (await gatewayMetric("faas_scale_patches_total", { function: "hello" })) - patchesBefore;
+    expect(patches).toBe(1);
+    expect(await functionPods(NS, "hello")).toHaveLength(1);
+    console.log(`herd: 500 concurrent at zero → 500×200 in ${seconds.toFixed(1)} s, ${patches} scale patch, 1 pod`);
+  });
+
+  it("scales an idle function to zero and serves the next request cold", async () => {
+    await applyFunction(NS, pythonFunction("idle", 'def handle(req):\n    return "still here"', { idleSeconds: 5 }), "idle");
+    expect((await invoke(pf.localPort, "/invoke/idle")).body).toBe("still here");
+    expect(await functionPods(NS, "idle")).toHaveLength(1);
+    const t0 = performance.now();
+    await waitFor("idle to scale to zero", async () => ((await deploymentReplicas(NS, "idle")) === 0 ? true : undefined), {
+      timeoutMs: 90_000,
+    });
+    await waitFor("idle's pod to go", async () => ((await functionPods(NS, "idle")).length === 0 ? true : undefined));
+    console.log(`scale to zero: replicas 0 after ${((performance.now() - t0) / 1000).toFixed(1)} s idle (idleSeconds 5)`);
+    const again = await invoke(pf.localPort, "/invoke/idle");
+    expect(again.status).toBe(200);
+    expect(again.body).toBe("still here");
+    expect(again.headers["x-faas-cold-start"]).toBe("true");
+  });
+
+  it("does not scale to zero while a long request is in flight", async () => {
+    await applyFunction(
+      NS,
+      pythonFunction("slow", 'import time\ndef handle(req):\n    time.sleep(15)\n    return "done"', { idleSeconds: 3, timeoutSeconds: 60 }),
+      "slow",
+    );
+    const pending = invoke(pf.localPort, "/invoke/slow");
+    await waitFor("slow's pod", async () => ((await functionPods(NS, "slow")).length === 1 ? true : undefined));
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(await deploymentReplicas(NS, "slow")).toBe(1);
+    }
+    const r = await pending;
+    expect(r.status).toBe(200);
+    expect(r.body).toBe("done");
+  });
+});
