@@ -148,6 +148,7 @@ export class Operator {
     this.#idle.setEnabled(leading);
     if (leading) {
       this.#leadership = new AbortController();
+      this.#reconciler.resetMemory();
       this.#enqueueAll(true);
       this.#queue.resume();
     } else {

@@ -8,6 +8,7 @@ import {
   configMapName,
   deploymentName,
   FUNCTION_KIND,
+  FUNCTION_LABEL,
   hpaName,
   OPERATOR_FIELD_MANAGER,
   parseFunction,
@@ -89,12 +90,26 @@ export class FunctionReconciler {
   readonly #applied = new Map<string, string>();
   /** Function key → `uid/generation` that failed permanently, and why; not retried until it changes. */
   readonly #failed = new Map<string, { stamp: string; reason: string; message: string }>();
+  /**
+   * Function key → the status this process last wrote (with the Function's uid).
+   * The cache may not have caught up with our own write yet; the leader is the
+   * only writer, so this is newer.
+   */
+  readonly #written = new Map<string, { uid: string | undefined; status: FunctionStatus }>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
   forget(key: string): void {
     this.#applied.delete(key);
     this.#failed.delete(key);
+    this.#written.delete(key);
+  }
+
+  /** On becoming leader: another process may have written since. */
+  resetMemory(): void {
+    this.#applied.clear();
+    this.#failed.clear();
+    this.#written.clear();
   }
 
   async reconcile(raw: RawFunction, opts: { force: boolean; signal: AbortSignal }): Promise<HandlerResult> {
@@ -138,6 +153,8 @@ export class FunctionReconciler {
         this.deps.events.record(raw, "Warning", "ReconcileFailed", `${permanent.reason}: ${permanent.message}`);
       }
     }
+    const written = this.#written.get(key);
+    const prev = written?.uid === raw.metadata.uid ? written?.status : raw.status;
     const status = computeStatus(
       {
         generation: raw.metadata.generation,
@@ -147,20 +164,21 @@ export class FunctionReconciler {
         deployment,
         pods: caches.pods
           .list()
-          .filter((p) => p.metadata.namespace === ns && p.metadata.labels?.["faas.example.com/function"] === name),
+          .filter((p) => p.metadata.namespace === ns && p.metadata.labels?.[FUNCTION_LABEL] === name),
         failure,
       },
-      raw.status,
+      prev,
       this.deps.now(),
     );
-    this.#recordTransitions(raw, raw.status, status);
-    if (!sameStatus(raw.status, status)) {
+    if (!sameStatus(prev, status)) {
       opts.signal.throwIfAborted();
       await this.deps.client.mergePatch(
         ref(RESOURCES.functions, ns, name, "status"),
         { status },
         OPERATOR_FIELD_MANAGER,
       );
+      this.#written.set(key, { uid: raw.metadata.uid, status });
+      this.#recordTransitions(raw, prev, status);
       log.debug({ fn: key, ready: readyCondition(status)?.reason }, "status updated");
     }
     return undefined;
