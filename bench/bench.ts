@@ -21,7 +21,7 @@ const KNOBS = {
   runtimes: { default: "python,nodejs", help: "runtimes for the cold-start rows" },
   "proxy-runtimes": { default: "nodejs,python", help: "runtimes for the gateway-overhead rows" },
   connections: { default: "50", help: "wrk connections at saturation" },
-  duration: { default: "4", help: "seconds per wrk run" },
+  duration: { default: "3", help: "seconds per wrk run" },
   "warm-up": { default: "2", help: "seconds of wrk warm-up per row" },
   repeats: { default: "3", help: "repeats of each row (medians reported)" },
   rate: { default: "500", help: "fixed-rate mode, requests per second" },
@@ -121,6 +121,13 @@ async function main(): Promise<void> {
       );
     }
   });
+  const load = loadavg()[0] as number;
+  if (load > cpu.length) {
+    process.stdout.write(
+      `\nNOTE: load average ${load.toFixed(2)} on ${cpu.length} cores at the end: other work competed for the CPU, ` +
+        "so latencies (most of all the tails) and proxy throughput are lower than on a quiet machine.\n",
+    );
+  }
   if (knobs.json) await writeFile(knobs.json, `${JSON.stringify(raw, null, 2)}\n`);
 }
 

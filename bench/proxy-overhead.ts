@@ -6,13 +6,14 @@
  * medians of the repeats are reported.
  */
 import type { Runtime } from "@faas/api";
+import { cpuSeconds } from "./lib/cpu.js";
 import { HELLO_BODY } from "./lib/functions.js";
 import { HttpClient } from "./lib/http-client.js";
 import { startNginx } from "./lib/nginx.js";
 import type { Resources, Server } from "./lib/processes.js";
 import { startHelloRunner } from "./lib/runner.js";
 import { median, ms, table, verdict } from "./lib/stats.js";
-import { Wrk, type WrkResult } from "./lib/wrk.js";
+import { Wrk, type WrkResult, type WrkRun } from "./lib/wrk.js";
 
 export interface ProxyOptions {
   runtimes: readonly Runtime[];
@@ -31,10 +32,17 @@ export interface ProxyOptions {
 export type RowName = "direct" | "gateway" | "bare proxy" | "nginx";
 const ROWS: readonly RowName[] = ["direct", "gateway", "bare proxy", "nginx"];
 
+/** A wrk run with the CPU the proxy and the runner spent per request. */
+export interface Measured extends WrkResult {
+  /** CPU of the process in front of the runner (NaN for the direct row). */
+  proxyCpuUs: number;
+  runnerCpuUs: number;
+}
+
 export interface RowResult {
   row: RowName;
-  saturation: WrkResult[];
-  fixed: WrkResult[];
+  saturation: Measured[];
+  fixed: Measured[];
   skipped?: string;
 }
 
@@ -78,6 +86,21 @@ async function measureRuntime(r: Resources, wrk: Wrk, runtime: Runtime, opts: Pr
       "bare proxy": `http://127.0.0.1:${proxy.port}/invoke`,
     };
     if (typeof nginx !== "string") urls.nginx = `http://127.0.0.1:${nginx.port}/invoke`;
+    const pids: Partial<Record<RowName, number>> = { gateway: gateway.pid, "bare proxy": proxy.pid };
+    if (typeof nginx !== "string") pids.nginx = nginx.pid;
+    const measure = async (row: RowName, run: WrkRun): Promise<Measured> => {
+      const front = pids[row];
+      const before = await Promise.all([front === undefined ? 0 : cpuSeconds(front), cpuSeconds(runner.pid)]);
+      const result = await wrk.run(run);
+      const after = await Promise.all([front === undefined ? 0 : cpuSeconds(front), cpuSeconds(runner.pid)]);
+      const perRequestUs = (i: number): number =>
+        (((after[i] as number) - (before[i] as number)) * 1e6) / result.requests;
+      return {
+        ...result,
+        proxyCpuUs: front === undefined ? Number.NaN : perRequestUs(0),
+        runnerCpuUs: perRequestUs(1),
+      };
+    };
     const rows: RowResult[] = ROWS.map((row) => ({
       row,
       saturation: [],
@@ -105,12 +128,14 @@ async function measureRuntime(r: Resources, wrk: Wrk, runtime: Runtime, opts: Pr
       for (const row of order) {
         const url = urls[row.row] as string;
         row.saturation.push(
-          await wrk.run({ url, connections: opts.connections, durationS: opts.durationS, delayMs: 0 }),
+          await measure(row.row, { url, connections: opts.connections, durationS: opts.durationS, delayMs: 0 }),
         );
       }
       for (const row of order) {
         const url = urls[row.row] as string;
-        row.fixed.push(await wrk.run({ url, connections: opts.rateConnections, durationS: opts.durationS, delayMs }));
+        row.fixed.push(
+          await measure(row.row, { url, connections: opts.rateConnections, durationS: opts.durationS, delayMs }),
+        );
       }
     }
     return { runtime, rows };
@@ -139,11 +164,13 @@ interface RowSummary {
   fixedRps: number;
   fixedP50: number;
   fixedP99: number;
+  proxyCpuUs: number;
+  runnerCpuUs: number;
   errors: number;
 }
 
 function summarize(row: RowResult): RowSummary {
-  const m = (runs: WrkResult[], pick: (w: WrkResult) => number): number => median(runs.map(pick));
+  const m = (runs: Measured[], pick: (w: Measured) => number): number => median(runs.map(pick));
   return {
     rps: m(row.saturation, (w) => w.rps),
     p50: m(row.saturation, (w) => w.p50Ms),
@@ -151,6 +178,8 @@ function summarize(row: RowResult): RowSummary {
     fixedRps: m(row.fixed, (w) => w.rps),
     fixedP50: m(row.fixed, (w) => w.p50Ms),
     fixedP99: m(row.fixed, (w) => w.p99Ms),
+    proxyCpuUs: m(row.saturation, (w) => w.proxyCpuUs),
+    runnerCpuUs: m(row.saturation, (w) => w.runnerCpuUs),
     errors: [...row.saturation, ...row.fixed].reduce((n, w) => n + w.errors, 0),
   };
 }
@@ -165,7 +194,7 @@ export function formatProxyOverhead(results: readonly ProxyResult[], opts: Proxy
     );
     const rows = result.rows.map((row) => {
       const x = s.get(row.row);
-      if (x === undefined) return [row.row, "skipped", "", "", "", "", "", ""];
+      if (x === undefined) return [row.row, "skipped", "", "", "", "", "", "", "", ""];
       return [
         row.row,
         x.rps.toFixed(0),
@@ -174,10 +203,28 @@ export function formatProxyOverhead(results: readonly ProxyResult[], opts: Proxy
         x.fixedRps.toFixed(0),
         ms(x.fixedP50),
         ms(x.fixedP99),
+        Number.isNaN(x.proxyCpuUs) ? "-" : x.proxyCpuUs.toFixed(0),
+        x.runnerCpuUs.toFixed(0),
         String(x.errors),
       ];
     });
-    lines.push(table(["row", "sat req/s", "p50 ms", "p99 ms", "fixed req/s", "p50 ms", "p99 ms", "errors"], rows));
+    lines.push(
+      table(
+        [
+          "row",
+          "sat req/s",
+          "p50 ms",
+          "p99 ms",
+          "fixed req/s",
+          "p50 ms",
+          "p99 ms",
+          "proxy CPU us/req",
+          "runner CPU us/req",
+          "errors",
+        ],
+        rows,
+      ),
+    );
     for (const row of result.rows) if (row.skipped !== undefined) lines.push(`  ${row.row}: skipped — ${row.skipped}`);
     const direct = s.get("direct");
     const gateway = s.get("gateway");
