@@ -152,6 +152,32 @@ describe("local platform", () => {
     expect(ready).toBeLessThanOrEqual(3);
   });
 
+  it("rolls out new code with no failed request, and deliberate stops are not crashes", async () => {
+    await p.deploy("roll", { runtime: "python", code: 'def handle(req):\n    return "v1"\n' });
+    expect((await p.invoke("roll")).body).toBe("v1");
+    const seen: string[] = [];
+    let failures = 0;
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        const r = await p.invoke("roll");
+        if (r.status !== 200) failures++;
+        else seen.push(r.body);
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    await p.deploy("roll", { runtime: "python", code: 'def handle(req):\n    return "v2"\n' });
+    await waitFor("v2 to answer", () => (seen.at(-1) === "v2" ? true : undefined), 10_000);
+    await new Promise((r) => setTimeout(r, 300));
+    stop = true;
+    await load;
+    expect(failures).toBe(0);
+    await waitFor("the old replica to go", () => (p.backend.status("roll")?.readyReplicas === 1 ? true : undefined), 10_000);
+    for (let i = 0; i < 5; i++) expect((await p.invoke("roll")).body).toBe("v2");
+    const m = await p.metrics();
+    expect(metricValue(m, "faas_runner_exits_unexpected_total", { function: "roll" })).toBe(0);
+  });
+
   it("keeps runner output per function for logs", async () => {
     await p.deploy("chatty", { runtime: "python", code: "def handle(req):\n    print('line-from-handler', flush=True)\n    return 'ok'\n" });
     await p.invoke("chatty");

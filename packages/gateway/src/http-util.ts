@@ -19,6 +19,8 @@ export function sendError(res: ServerResponse, err: unknown, extraHeaders?: Reco
   const headers: Record<string, string | number> = {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
+    // Tells platform errors from a function's own error responses.
+    "x-faas-error": e.code,
     ...extraHeaders,
   };
   if (e.status === 503) headers["retry-after"] = "1";

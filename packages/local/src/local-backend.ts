@@ -238,7 +238,7 @@ export class LocalBackend implements Backend, BackendAdmin {
       f.replicas = f.replicas.filter((r) => r !== runner);
       this.#announce(f);
     }
-    if (runner.state === "stopping" || this.#stopped) return;
+    if (runner.stopRequested || this.#stopped) return;
     const how = info.code !== null ? `exit code ${info.code}` : `signal ${info.signal}`;
     this.#crashes.inc({ function: f.load.name });
     this.#logs.append(f.load.name, "[faas]", `runner ${runner.pid} exited unexpectedly (${how}); it will be replaced when needed`);
@@ -275,7 +275,6 @@ export class LocalBackend implements Backend, BackendAdmin {
     while (runner.alive && this.#load.endpointInFlight(f.load.name, runner.id) > 0 && performance.now() < deadline) {
       await sleep(20);
     }
-    runner.state = runner.alive ? "stopping" : runner.state;
     await runner.stop(budgetMs);
     void this.#ensureMin(f);
   }

@@ -29,6 +29,8 @@ const START_TIMEOUT_MS = 15_000;
  */
 export class RunnerProcess extends EventEmitter {
   state: RunnerState = "generic";
+  /** Set by stop(): an exit after it is not a crash. */
+  stopRequested = false;
   fn: string | undefined;
   codeHash: string | undefined;
   readonly startedAt = performance.now();
@@ -59,6 +61,9 @@ export class RunnerProcess extends EventEmitter {
     const child = spawn(cmd.command, cmd.args, {
       env: { ...cmd.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_PARENT_PID: String(process.pid) },
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group: a terminal's Ctrl-C reaches `faas up`, which drains
+      // and stops runners in order; runners still exit if it dies (FAAS_PARENT_PID).
+      detached: true,
     });
     let runner: RunnerProcess | undefined;
     const early: string[] = [];
@@ -149,6 +154,7 @@ export class RunnerProcess extends EventEmitter {
   /** SIGTERM (the runner drains), SIGKILL after `graceMs`. */
   async stop(graceMs: number): Promise<RunnerExit> {
     if (this.exitInfo !== undefined) return this.exitInfo;
+    this.stopRequested = true;
     this.state = "stopping";
     this.child.kill("SIGTERM");
     const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
