@@ -26,6 +26,8 @@ export interface CliConfig {
   runnerBaseEnv: Record<string, string>;
   /** Gateway settings for `faas up` (FAAS_GATEWAY_PORT, FAAS_LOG_LEVEL, …). */
   gateway: GatewayConfig;
+  /** Operator settings for `faas operator` (FAAS_* read by the operator's own loadConfig). */
+  operatorEnv: Readonly<Record<string, string | undefined>>;
 }
 
 /** Variables passed through to runner processes, when set. */
@@ -48,5 +50,6 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
     node: process.execPath,
     runnerBaseEnv,
     gateway: loadGatewayConfig(env),
+    operatorEnv: Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith("FAAS_") || k === "KUBECONFIG" || k === "POD_NAMESPACE")),
   };
 }

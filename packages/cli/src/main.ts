@@ -11,6 +11,14 @@ import { createUi } from "./ui.js";
 const cfg = loadCliConfig(process.env);
 const ctx: CommandContext = { cfg, ui: createUi(cfg) };
 
+// `faas list | head` closes stdout early: that is not an error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(process.exitCode ?? EXIT.OK);
+    throw err;
+  });
+}
+
 const interrupt = (): void => (ctx.onInterrupt ? ctx.onInterrupt() : process.exit(EXIT.INTERRUPTED));
 process.on("SIGINT", interrupt);
 process.on("SIGTERM", interrupt);

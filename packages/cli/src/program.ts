@@ -8,6 +8,7 @@ import { runDeploy } from "./commands/deploy.js";
 import { runInvoke } from "./commands/invoke.js";
 import { runList } from "./commands/list.js";
 import { runLogs } from "./commands/logs.js";
+import { type OperatorOptions, runOperatorCommand } from "./commands/operator.js";
 import { runStress } from "./commands/stress.js";
 import { runUp } from "./commands/up.js";
 import { type CommandContext, type GlobalOptions, withGlobals } from "./context.js";
@@ -191,6 +192,25 @@ Examples:
     .option("--json", "print the result as JSON")
     .addHelpText("after", "\nExample:\n  $ faas delete greet")
     .action((name: string, opts: { json?: boolean }, cmd: Command) => run(runDelete(configured(cmd), name, opts)));
+
+  program
+    .command("operator")
+    .description("run the Kubernetes operator (reconciles Function objects) against your kubeconfig")
+    .option("-n, --namespace <namespace>", "watch Functions in this namespace only")
+    .option("-A, --all-namespaces", "watch every namespace (the default without --namespace)")
+    .option("--leader-elect", "take a Lease first (when more than one operator runs)")
+    .option("--kubeconfig <file>", "kubeconfig to use (default: $KUBECONFIG or ~/.kube/config)")
+    .option("--log-level <level>", "log level: debug, info, warn, error", "info")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ kubectl apply -f crd.yaml -f gateway-deploy.yaml
+  $ faas operator --namespace default          # then: kubectl apply -f function-hello.yaml
+
+Logs are JSON lines on stderr. Ctrl-C stops (a leader steps down at once).`,
+    )
+    .action((opts: OperatorOptions, cmd: Command) => run(runOperatorCommand(configured(cmd), opts)));
 
   program
     .command("stress")
