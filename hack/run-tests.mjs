@@ -10,7 +10,14 @@ mkdirSync(".faas", { recursive: true });
 rmSync(report, { force: true });
 const run = spawnSync(
   process.execPath,
-  ["node_modules/vitest/vitest.mjs", "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...vitestArgs],
+  [
+    "node_modules/vitest/vitest.mjs",
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...vitestArgs,
+  ],
   { stdio: "inherit" },
 );
 let passed = 0;

@@ -33,7 +33,9 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
     await installCrdAndGateway();
     await deleteFunction(NS, "hello");
     await kubectl(["apply", "-f", join(repoRoot, "deploy/operator.yaml")]);
-    await kubectl(["-n", "faas-system", "rollout", "status", "deployment/faas-operator", "--timeout=240s"], { timeoutMs: 250_000 });
+    await kubectl(["-n", "faas-system", "rollout", "status", "deployment/faas-operator", "--timeout=240s"], {
+      timeoutMs: 250_000,
+    });
     pf = await gatewayPortForward();
   });
   afterAll(async () => {
@@ -46,9 +48,23 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
   });
 
   it("runs two gateways and elects exactly one of two operators", async () => {
-    const gateways = await kubectlJson<Pods>(["-n", "faas-system", "get", "pods", "-l", "app.kubernetes.io/name=faas-gateway"]);
+    const gateways = await kubectlJson<Pods>([
+      "-n",
+      "faas-system",
+      "get",
+      "pods",
+      "-l",
+      "app.kubernetes.io/name=faas-gateway",
+    ]);
     expect(gateways.items.filter((p) => p.status.phase === "Running")).toHaveLength(2);
-    const operators = await kubectlJson<Pods>(["-n", "faas-system", "get", "pods", "-l", "app.kubernetes.io/name=faas-operator"]);
+    const operators = await kubectlJson<Pods>([
+      "-n",
+      "faas-system",
+      "get",
+      "pods",
+      "-l",
+      "app.kubernetes.io/name=faas-operator",
+    ]);
     const names = operators.items.filter((p) => p.status.phase === "Running").map((p) => p.metadata.name);
     expect(names).toHaveLength(2);
     const holder = await waitFor("a lease holder", async () => {
@@ -68,7 +84,9 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
     expect(await functionPods(NS, "hello")).toHaveLength(1);
 
     await kubectl(["-n", NS, "scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
-    await waitFor("hello at zero pods", async () => ((await functionPods(NS, "hello")).length === 0 ? true : undefined));
+    await waitFor("hello at zero pods", async () =>
+      (await functionPods(NS, "hello")).length === 0 ? true : undefined,
+    );
     await waitFor("gateways to see no endpoint", async () =>
       (await gatewayMetric("faas_replicas_ready", { function: "hello" })) === 0 ? true : undefined,
     );

@@ -22,7 +22,11 @@ const NS = "default";
 
 interface Hpa {
   spec: { minReplicas: number; maxReplicas: number };
-  status: { currentReplicas?: number; desiredReplicas?: number; currentMetrics?: { resource?: { current?: { averageUtilization?: number } } }[] };
+  status: {
+    currentReplicas?: number;
+    desiredReplicas?: number;
+    currentMetrics?: { resource?: { current?: { averageUtilization?: number } } }[];
+  };
 }
 
 describe("HPA scenario: cpu-test under faas stress", () => {
@@ -82,7 +86,10 @@ describe("HPA scenario: cpu-test under faas stress", () => {
         async () => {
           const h = await kubectlJson<Hpa>(["-n", NS, "get", "hpa", "fn-cpu-test"]);
           peakReplicas = Math.max(peakReplicas, h.status.currentReplicas ?? 0, h.status.desiredReplicas ?? 0);
-          peakUtilization = Math.max(peakUtilization, h.status.currentMetrics?.[0]?.resource?.current?.averageUtilization ?? 0);
+          peakUtilization = Math.max(
+            peakUtilization,
+            h.status.currentMetrics?.[0]?.resource?.current?.averageUtilization ?? 0,
+          );
           return (h.status.currentReplicas ?? 0) > 1 && peakUtilization > 50 ? true : undefined;
         },
         { timeoutMs: 140_000, intervalMs: 2000 },
@@ -98,7 +105,9 @@ describe("HPA scenario: cpu-test under faas stress", () => {
       await stressDone;
     }
     const summary = JSON.parse(out) as { requests: number; errors: number; rps: number };
-    console.log(`HPA: peak utilization ${peakUtilization}% of request, peak replicas ${peakReplicas}; stress ${summary.requests} requests, ${summary.errors} errors`);
+    console.log(
+      `HPA: peak utilization ${peakUtilization}% of request, peak replicas ${peakReplicas}; stress ${summary.requests} requests, ${summary.errors} errors`,
+    );
     expect(peakUtilization).toBeGreaterThan(50);
     expect(peakReplicas).toBeGreaterThan(1);
     expect(peakReplicas).toBeLessThanOrEqual(5);

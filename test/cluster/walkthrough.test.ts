@@ -69,7 +69,9 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
 
   it("answers a burst of 500 at zero replicas with one scale patch and one pod", async () => {
     await kubectl(["-n", NS, "scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
-    await waitFor("hello at zero pods", async () => ((await functionPods(NS, "hello")).length === 0 ? true : undefined));
+    await waitFor("hello at zero pods", async () =>
+      (await functionPods(NS, "hello")).length === 0 ? true : undefined,
+    );
     await waitFor("gateways to see no endpoint", async () =>
       (await gatewayMetric("faas_replicas_ready", { function: "hello" })) === 0 ? true : undefined,
     );
@@ -88,15 +90,25 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
   });
 
   it("scales an idle function to zero and serves the next request cold", async () => {
-    await applyFunction(NS, pythonFunction("idle", 'def handle(req):\n    return "still here"', { idleSeconds: 5 }), "idle");
+    await applyFunction(
+      NS,
+      pythonFunction("idle", 'def handle(req):\n    return "still here"', { idleSeconds: 5 }),
+      "idle",
+    );
     expect((await invoke(pf.localPort, "/invoke/idle")).body).toBe("still here");
     expect(await functionPods(NS, "idle")).toHaveLength(1);
     const t0 = performance.now();
-    await waitFor("idle to scale to zero", async () => ((await deploymentReplicas(NS, "idle")) === 0 ? true : undefined), {
-      timeoutMs: 90_000,
-    });
+    await waitFor(
+      "idle to scale to zero",
+      async () => ((await deploymentReplicas(NS, "idle")) === 0 ? true : undefined),
+      {
+        timeoutMs: 90_000,
+      },
+    );
     await waitFor("idle's pod to go", async () => ((await functionPods(NS, "idle")).length === 0 ? true : undefined));
-    console.log(`scale to zero: replicas 0 after ${((performance.now() - t0) / 1000).toFixed(1)} s idle (idleSeconds 5)`);
+    console.log(
+      `scale to zero: replicas 0 after ${((performance.now() - t0) / 1000).toFixed(1)} s idle (idleSeconds 5)`,
+    );
     const again = await invoke(pf.localPort, "/invoke/idle");
     expect(again.status).toBe(200);
     expect(again.body).toBe("still here");
@@ -106,7 +118,10 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
   it("does not scale to zero while a long request is in flight", async () => {
     await applyFunction(
       NS,
-      pythonFunction("slow", 'import time\ndef handle(req):\n    time.sleep(15)\n    return "done"', { idleSeconds: 3, timeoutSeconds: 60 }),
+      pythonFunction("slow", 'import time\ndef handle(req):\n    time.sleep(15)\n    return "done"', {
+        idleSeconds: 3,
+        timeoutSeconds: 60,
+      }),
       "slow",
     );
     const pending = invoke(pf.localPort, "/invoke/slow");

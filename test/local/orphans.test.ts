@@ -40,9 +40,13 @@ describe("runners started in local mode", () => {
     ["nodejs", process.execPath, [NODE_MAIN], {}],
   ] as const) {
     it(`${runtime}: exits when its supervisor is killed with SIGKILL`, async () => {
-      const parent = spawn(process.execPath, ["-e", parentScript(command || python, [...args], env)], { stdio: ["ignore", "pipe", "inherit"] });
+      const parent = spawn(process.execPath, ["-e", parentScript(command || python, [...args], env)], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
       killLater.push(parent.pid as number);
-      const runnerPid = await new Promise<number>((resolve) => parent.stdout.once("data", (d: Buffer) => resolve(Number(String(d).trim()))));
+      const runnerPid = await new Promise<number>((resolve) =>
+        parent.stdout.once("data", (d: Buffer) => resolve(Number(String(d).trim()))),
+      );
       killLater.push(runnerPid);
       expect(isAlive(runnerPid)).toBe(true);
       parent.kill("SIGKILL");

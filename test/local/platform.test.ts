@@ -17,7 +17,10 @@ describe("local platform", () => {
   it("serves a Python and a Node.js function from zero, cold then warm", async () => {
     await p.deploy("py", { runtime: "python", code: PY_HELLO });
     await p.deploy("js", { runtime: "nodejs", code: NODE_HELLO });
-    for (const [name, text] of [["py", "hello from runner"], ["js", "hello from node runner"]] as const) {
+    for (const [name, text] of [
+      ["py", "hello from runner"],
+      ["js", "hello from node runner"],
+    ] as const) {
       expect(p.backend.status(name)?.readyReplicas).toBe(0);
       const cold = await p.invoke(name);
       expect(cold.status).toBe(200);
@@ -55,7 +58,12 @@ describe("local platform", () => {
         "    return {'g': os.environ['GREETING'], 'm': req.method, 'p': req.path, 'q': req.query, 'h': req.headers.get('x-k'), 'b': req.json()}",
       ].join("\n"),
     });
-    const r = await p.invoke("echo", { path: "/a/b?x=1", method: "POST", headers: { "x-k": "v", "content-type": "application/json" }, body: '{"n":1}' });
+    const r = await p.invoke("echo", {
+      path: "/a/b?x=1",
+      method: "POST",
+      headers: { "x-k": "v", "content-type": "application/json" },
+      body: '{"n":1}',
+    });
     expect(r.status).toBe(200);
     expect(r.json()).toEqual({ g: "hi", m: "POST", p: "/a/b", q: { x: "1" }, h: "v", b: { n: 1 } });
   });
@@ -67,7 +75,9 @@ describe("local platform", () => {
     });
     const bad = await p.invoke("thrower", { path: "?boom=1" });
     expect(bad.status).toBe(500);
-    expect(bad.json()).toMatchObject({ error: { code: "HANDLER_ERROR", message: expect.stringContaining("ValueError: bad input") } });
+    expect(bad.json()).toMatchObject({
+      error: { code: "HANDLER_ERROR", message: expect.stringContaining("ValueError: bad input") },
+    });
     expect((await p.invoke("thrower")).body).toBe("fine");
   });
 
@@ -126,7 +136,9 @@ describe("local platform", () => {
       spec: { runtime: "python", code: PY_HELLO, minReplicas: 3, maxReplicas: 1 },
     });
     expect(r.status).toBe(400);
-    expect(r.json()).toMatchObject({ error: { code: "INVALID_SPEC", message: expect.stringContaining("spec.maxReplicas") } });
+    expect(r.json()).toMatchObject({
+      error: { code: "INVALID_SPEC", message: expect.stringContaining("spec.maxReplicas") },
+    });
     const syntax = await p.admin("PUT", "/functions/broken", {
       apiVersion: "faas.example.com/v1",
       kind: "Function",
@@ -134,7 +146,9 @@ describe("local platform", () => {
       spec: { runtime: "python", code: "def handle(req) return 1\n" },
     });
     expect(syntax.status).toBe(400);
-    expect(syntax.json()).toMatchObject({ error: { code: "INVALID_SPEC", message: expect.stringMatching(/^spec\.code: .*SyntaxError/) } });
+    expect(syntax.json()).toMatchObject({
+      error: { code: "INVALID_SPEC", message: expect.stringMatching(/^spec\.code: .*SyntaxError/) },
+    });
     expect((await p.admin("GET", "/functions/broken")).status).toBe(404);
   });
 
@@ -172,14 +186,21 @@ describe("local platform", () => {
     stop = true;
     await load;
     expect(failures).toBe(0);
-    await waitFor("the old replica to go", () => (p.backend.status("roll")?.readyReplicas === 1 ? true : undefined), 10_000);
+    await waitFor(
+      "the old replica to go",
+      () => (p.backend.status("roll")?.readyReplicas === 1 ? true : undefined),
+      10_000,
+    );
     for (let i = 0; i < 5; i++) expect((await p.invoke("roll")).body).toBe("v2");
     const m = await p.metrics();
     expect(metricValue(m, "faas_runner_exits_unexpected_total", { function: "roll" })).toBe(0);
   });
 
   it("keeps runner output per function for logs", async () => {
-    await p.deploy("chatty", { runtime: "python", code: "def handle(req):\n    print('line-from-handler', flush=True)\n    return 'ok'\n" });
+    await p.deploy("chatty", {
+      runtime: "python",
+      code: "def handle(req):\n    print('line-from-handler', flush=True)\n    return 'ok'\n",
+    });
     await p.invoke("chatty");
     const logs = await waitFor("the handler's line in the logs", async () => {
       const r = await p.admin("GET", "/functions/chatty/logs?tail=10");
@@ -237,7 +258,11 @@ describe("local platform: scale to zero and persistence", () => {
   it("never scales to zero while a request is in flight", async () => {
     const p = await startTestPlatform();
     try {
-      await p.deploy("long", { runtime: "python", idleSeconds: 1, code: "import time\ndef handle(req):\n    time.sleep(2.5)\n    return 'done'\n" });
+      await p.deploy("long", {
+        runtime: "python",
+        idleSeconds: 1,
+        code: "import time\ndef handle(req):\n    time.sleep(2.5)\n    return 'done'\n",
+      });
       const r = await p.invoke("long");
       expect(r.status).toBe(200);
       expect(r.body).toBe("done");

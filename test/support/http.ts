@@ -17,15 +17,19 @@ export function call(
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const headers = { ...opts.headers };
-    const req = request(url, { method: opts.method ?? (opts.body ? "POST" : "GET"), headers, agent: testAgent }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("error", reject);
-      res.on("end", () => {
-        const body = Buffer.concat(chunks).toString("utf8");
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) });
-      });
-    });
+    const req = request(
+      url,
+      { method: opts.method ?? (opts.body ? "POST" : "GET"), headers, agent: testAgent },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8");
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body) });
+        });
+      },
+    );
     req.on("error", reject);
     if (opts.body !== undefined && opts.chunked) {
       const buf = Buffer.from(opts.body);

@@ -38,17 +38,72 @@ describe("parseFunction", () => {
     });
   });
 
-  const cases: { name: string; patch: (o: typeof valid & Record<string, unknown>) => unknown; field: string; says: RegExp }[] = [
-    { name: "unknown runtime", patch: (o) => ({ ...o, spec: { ...o.spec, runtime: "ruby" } }), field: "spec.runtime", says: /one of "python", "nodejs"/ },
-    { name: "missing code", patch: (o) => ({ ...o, spec: { runtime: "python" } }), field: "spec.code", says: /required/ },
-    { name: "max below min", patch: (o) => ({ ...o, spec: { ...o.spec, minReplicas: 3, maxReplicas: 1 } }), field: "spec.maxReplicas", says: />= spec.minReplicas/ },
-    { name: "negative min", patch: (o) => ({ ...o, spec: { ...o.spec, minReplicas: -1 } }), field: "spec.minReplicas", says: />=0|too small/i },
-    { name: "fractional concurrency", patch: (o) => ({ ...o, spec: { ...o.spec, concurrency: 1.5 } }), field: "spec.concurrency", says: /int/i },
-    { name: "bad handler", patch: (o) => ({ ...o, spec: { ...o.spec, handler: "handle" } }), field: "spec.handler", says: /<module>\.<function>/ },
-    { name: "bad name", patch: (o) => ({ ...o, metadata: { name: "Hello_World" } }), field: "metadata.name", says: /lowercase/ },
-    { name: "long name", patch: (o) => ({ ...o, metadata: { name: "a".repeat(60) } }), field: "metadata.name", says: /at most 53/ },
-    { name: "reserved env", patch: (o) => ({ ...o, spec: { ...o.spec, env: { FAAS_PORT: "1" } } }), field: "spec.env.FAAS_PORT", says: /reserved/ },
-    { name: "unknown spec field", patch: (o) => ({ ...o, spec: { ...o.spec, replicas: 2 } }), field: "spec", says: /unknown field.*replicas/ },
+  const cases: {
+    name: string;
+    patch: (o: typeof valid & Record<string, unknown>) => unknown;
+    field: string;
+    says: RegExp;
+  }[] = [
+    {
+      name: "unknown runtime",
+      patch: (o) => ({ ...o, spec: { ...o.spec, runtime: "ruby" } }),
+      field: "spec.runtime",
+      says: /one of "python", "nodejs"/,
+    },
+    {
+      name: "missing code",
+      patch: (o) => ({ ...o, spec: { runtime: "python" } }),
+      field: "spec.code",
+      says: /required/,
+    },
+    {
+      name: "max below min",
+      patch: (o) => ({ ...o, spec: { ...o.spec, minReplicas: 3, maxReplicas: 1 } }),
+      field: "spec.maxReplicas",
+      says: />= spec.minReplicas/,
+    },
+    {
+      name: "negative min",
+      patch: (o) => ({ ...o, spec: { ...o.spec, minReplicas: -1 } }),
+      field: "spec.minReplicas",
+      says: />=0|too small/i,
+    },
+    {
+      name: "fractional concurrency",
+      patch: (o) => ({ ...o, spec: { ...o.spec, concurrency: 1.5 } }),
+      field: "spec.concurrency",
+      says: /int/i,
+    },
+    {
+      name: "bad handler",
+      patch: (o) => ({ ...o, spec: { ...o.spec, handler: "handle" } }),
+      field: "spec.handler",
+      says: /<module>\.<function>/,
+    },
+    {
+      name: "bad name",
+      patch: (o) => ({ ...o, metadata: { name: "Hello_World" } }),
+      field: "metadata.name",
+      says: /lowercase/,
+    },
+    {
+      name: "long name",
+      patch: (o) => ({ ...o, metadata: { name: "a".repeat(60) } }),
+      field: "metadata.name",
+      says: /at most 53/,
+    },
+    {
+      name: "reserved env",
+      patch: (o) => ({ ...o, spec: { ...o.spec, env: { FAAS_PORT: "1" } } }),
+      field: "spec.env.FAAS_PORT",
+      says: /reserved/,
+    },
+    {
+      name: "unknown spec field",
+      patch: (o) => ({ ...o, spec: { ...o.spec, replicas: 2 } }),
+      field: "spec",
+      says: /unknown field.*replicas/,
+    },
     { name: "wrong kind", patch: (o) => ({ ...o, kind: "Deployment" }), field: "kind", says: /Function/ },
   ];
   for (const c of cases) {
@@ -56,7 +111,8 @@ describe("parseFunction", () => {
       const err = errorOf(c.patch(valid as typeof valid & Record<string, unknown>));
       expect(err.code).toBe("INVALID_SPEC");
       expect(err.status).toBe(400);
-      const line = (err.details?.issues as string[]).find((l) => l.startsWith(`${c.field}:`) || l.startsWith(`${c.field} `));
+      const issues = (err.details?.issues ?? []) as string[];
+      const line = issues.find((l) => l.startsWith(`${c.field}:`) || l.startsWith(`${c.field} `));
       expect(line, `issues: ${JSON.stringify(err.details?.issues)}`).toBeDefined();
       expect(line).toMatch(c.says);
     });
@@ -84,7 +140,9 @@ describe("manifests", () => {
 
   it("names the file and document of a bad manifest", async () => {
     const text = `${"apiVersion: faas.example.com/v1\nkind: Function\nmetadata: {name: a}\nspec: {runtime: python, code: x}\n"}---\napiVersion: faas.example.com/v1\nkind: Function\nmetadata: {name: b}\nspec: {runtime: go, code: x}\n`;
-    await expect(loadManifestText(text, "two.yaml", "/")).rejects.toThrow(/two\.yaml \(document 2\)[\s\S]*spec\.runtime/);
+    await expect(loadManifestText(text, "two.yaml", "/")).rejects.toThrow(
+      /two\.yaml \(document 2\)[\s\S]*spec\.runtime/,
+    );
   });
 
   it("loads the shipped examples", async () => {

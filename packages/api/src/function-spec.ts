@@ -112,8 +112,16 @@ export function crossFieldIssues(spec: FunctionSpec): { path: (string | number)[
 }
 
 export const CEL_RULES = [
-  { rule: "self.maxReplicas >= self.minReplicas", message: "spec.maxReplicas must be >= spec.minReplicas", fieldPath: ".maxReplicas" },
-  { rule: "!has(self.env) || self.env.all(k, !k.startsWith('FAAS_'))", message: "spec.env: names starting with FAAS_ are reserved for the platform", fieldPath: ".env" },
+  {
+    rule: "self.maxReplicas >= self.minReplicas",
+    message: "spec.maxReplicas must be >= spec.minReplicas",
+    fieldPath: ".maxReplicas",
+  },
+  {
+    rule: "!has(self.env) || self.env.all(k, !k.startsWith('FAAS_'))",
+    message: "spec.env: names starting with FAAS_ are reserved for the platform",
+    fieldPath: ".env",
+  },
 ] as const;
 
 /** Formats zod issues as `field.path: what is wrong` lines. */
@@ -125,7 +133,10 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
     }
     if (i.code === "invalid_type" && i.message.includes("received undefined")) return `${path}: is required`;
     if (i.code === "unrecognized_keys" && "keys" in i) {
-      return `${path === "(root)" ? "" : `${path}: `}unknown field(s) ${i.keys.join(", ")}`.replace(/^unknown/, "unknown");
+      return `${path === "(root)" ? "" : `${path}: `}unknown field(s) ${i.keys.join(", ")}`.replace(
+        /^unknown/,
+        "unknown",
+      );
     }
     return `${path}: ${i.message}`;
   });

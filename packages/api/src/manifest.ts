@@ -21,7 +21,10 @@ export async function loadManifestText(text: string, source: string, baseDir: st
     const value: unknown = doc.toJS();
     if (value === null || value === undefined) continue;
     if (typeof value !== "object" || Array.isArray(value)) {
-      throw new FaasError("INVALID_SPEC", `${source} (document ${index + 1}): expected a mapping with apiVersion, kind, metadata, spec`);
+      throw new FaasError(
+        "INVALID_SPEC",
+        `${source} (document ${index + 1}): expected a mapping with apiVersion, kind, metadata, spec`,
+      );
     }
     const obj = value as Record<string, unknown>;
     if (obj.kind !== undefined && obj.kind !== FUNCTION_KIND) continue;
@@ -37,7 +40,8 @@ async function inlineCodeFile(obj: Record<string, unknown>, source: string, base
   const s = spec as Record<string, unknown>;
   if (s.codeFile === undefined) return;
   if (typeof s.codeFile !== "string") throw new FaasError("INVALID_SPEC", `${source}: spec.codeFile: must be a path`);
-  if (s.code !== undefined) throw new FaasError("INVALID_SPEC", `${source}: spec.code and spec.codeFile: give one, not both`);
+  if (s.code !== undefined)
+    throw new FaasError("INVALID_SPEC", `${source}: spec.code and spec.codeFile: give one, not both`);
   const path = resolve(baseDir, s.codeFile);
   try {
     s.code = await readFile(path, "utf8");

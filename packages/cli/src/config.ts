@@ -50,6 +50,8 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
     node: process.execPath,
     runnerBaseEnv,
     gateway: loadGatewayConfig(env),
-    operatorEnv: Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith("FAAS_") || k === "KUBECONFIG" || k === "POD_NAMESPACE")),
+    operatorEnv: Object.fromEntries(
+      Object.entries(env).filter(([k]) => k.startsWith("FAAS_") || k === "KUBECONFIG" || k === "POD_NAMESPACE"),
+    ),
   };
 }

@@ -96,7 +96,14 @@ export async function runLoad(opts: LoadOptions, onWindow: (w: WindowStats) => v
         resolve();
       };
       const req = request(
-        { host: target.hostname, port: target.port, path: target.pathname + target.search, method: opts.method, headers: opts.headers, agent },
+        {
+          host: target.hostname,
+          port: target.port,
+          path: target.pathname + target.search,
+          method: opts.method,
+          headers: opts.headers,
+          agent,
+        },
         (res) => {
           res.resume();
           res.on("end", () => finish(String(res.statusCode), (res.statusCode ?? 0) < 400));

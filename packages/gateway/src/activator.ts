@@ -90,7 +90,9 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
         state.cancel(waiter);
         this.metrics.parkRejections.inc({ function: state.name, reason: "deadline" });
         const why = state.slots.length === 0 ? "no replica became ready" : "all replicas stayed busy";
-        waiter.reject(new FaasError("DEADLINE_EXCEEDED", `waited ${budgetMs} ms for a replica of ${state.name}: ${why}`));
+        waiter.reject(
+          new FaasError("DEADLINE_EXCEEDED", `waited ${budgetMs} ms for a replica of ${state.name}: ${why}`),
+        );
       }, budgetMs);
     });
     this.#parkedTotal++;
@@ -119,27 +121,29 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     Promise.resolve()
       .then(() => this.backend.scaleUp(fn, 1))
       .then(
-      (r) => {
-        episode.scaleUpMs = r.scaleUpMs;
-        episode.specializeMs = r.specializeMs;
-        episode.settled = true;
-        this.metrics.coldStartDuration.observe({ function: fn }, (performance.now() - episode.startedAt) / 1000);
-        if (state.coldEpisode === episode) state.coldEpisode = undefined;
-        // Replicas may have gone again already (crash): keep parked requests moving.
-        if (state.slots.length === 0 && state.queued > 0) this.#startColdEpisode(state);
-      },
-      (err: unknown) => {
-        episode.settled = true;
-        if (state.coldEpisode === episode) state.coldEpisode = undefined;
-        const e =
-          err instanceof FaasError ? err : new FaasError("SCALE_UP_FAILED", `could not start ${fn}: ${String(err)}`, { cause: err });
-        this.log.warn({ fn, err: e.message }, "scale-up failed");
-        if (state.slots.length === 0) {
-          const n = state.rejectAll(e);
-          if (n > 0) this.metrics.parkRejections.inc({ function: fn, reason: "scale_up_failed" }, n);
-        }
-      },
-    );
+        (r) => {
+          episode.scaleUpMs = r.scaleUpMs;
+          episode.specializeMs = r.specializeMs;
+          episode.settled = true;
+          this.metrics.coldStartDuration.observe({ function: fn }, (performance.now() - episode.startedAt) / 1000);
+          if (state.coldEpisode === episode) state.coldEpisode = undefined;
+          // Replicas may have gone again already (crash): keep parked requests moving.
+          if (state.slots.length === 0 && state.queued > 0) this.#startColdEpisode(state);
+        },
+        (err: unknown) => {
+          episode.settled = true;
+          if (state.coldEpisode === episode) state.coldEpisode = undefined;
+          const e =
+            err instanceof FaasError
+              ? err
+              : new FaasError("SCALE_UP_FAILED", `could not start ${fn}: ${String(err)}`, { cause: err });
+          this.log.warn({ fn, err: e.message }, "scale-up failed");
+          if (state.slots.length === 0) {
+            const n = state.rejectAll(e);
+            if (n > 0) this.metrics.parkRejections.inc({ function: fn, reason: "scale_up_failed" }, n);
+          }
+        },
+      );
   }
 
   #maybeScaleOut(state: FunctionState, extra: number): void {
@@ -211,7 +215,9 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
   }
 
   // FunctionGaugeSource
-  forEachFunction(visit: (fn: string, s: { inFlight: number; queued: number; ready: number; desired: number }) => void): void {
+  forEachFunction(
+    visit: (fn: string, s: { inFlight: number; queued: number; ready: number; desired: number }) => void,
+  ): void {
     for (const resource of this.backend.listFunctions()) {
       const name = resource.metadata.name;
       const state = this.#states.get(name);

@@ -48,7 +48,7 @@ export class AdminApi {
       if (parts[1] !== "functions") throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       const name = parts[2];
       if (name === undefined) return this.#list(req, res);
-      if (parts[3] === "logs" && parts.length === 4) return this.#logs(req, res, name, url.searchParams);
+      if (parts[3] === "logs" && parts.length === 4) return this.#logs(res, name, url.searchParams);
       if (parts.length !== 3) throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       switch (req.method) {
         case "GET":
@@ -78,14 +78,20 @@ export class AdminApi {
   #admin() {
     const admin = this.backend.admin;
     if (admin === undefined) {
-      throw new FaasError("METHOD_NOT_ALLOWED", `the ${this.backend.kind} backend is managed elsewhere (kubectl apply)`);
+      throw new FaasError(
+        "METHOD_NOT_ALLOWED",
+        `the ${this.backend.kind} backend is managed elsewhere (kubectl apply)`,
+      );
     }
     return admin;
   }
 
   #list(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== "GET") throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
-    const names = this.backend.listFunctions().map((f) => f.metadata.name).sort();
+    const names = this.backend
+      .listFunctions()
+      .map((f) => f.metadata.name)
+      .sort();
     sendJson(res, 200, { items: names.map((n) => this.#summary(n)) });
   }
 
@@ -128,9 +134,10 @@ export class AdminApi {
     sendJson(res, 200, { deleted: name });
   }
 
-  #logs(req: IncomingMessage, res: ServerResponse, name: string, q: URLSearchParams): void {
+  #logs(res: ServerResponse, name: string, q: URLSearchParams): void {
     const admin = this.#admin();
-    if (this.backend.getFunction(name) === undefined) throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${name}"`);
+    if (this.backend.getFunction(name) === undefined)
+      throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${name}"`);
     const abort = new AbortController();
     res.once("close", () => abort.abort());
     const tail = Number(q.get("tail") ?? 100);

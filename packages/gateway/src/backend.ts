@@ -4,8 +4,8 @@
  * (Deployments, EndpointSlices) both implement it.
  */
 import type { Readable } from "node:stream";
-import type { Registry } from "prom-client";
 import type { FunctionResource } from "@faas/api";
+import type { Registry } from "prom-client";
 
 export interface Endpoint {
   /** Stable for the life of the replica (pid, pod name, …). */

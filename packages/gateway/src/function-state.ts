@@ -4,7 +4,7 @@
  * Least-loaded choice, per-replica concurrency limit, bounded FIFO of waiters.
  */
 import { Agent } from "node:http";
-import { FaasError, type FunctionResource } from "@faas/api";
+import type { FaasError, FunctionResource } from "@faas/api";
 import type { Endpoint } from "./backend.js";
 import type { FunctionTelemetry } from "./metrics.js";
 

@@ -41,7 +41,14 @@ class TestBackend implements Backend {
     const fn = this.fns.get(name);
     if (!fn) return undefined;
     const n = this.endpoints.get(name)?.length ?? 0;
-    return { name, runtime: fn.spec.runtime, readyReplicas: n, desiredReplicas: n, minReplicas: 0, maxReplicas: fn.spec.maxReplicas };
+    return {
+      name,
+      runtime: fn.spec.runtime,
+      readyReplicas: n,
+      desiredReplicas: n,
+      minReplicas: 0,
+      maxReplicas: fn.spec.maxReplicas,
+    };
   }
   scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
     this.scaleUpCalls.push({ fn, replicas });
@@ -57,7 +64,9 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function replica(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; endpoint: Endpoint; port: number }> {
+async function replica(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; endpoint: Endpoint; port: number }> {
   const server = createServer({ keepAliveTimeout: 75_000 }, handler);
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   cleanups.push(() => {
@@ -73,12 +82,21 @@ const hello = (req: IncomingMessage, res: ServerResponse): void => {
   req.on("data", (c: Buffer) => chunks.push(c));
   req.on("end", () => {
     res.setHeader("content-type", "application/json");
-    res.end(JSON.stringify({ method: req.method, url: req.url, body: Buffer.concat(chunks).toString(), h: req.headers["x-test"] }));
+    res.end(
+      JSON.stringify({
+        method: req.method,
+        url: req.url,
+        body: Buffer.concat(chunks).toString(),
+        h: req.headers["x-test"],
+      }),
+    );
   });
 };
 
 async function startGateway(backend: TestBackend, cfg: Partial<GatewayConfig> = {}): Promise<Gateway> {
-  const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, ...cfg }, backend, pino({ level: "silent" }), { defaultMetrics: false });
+  const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, ...cfg }, backend, pino({ level: "silent" }), {
+    defaultMetrics: false,
+  });
   await gw.start();
   cleanups.push(() => gw.stop());
   return gw;
@@ -98,7 +116,11 @@ describe("gateway", () => {
     const gw = await startGateway(b);
     const rep = await replica(hello);
     b.announce("f", [rep.endpoint]);
-    const r = await call(`${gw.url}/invoke/f/a/b?x=1`, { method: "PUT", body: "payload", headers: { "x-test": "yes" } });
+    const r = await call(`${gw.url}/invoke/f/a/b?x=1`, {
+      method: "PUT",
+      body: "payload",
+      headers: { "x-test": "yes" },
+    });
     expect(r.status).toBe(200);
     expect(r.json()).toEqual({ method: "PUT", url: "/invoke/a/b?x=1", body: "payload", h: "yes" });
     expect(r.headers["x-faas-cold-start"]).toBeUndefined();
@@ -168,12 +190,17 @@ describe("gateway", () => {
     b.add("f");
     const gw = await startGateway(b);
     b.onScaleUp = async () => {
-      throw new FaasError("FUNCTION_LOAD_FAILED", "f: the code failed to load: SyntaxError: invalid syntax (main.py, line 1)");
+      throw new FaasError(
+        "FUNCTION_LOAD_FAILED",
+        "f: the code failed to load: SyntaxError: invalid syntax (main.py, line 1)",
+      );
     };
     const replies = await Promise.all([call(`${gw.url}/invoke/f`), call(`${gw.url}/invoke/f`)]);
     for (const r of replies) {
       expect(r.status).toBe(500);
-      expect(r.json()).toMatchObject({ error: { code: "FUNCTION_LOAD_FAILED", message: expect.stringContaining("SyntaxError") } });
+      expect(r.json()).toMatchObject({
+        error: { code: "FUNCTION_LOAD_FAILED", message: expect.stringContaining("SyntaxError") },
+      });
     }
   });
 
@@ -186,7 +213,11 @@ describe("gateway", () => {
     const declared = await call(`${gw.url}/invoke/f`, { body: "x".repeat(1001) });
     expect(declared.status).toBe(413);
     expect(declared.json()).toMatchObject({ error: { code: "BODY_TOO_LARGE" } });
-    const chunked = await call(`${gw.url}/invoke/f`, { body: "y".repeat(300_000), chunked: true, headers: { "transfer-encoding": "chunked" } });
+    const chunked = await call(`${gw.url}/invoke/f`, {
+      body: "y".repeat(300_000),
+      chunked: true,
+      headers: { "transfer-encoding": "chunked" },
+    });
     expect(chunked.status).toBe(413);
     const ok = await call(`${gw.url}/invoke/f`, { body: "z".repeat(1000) });
     expect(ok.status).toBe(200);
@@ -294,7 +325,9 @@ describe("gateway", () => {
     expect((await call(`${open.url}/admin/functions`)).status).toBe(404);
     const locked = await startGateway(new TestBackend(), { adminToken: "s3cret-token" });
     expect((await call(`${locked.url}/admin/functions`)).status).toBe(401);
-    expect((await call(`${locked.url}/admin/functions`, { headers: { authorization: "Bearer wrong-token!" } })).status).toBe(401);
+    expect(
+      (await call(`${locked.url}/admin/functions`, { headers: { authorization: "Bearer wrong-token!" } })).status,
+    ).toBe(401);
     const ok = await call(`${locked.url}/admin/functions`, { headers: { authorization: "Bearer s3cret-token" } });
     expect(ok.status).toBe(200);
     expect(ok.json()).toEqual({ items: [] });
@@ -303,7 +336,9 @@ describe("gateway", () => {
   it("finishes an in-flight request when stopped", async () => {
     const b = new TestBackend();
     b.add("f");
-    const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0 }, b, pino({ level: "silent" }), { defaultMetrics: false });
+    const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0 }, b, pino({ level: "silent" }), {
+      defaultMetrics: false,
+    });
     await gw.start();
     const rep = await replica((req, res) => {
       req.resume();

@@ -44,7 +44,9 @@ export class Gateway {
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable) return socket.destroy();
       const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-      const body = JSON.stringify({ error: { code: "BAD_REQUEST", message: `malformed HTTP request (${err.code ?? "parse error"})` } });
+      const body = JSON.stringify({
+        error: { code: "BAD_REQUEST", message: `malformed HTTP request (${err.code ?? "parse error"})` },
+      });
       socket.end(
         `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
           `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
@@ -68,12 +70,14 @@ export class Gateway {
       return;
     }
     req.resume();
-    if (url === "/healthz") return sendJson(res, 200, { status: "ok" });
+    if (url === "/healthz") {
+      sendJson(res, 200, { status: "ok" });
+      return;
+    }
     if (url === "/readyz") {
-      return sendJson(res, this.#ready && this.#stopping === undefined ? 200 : 503, {
-        status: this.#ready && this.#stopping === undefined ? "ready" : "not ready",
-        backend: this.backend.kind,
-      });
+      const ready = this.#ready && this.#stopping === undefined;
+      sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", backend: this.backend.kind });
+      return;
     }
     if (url === "/metrics") {
       this.activator.metrics.registry.metrics().then(

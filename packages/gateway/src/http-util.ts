@@ -37,7 +37,8 @@ export function sendJson(res: ServerResponse, status: number, value: unknown): v
 /** Reads a whole (small) body, refusing more than `limitBytes`. */
 export async function readBody(req: IncomingMessage, limitBytes: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"] ?? 0);
-  if (declared > limitBytes) throw new FaasError("BODY_TOO_LARGE", `request body of ${declared} bytes exceeds the ${limitBytes}-byte limit`);
+  if (declared > limitBytes)
+    throw new FaasError("BODY_TOO_LARGE", `request body of ${declared} bytes exceeds the ${limitBytes}-byte limit`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {

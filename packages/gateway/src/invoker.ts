@@ -54,7 +54,10 @@ export class Invoker {
     const state = this.activator.state(name);
     if (state === undefined) {
       req.resume();
-      sendError(res, new FaasError("FUNCTION_NOT_FOUND", `no function named "${name}"; \`faas list\` shows what is deployed`));
+      sendError(
+        res,
+        new FaasError("FUNCTION_NOT_FOUND", `no function named "${name}"; \`faas list\` shows what is deployed`),
+      );
       return;
     }
     const h = req.headers;
@@ -166,7 +169,10 @@ export class Invoker {
     });
     upstream.on("timeout", () => {
       upstream.destroy(
-        new FaasError("HANDLER_TIMEOUT", `function ${state.name} did not answer within ${state.resource.spec.timeoutSeconds} s`),
+        new FaasError(
+          "HANDLER_TIMEOUT",
+          `function ${state.name} did not answer within ${state.resource.spec.timeoutSeconds} s`,
+        ),
       );
     });
     upstream.on("error", (err: NodeJS.ErrnoException) => {

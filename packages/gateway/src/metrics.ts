@@ -3,7 +3,7 @@
  * function and cached, so the hot path does no label lookups; gauges are
  * computed at scrape time from live state.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { LatencyWindow } from "./latency-window.js";
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -71,7 +71,11 @@ export class GatewayMetrics {
       labelNames: ["function"],
       registers,
     });
-    const gauge = (name: string, help: string, pick: (s: { inFlight: number; queued: number; ready: number; desired: number }) => number) =>
+    const gauge = (
+      name: string,
+      help: string,
+      pick: (s: { inFlight: number; queued: number; ready: number; desired: number }) => number,
+    ) =>
       new Gauge({
         name,
         help,

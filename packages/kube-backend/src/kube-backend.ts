@@ -29,7 +29,11 @@ export interface KubeBackendConfig {
 }
 
 interface EndpointSlice extends KubeObject {
-  endpoints?: { addresses: string[]; conditions?: { ready?: boolean; terminating?: boolean }; targetRef?: { name?: string } }[];
+  endpoints?: {
+    addresses: string[];
+    conditions?: { ready?: boolean; terminating?: boolean };
+    targetRef?: { name?: string };
+  }[];
   ports?: { name?: string; port?: number }[] | null;
 }
 interface Deployment extends KubeObject {
@@ -70,7 +74,11 @@ export class KubeBackend implements Backend {
   ) {
     const ns = cfg.namespace;
     this.#functions = new Reflector(client, { resource: { ...RESOURCES.functions, namespace: ns } }, log);
-    this.#slices = new Reflector<EndpointSlice>(client, { resource: { ...RESOURCES.endpointslices, namespace: ns } }, log);
+    this.#slices = new Reflector<EndpointSlice>(
+      client,
+      { resource: { ...RESOURCES.endpointslices, namespace: ns } },
+      log,
+    );
     this.#deployments = new Reflector<Deployment>(
       client,
       { resource: { ...RESOURCES.deployments, namespace: ns }, labelSelector: FUNCTION_LABEL },
@@ -205,13 +213,22 @@ export class KubeBackend implements Backend {
   }
 
   async #ensureScale(fn: string, target: number): Promise<void> {
-    const ref = { ...RESOURCES.deployments, namespace: this.cfg.namespace, name: deploymentName(fn), subresource: "scale" };
+    const ref = {
+      ...RESOURCES.deployments,
+      namespace: this.cfg.namespace,
+      name: deploymentName(fn),
+      subresource: "scale",
+    };
     let current: number;
     try {
       const scale = await this.client.get<{ spec?: { replicas?: number } }>(ref);
       current = scale.spec?.replicas ?? 0;
     } catch (cause) {
-      throw new FaasError("SCALE_UP_FAILED", `cannot read the scale of ${deploymentName(fn)}: ${(cause as Error).message}`, { cause });
+      throw new FaasError(
+        "SCALE_UP_FAILED",
+        `cannot read the scale of ${deploymentName(fn)}: ${(cause as Error).message}`,
+        { cause },
+      );
     }
     if (current >= target) return;
     try {
@@ -219,7 +236,9 @@ export class KubeBackend implements Backend {
       this.#scalePatches.inc({ function: fn });
       this.log.info({ fn, from: current, to: target }, "scaled up");
     } catch (cause) {
-      throw new FaasError("SCALE_UP_FAILED", `cannot scale ${deploymentName(fn)}: ${(cause as Error).message}`, { cause });
+      throw new FaasError("SCALE_UP_FAILED", `cannot scale ${deploymentName(fn)}: ${(cause as Error).message}`, {
+        cause,
+      });
     }
   }
 
@@ -261,7 +280,10 @@ export class KubeBackend implements Backend {
       this.#failed.set(fn, set);
     }
     set.add(endpointId);
-    this.log.warn({ fn, endpoint: endpointId, reason }, "endpoint taken out of routing until the next EndpointSlice change");
+    this.log.warn(
+      { fn, endpoint: endpointId, reason },
+      "endpoint taken out of routing until the next EndpointSlice change",
+    );
     // Forget the mark when the slice changes, so a recovered pod comes back.
     const clear = (): void => {
       if (this.#failed.get(fn)?.delete(endpointId)) this.#recompute(fn);

@@ -8,7 +8,11 @@ import { KubeBackend } from "./kube-backend.js";
 const cfg = loadKubeGatewayConfig(process.env);
 const log = createLogger(cfg.gateway.logLevel, "faas-gateway", process.stdout);
 const client = KubeClient.load({ kubeconfig: cfg.kubeconfig });
-const gateway = new Gateway(cfg.gateway, new KubeBackend(client, cfg.backend, log.child({ component: "kube-backend" })), log);
+const gateway = new Gateway(
+  cfg.gateway,
+  new KubeBackend(client, cfg.backend, log.child({ component: "kube-backend" })),
+  log,
+);
 
 let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

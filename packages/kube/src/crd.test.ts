@@ -11,9 +11,12 @@ describe("Function CRD", () => {
   it("is a structural schema: no additionalProperties beside properties", () => {
     const walk = (s: Record<string, unknown>, path: string): void => {
       if (s.properties !== undefined && s.additionalProperties !== undefined) throw new Error(`${path}: both`);
-      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Record<string, unknown>>)) walk(v, `${path}.${k}`);
+      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Record<string, unknown>>))
+        walk(v, `${path}.${k}`);
     };
-    const crd = buildFunctionCrd() as { spec: { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] } };
+    const crd = buildFunctionCrd() as {
+      spec: { versions: { schema: { openAPIV3Schema: Record<string, unknown> } }[] };
+    };
     const schema = crd.spec.versions[0]?.schema.openAPIV3Schema as Record<string, unknown>;
     expect(() => walk(schema, "")).not.toThrow();
     const spec = (schema.properties as Record<string, Record<string, unknown>>).spec as Record<string, unknown>;

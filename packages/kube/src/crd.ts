@@ -92,7 +92,13 @@ export function buildFunctionCrd(): Schema {
     spec: {
       group: API_GROUP,
       scope: "Namespaced",
-      names: { kind: FUNCTION_KIND, listKind: `${FUNCTION_KIND}List`, plural: FUNCTION_PLURAL, singular: "function", shortNames: ["fn"] },
+      names: {
+        kind: FUNCTION_KIND,
+        listKind: `${FUNCTION_KIND}List`,
+        plural: FUNCTION_PLURAL,
+        singular: "function",
+        shortNames: ["fn"],
+      },
       versions: [
         {
           name: API_VERSION,
@@ -120,7 +126,11 @@ export function buildFunctionCrd(): Schema {
           subresources: {
             status: {},
             // `kubectl scale function X --replicas=N` sets the function's floor (minReplicas).
-            scale: { specReplicasPath: ".spec.minReplicas", statusReplicasPath: ".status.replicas", labelSelectorPath: ".status.selector" },
+            scale: {
+              specReplicasPath: ".spec.minReplicas",
+              statusReplicasPath: ".status.replicas",
+              labelSelectorPath: ".status.selector",
+            },
           },
           additionalPrinterColumns: [
             { name: "Runtime", type: "string", jsonPath: ".spec.runtime" },
@@ -128,7 +138,7 @@ export function buildFunctionCrd(): Schema {
             { name: "Desired", type: "integer", jsonPath: ".status.replicas" },
             { name: "Min", type: "integer", jsonPath: ".spec.minReplicas" },
             { name: "Max", type: "integer", jsonPath: ".spec.maxReplicas" },
-            { name: "Status", type: "string", jsonPath: ".status.conditions[?(@.type==\"Ready\")].reason" },
+            { name: "Status", type: "string", jsonPath: '.status.conditions[?(@.type=="Ready")].reason' },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
           ],
         },

@@ -1,4 +1,4 @@
 export * from "./crd.js";
 export * from "./kube-client.js";
-export * from "./reflector.js";
 export * from "./leader-election.js";
+export * from "./reflector.js";

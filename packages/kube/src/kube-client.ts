@@ -20,7 +20,14 @@ export interface KubeObject {
     generation?: number;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
-    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
+    ownerReferences?: {
+      apiVersion: string;
+      kind: string;
+      name: string;
+      uid: string;
+      controller?: boolean;
+      blockOwnerDeletion?: boolean;
+    }[];
     creationTimestamp?: string;
     deletionTimestamp?: string;
   };
@@ -132,20 +139,31 @@ export class KubeClient {
   #send(opts: RequestOptions, body: string | undefined, timeoutMs: number): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
       const req = (this.#server.protocol === "https:" ? httpsRequest : httpRequest)(opts, resolve);
-      req.setTimeout(timeoutMs, () => req.destroy(new Error(`kube-apiserver did not answer ${opts.method} ${opts.path} within ${timeoutMs} ms`)));
+      req.setTimeout(timeoutMs, () =>
+        req.destroy(new Error(`kube-apiserver did not answer ${opts.method} ${opts.path} within ${timeoutMs} ms`)),
+      );
       req.on("error", reject);
       req.end(body);
     });
   }
 
-  async request<T>(method: string, path: string, opts: { body?: unknown; contentType?: string; query?: Query } = {}): Promise<T> {
-    const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
+  async request<T>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; contentType?: string; query?: Query } = {},
+  ): Promise<T> {
+    const body =
+      opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     const headers: Record<string, string> = {};
     if (body !== undefined) {
       headers["content-type"] = opts.contentType ?? "application/json";
       headers["content-length"] = String(Buffer.byteLength(body));
     }
-    const res = await this.#send(await this.#options(method, withQuery(path, opts.query), headers), body, this.requestTimeoutMs);
+    const res = await this.#send(
+      await this.#options(method, withQuery(path, opts.query), headers),
+      body,
+      this.requestTimeoutMs,
+    );
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
     const text = Buffer.concat(chunks).toString("utf8");

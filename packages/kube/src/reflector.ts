@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
-import { KubeError, type KubeClient, type KubeObject, type ResourceRef, type WatchEvent } from "./kube-client.js";
+import { type KubeClient, KubeError, type KubeObject, type ResourceRef, type WatchEvent } from "./kube-client.js";
 
 export interface ReflectorOptions {
   resource: ResourceRef;
@@ -86,7 +86,10 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
         this.#failures++;
         needList = this.#failures > 2;
         const delay = Math.min(30_000, 200 * 2 ** Math.min(this.#failures, 8)) * (0.5 + Math.random());
-        this.log.warn({ resource: this.opts.resource.plural, err: (err as Error).message, retryInMs: Math.round(delay) }, "watch failed");
+        this.log.warn(
+          { resource: this.opts.resource.plural, err: (err as Error).message, retryInMs: Math.round(delay) },
+          "watch failed",
+        );
         await sleep(delay, this.#abort.signal);
       }
     }
@@ -159,9 +162,13 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal.addEventListener(
+      "abort",
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }

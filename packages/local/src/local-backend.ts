@@ -9,8 +9,8 @@ import {
   FaasError,
   type FunctionResource,
   type LoadSpec,
-  type Runtime,
   RUNTIMES,
+  type Runtime,
   toLoadSpec,
 } from "@faas/api";
 import type {
@@ -241,7 +241,11 @@ export class LocalBackend implements Backend, BackendAdmin {
     if (runner.stopRequested || this.#stopped) return;
     const how = info.code !== null ? `exit code ${info.code}` : `signal ${info.signal}`;
     this.#crashes.inc({ function: f.load.name });
-    this.#logs.append(f.load.name, "[faas]", `runner ${runner.pid} exited unexpectedly (${how}); it will be replaced when needed`);
+    this.#logs.append(
+      f.load.name,
+      "[faas]",
+      `runner ${runner.pid} exited unexpectedly (${how}); it will be replaced when needed`,
+    );
     this.log.warn({ fn: f.load.name, runner: runner.id, how }, "runner exited");
     if (this.#fns.get(f.load.name) === f) void this.#ensureMin(f);
   }
@@ -350,7 +354,10 @@ export class LocalBackend implements Backend, BackendAdmin {
       this.#pool.giveBack(runner);
       // At deploy time broken code is the caller's mistake: name the field.
       if (err instanceof FaasError && err.code === "FUNCTION_LOAD_FAILED") {
-        throw new FaasError("INVALID_SPEC", `spec.code: ${err.message}`, { cause: err, details: { issues: [`spec.code: ${err.message}`] } });
+        throw new FaasError("INVALID_SPEC", `spec.code: ${err.message}`, {
+          cause: err,
+          details: { issues: [`spec.code: ${err.message}`] },
+        });
       }
       throw err;
     }
@@ -363,7 +370,8 @@ export class LocalBackend implements Backend, BackendAdmin {
     const count = Math.min(Math.max(old.length, f.resource.spec.minReplicas), f.resource.spec.maxReplicas);
     const results = await Promise.allSettled(Array.from({ length: count }, () => this.#addReplica(f)));
     const failed = results.find((r) => r.status === "rejected");
-    if (failed !== undefined) this.log.error({ fn: f.load.name, err: String(failed.reason) }, "roll-out: a new replica failed");
+    if (failed !== undefined)
+      this.log.error({ fn: f.load.name, err: String(failed.reason) }, "roll-out: a new replica failed");
     await Promise.all(old.map((r) => this.#retire(f, r)));
   }
 

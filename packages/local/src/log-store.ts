@@ -90,7 +90,10 @@ export class LogStore {
       await fh.read(buf, 0, buf.length, start);
       const all = buf.toString("utf8").split("\n");
       if (all.at(-1) === "") all.pop();
-      return all.slice(-lines).map((l) => `${l}\n`).join("");
+      return all
+        .slice(-lines)
+        .map((l) => `${l}\n`)
+        .join("");
     } finally {
       await fh.close();
     }

@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type FunctionResource, type Runtime, RUNTIMES } from "@faas/api";
+import { type FunctionResource, RUNTIMES, type Runtime } from "@faas/api";
 import { Gateway, type GatewayConfig, type Logger } from "@faas/gateway";
 import { LocalBackend, type LocalBackendOptions } from "./local-backend.js";
 import { resolvePython } from "./runner-commands.js";

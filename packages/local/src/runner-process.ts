@@ -117,7 +117,8 @@ export class RunnerProcess extends EventEmitter {
     if (status !== 200) {
       const err = parseErrorBody(safeJson(body));
       const message = err?.message ?? body.slice(0, 500);
-      if (status === 400) throw new FaasError("FUNCTION_LOAD_FAILED", `${spec.name}: the code failed to load: ${message}`);
+      if (status === 400)
+        throw new FaasError("FUNCTION_LOAD_FAILED", `${spec.name}: the code failed to load: ${message}`);
       throw new FaasError("SCALE_UP_FAILED", `${spec.name}: runner refused to specialize (${status}): ${message}`);
     }
     this.state = "specialized";

@@ -15,7 +15,9 @@ export async function installCrdAndGateway(): Promise<void> {
   await kubectl(["apply", "-f", join(repoRoot, "crd.yaml")]);
   await kubectl(["wait", "--for=condition=Established", "crd/functions.faas.example.com", "--timeout=60s"]);
   await kubectl(["apply", "-f", join(repoRoot, "gateway-deploy.yaml")]);
-  await kubectl(["-n", "faas-system", "rollout", "status", "deployment/faas-gateway", "--timeout=240s"], { timeoutMs: 250_000 });
+  await kubectl(["-n", "faas-system", "rollout", "status", "deployment/faas-gateway", "--timeout=240s"], {
+    timeoutMs: 250_000,
+  });
 }
 
 export interface LocalOperator {
@@ -32,7 +34,10 @@ export async function startLocalOperator(namespace: string, env: Record<string, 
   const child = spawn(
     process.execPath,
     [join(repoRoot, "packages/operator/dist/main.js"), "--namespace", namespace, "--kubeconfig", kubeconfigPath],
-    { env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env }, stdio: ["ignore", "pipe", "pipe"] },
+    {
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   child.stdout?.pipe(out);
   child.stderr?.pipe(out);
@@ -62,13 +67,19 @@ export interface Reply {
   ms: number;
 }
 
-export function invoke(port: number, path: string, opts: { method?: string; body?: string; timeoutMs?: number } = {}): Promise<Reply> {
+export function invoke(
+  port: number,
+  path: string,
+  opts: { method?: string; body?: string; timeoutMs?: number } = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const req = request({ host: "127.0.0.1", port, path, method: opts.method ?? "GET", agent }, (res) => {
       let body = "";
       res.setEncoding("utf8").on("data", (d: string) => (body += d));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, ms: performance.now() - t0 }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, ms: performance.now() - t0 }),
+      );
       res.on("error", reject);
     });
     req.setTimeout(opts.timeoutMs ?? 120_000, () => req.destroy(new Error(`no answer for ${path}`)));
@@ -88,22 +99,37 @@ export async function functionPods(namespace: string, fn: string): Promise<strin
 }
 
 export async function deploymentReplicas(namespace: string, fn: string): Promise<number | undefined> {
-  const r = await kubectl(["-n", namespace, "get", "deployment", `fn-${fn}-deploy`, "-o", "jsonpath={.spec.replicas}"], {
-    allowFailure: true,
-  });
+  const r = await kubectl(
+    ["-n", namespace, "get", "deployment", `fn-${fn}-deploy`, "-o", "jsonpath={.spec.replicas}"],
+    {
+      allowFailure: true,
+    },
+  );
   return r.code === 0 && r.stdout !== "" ? Number(r.stdout) : undefined;
 }
 
 /** Sum of one metric across every gateway pod, read through the API server's pod proxy. */
 export async function gatewayMetric(name: string, labels: Record<string, string>): Promise<number> {
-  const pods = await kubectlJson<PodList>(["-n", "faas-system", "get", "pods", "-l", "app.kubernetes.io/name=faas-gateway"]);
+  const pods = await kubectlJson<PodList>([
+    "-n",
+    "faas-system",
+    "get",
+    "pods",
+    "-l",
+    "app.kubernetes.io/name=faas-gateway",
+  ]);
   let total = 0;
   for (const p of pods.items) {
     if (p.status?.phase !== "Running") continue;
-    const { stdout } = await kubectl(["get", "--raw", `/api/v1/namespaces/faas-system/pods/${p.metadata.name}:8000/proxy/metrics`]);
+    const { stdout } = await kubectl([
+      "get",
+      "--raw",
+      `/api/v1/namespaces/faas-system/pods/${p.metadata.name}:8000/proxy/metrics`,
+    ]);
     for (const line of stdout.split("\n")) {
       if (!line.startsWith(`${name}{`)) continue;
-      if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+      if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+        total += Number(line.slice(line.lastIndexOf(" ") + 1));
     }
   }
   return total;
@@ -112,18 +138,26 @@ export async function gatewayMetric(name: string, labels: Record<string, string>
 /** Applies a Function and waits until the operator has created its Deployment. */
 export async function applyFunction(namespace: string, yaml: string, name: string): Promise<void> {
   await kubectl(["-n", namespace, "apply", "-f", "-"], { input: yaml });
-  await waitFor(`deployment fn-${name}-deploy`, async () => ((await deploymentReplicas(namespace, name)) !== undefined ? true : undefined), {
-    timeoutMs: 60_000,
-  });
+  await waitFor(
+    `deployment fn-${name}-deploy`,
+    async () => ((await deploymentReplicas(namespace, name)) !== undefined ? true : undefined),
+    {
+      timeoutMs: 60_000,
+    },
+  );
 }
 
 export async function deleteFunction(namespace: string, name: string): Promise<void> {
   await kubectl(["-n", namespace, "delete", "function", name, "--ignore-not-found", "--wait=true", "--timeout=120s"], {
     timeoutMs: 130_000,
   });
-  await waitFor(`pods of ${name} gone`, async () => ((await functionPods(namespace, name)).length === 0 ? true : undefined), {
-    timeoutMs: 120_000,
-  });
+  await waitFor(
+    `pods of ${name} gone`,
+    async () => ((await functionPods(namespace, name)).length === 0 ? true : undefined),
+    {
+      timeoutMs: 120_000,
+    },
+  );
 }
 
 export function pythonFunction(name: string, code: string, spec: Record<string, unknown> = {}): string {

@@ -32,7 +32,9 @@ export async function runOperatorCommand(ctx: CommandContext, opts: OperatorOpti
   const previous = ctx.onInterrupt;
   ctx.onInterrupt = () => abort.abort();
   ctx.ui.note(
-    ctx.ui.ce.dim(`faas operator: watching ${config.namespace ? `namespace ${config.namespace}` : "all namespaces"}; Ctrl-C stops`),
+    ctx.ui.ce.dim(
+      `faas operator: watching ${config.namespace ? `namespace ${config.namespace}` : "all namespaces"}; Ctrl-C stops`,
+    ),
   );
   try {
     await runOperator(config, pino({ name: "faas-operator", level: config.logLevel }, ctx.ui.stderr), abort.signal);
