@@ -52,7 +52,6 @@ interface Reply {
   headers: Record<string, string | string[] | undefined>;
   body: string;
   // biome-ignore lint/suspicious/noExplicitAny: tests index into parsed bodies freely
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json(): any;
 }
 
