@@ -320,6 +320,20 @@ describe("gateway", () => {
     expect(await rawRequest(gw.port, big)).toMatch(/^HTTP\/1\.1 431/);
   });
 
+  it("cuts off a client that sends headers too slowly (408) without blocking others", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b, { headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const rep = await replica(hello);
+    b.announce("f", [rep.endpoint]);
+    const t0 = performance.now();
+    const slow = rawRequest(gw.port, "GET /invoke/f HTTP/1.1\r\nhost: x\r\nx-slow: ", 10_000);
+    expect((await call(`${gw.url}/invoke/f`)).status).toBe(200);
+    const answer = await slow;
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    expect(performance.now() - t0).toBeLessThan(5000);
+  });
+
   it("keeps admin closed: 404 without a token configured, 401 with a wrong one", async () => {
     const open = await startGateway(new TestBackend());
     expect((await call(`${open.url}/admin/functions`)).status).toBe(404);

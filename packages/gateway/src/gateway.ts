@@ -37,6 +37,8 @@ export class Gateway {
         headersTimeout: cfg.headersTimeoutMs,
         requestTimeout: cfg.requestTimeoutMs,
         keepAliveTimeout: cfg.keepAliveTimeoutMs,
+        // Node checks header and request timeouts only this often (default 30 s).
+        connectionsCheckingInterval: Math.max(100, Math.min(1000, cfg.headersTimeoutMs / 2)),
         maxHeaderSize: 16 * 1024,
       },
       (req, res) => this.#route(req, res),
