@@ -233,8 +233,12 @@ export function formatProxyOverhead(results: readonly ProxyResult[], opts: Proxy
     if (direct === undefined || gateway === undefined || proxy === undefined) continue;
     const ratio = gateway.rps / proxy.rps;
     const added = gateway.fixedP50 - direct.fixedP50;
+    // On a busy machine throughput follows the CPU share a process gets; CPU per request does not.
+    const cpuRatio = proxy.proxyCpuUs / gateway.proxyCpuUs;
     lines.push(
       `  gateway/bare-proxy throughput: ${ratio.toFixed(2)} (floor >= ${FLOOR_THROUGHPUT_RATIO}) ${verdict(ratio >= FLOOR_THROUGHPUT_RATIO)}`,
+      `  gateway/bare-proxy by CPU per request (bare us / gateway us, the throughput ratio on equal CPU): ` +
+        `${cpuRatio.toFixed(2)} (floor >= ${FLOOR_THROUGHPUT_RATIO}) ${verdict(cpuRatio >= FLOOR_THROUGHPUT_RATIO)}`,
       `  gateway - direct p50 at the fixed rate: ${added >= 0 ? "+" : ""}${added.toFixed(3)} ms (floor <= ${FLOOR_ADDED_P50_MS} ms) ${verdict(added <= FLOOR_ADDED_P50_MS)}`,
       `  context: bare-proxy/direct throughput ${(proxy.rps / direct.rps).toFixed(2)}, gateway/direct ${(gateway.rps / direct.rps).toFixed(2)}` +
         (nginx === undefined ? "" : `, nginx/direct ${(nginx.rps / direct.rps).toFixed(2)}`) +
