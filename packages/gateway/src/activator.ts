@@ -41,7 +41,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
 
   #create(resource: FunctionResource): FunctionState {
     const name = resource.metadata.name;
-    const state = new FunctionState(resource, new FunctionTelemetry(name, this.metrics), {
+    const state = new FunctionState(resource, new FunctionTelemetry(), {
       keepAliveMs: this.cfg.upstreamKeepAliveMs,
     });
     this.#states.set(name, state);
@@ -229,6 +229,10 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
         desired: status?.desiredReplicas ?? 0,
       });
     }
+  }
+
+  forEachTelemetry(visit: (fn: string, t: FunctionTelemetry) => void): void {
+    for (const [name, state] of this.#states) visit(name, state.telemetry);
   }
 
   coldStarts(fn: string): number {

@@ -145,6 +145,11 @@ describe("gateway", () => {
     const metrics = (await call(`${gw.url}/metrics`)).body;
     expect(metricValue(metrics, "faas_cold_starts_total", { function: "f" })).toBe(1);
     expect(metricValue(metrics, "faas_requests_total", { function: "f", code: "200" })).toBe(1000);
+    expect(metricValue(metrics, "faas_request_duration_seconds_count", { function: "f" })).toBe(1000);
+    expect(metricValue(metrics, "faas_request_duration_seconds_bucket", { function: "f", le: "+Inf" })).toBe(1000);
+    expect(metricValue(metrics, "faas_request_duration_seconds_bucket", { function: "f", le: "0.0005" })).toBeLessThan(
+      1000,
+    );
   });
 
   it("refuses parking past the per-function bound with 503 and Retry-After", async () => {
@@ -296,6 +301,22 @@ describe("gateway", () => {
     const r = await call(`${gw.url}/invoke/f`, { body: "{}" });
     expect(r.status).toBe(502);
     expect(r.json()).toMatchObject({ error: { code: "RUNNER_CRASHED" } });
+  });
+
+  it("gives up on a replica that never answers: 504 after the function's timeout plus grace", async () => {
+    const b = new TestBackend();
+    b.add("f", { timeoutSeconds: 1 });
+    const gw = await startGateway(b);
+    const rep = await replica((req) => req.resume());
+    b.announce("f", [rep.endpoint]);
+    const t0 = performance.now();
+    const r = await call(`${gw.url}/invoke/f`);
+    const ms = performance.now() - t0;
+    expect(r.status).toBe(504);
+    expect(r.json()).toMatchObject({ error: { code: "HANDLER_TIMEOUT" } });
+    expect(r.headers["x-faas-error"]).toBe("HANDLER_TIMEOUT");
+    expect(ms).toBeGreaterThan(5500);
+    expect(ms).toBeLessThan(9000);
   });
 
   it("stops routing to a replica that says it is draining", async () => {

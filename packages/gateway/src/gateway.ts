@@ -131,6 +131,7 @@ export class Gateway {
     }
     this.activator.rejectAllParked(new FaasError("SHUTTING_DOWN", "the gateway is shutting down; retry"));
     this.#server.closeAllConnections();
+    this.#invoker.close();
     await closed;
     await this.backend.stop();
     this.log.info("gateway stopped");

@@ -12,12 +12,12 @@ export interface FunctionGaugeSource {
   forEachFunction(
     visit: (fn: string, s: { inFlight: number; queued: number; ready: number; desired: number }) => void,
   ): void;
+  /** Request telemetry of every function the gateway has routed to. */
+  forEachTelemetry(visit: (fn: string, t: FunctionTelemetry) => void): void;
 }
 
 export class GatewayMetrics {
   readonly registry = new Registry();
-  readonly requests: Counter<"function" | "code">;
-  readonly duration: Histogram<"function">;
   readonly coldStarts: Counter<"function">;
   readonly coldStartDuration: Histogram<"function">;
   readonly scaleUps: Counter<"function" | "reason">;
@@ -27,19 +27,6 @@ export class GatewayMetrics {
   constructor(source: FunctionGaugeSource, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: "faas_gateway_" });
-    this.requests = new Counter({
-      name: "faas_requests_total",
-      help: "Invocations answered by the gateway, by HTTP status code.",
-      labelNames: ["function", "code"],
-      registers,
-    });
-    this.duration = new Histogram({
-      name: "faas_request_duration_seconds",
-      help: "Invocation latency seen by the gateway, parking included.",
-      labelNames: ["function"],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
     this.coldStarts = new Counter({
       name: "faas_cold_starts_total",
       help: "Cold episodes: a request found no ready replica and one scale-up was triggered.",
@@ -71,6 +58,8 @@ export class GatewayMetrics {
       labelNames: ["function"],
       registers,
     });
+    this.registry.registerMetric(requestsMetric(source) as never);
+    this.registry.registerMetric(durationMetric(source) as never);
     const gauge = (
       name: string,
       help: string,
@@ -93,26 +82,79 @@ export class GatewayMetrics {
   }
 }
 
-/** One function's metric children, resolved once so a request costs no label lookups. */
+/**
+ * One function's request counts and latency histogram, kept as plain numbers
+ * so a request costs a few additions; exported at scrape time.
+ */
 export class FunctionTelemetry {
   readonly latency = new LatencyWindow();
-  readonly #duration: Histogram.Internal<"function">;
-  readonly #codes = new Map<number, Counter.Internal>();
-  constructor(
-    private readonly fn: string,
-    private readonly metrics: GatewayMetrics,
-  ) {
-    this.#duration = metrics.duration.labels(fn);
-  }
+  readonly codes = new Map<number, number>();
+  readonly buckets = new Float64Array(LATENCY_BUCKETS.length);
+  count = 0;
+  sumSeconds = 0;
 
   observe(status: number, ms: number): void {
-    let c = this.#codes.get(status);
-    if (c === undefined) {
-      c = this.metrics.requests.labels(this.fn, String(status));
-      this.#codes.set(status, c);
+    this.codes.set(status, (this.codes.get(status) ?? 0) + 1);
+    const seconds = ms / 1000;
+    this.count++;
+    this.sumSeconds += seconds;
+    for (let i = 0; i < LATENCY_BUCKETS.length; i++) {
+      if (seconds <= (LATENCY_BUCKETS[i] as number)) {
+        (this.buckets as Float64Array)[i] = (this.buckets[i] as number) + 1;
+        break;
+      }
     }
-    c.inc();
-    this.#duration.observe(ms / 1000);
     this.latency.record(ms);
   }
+}
+
+interface MetricValue {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName?: string;
+}
+
+/** A metric the registry can print: what prom-client's own metrics return from get(). */
+function customMetric(name: string, help: string, type: "counter" | "histogram", values: () => MetricValue[]) {
+  return {
+    name,
+    help,
+    type,
+    aggregator: "sum",
+    get: async () => ({ name, help, type, aggregator: "sum", values: values() }),
+    reset() {},
+  };
+}
+
+function requestsMetric(source: FunctionGaugeSource) {
+  return customMetric(
+    "faas_requests_total",
+    "Invocations answered by the gateway, by HTTP status code.",
+    "counter",
+    () => {
+      const out: MetricValue[] = [];
+      source.forEachTelemetry((fn, t) => {
+        for (const [code, n] of t.codes) out.push({ labels: { function: fn, code }, value: n });
+      });
+      return out;
+    },
+  );
+}
+
+function durationMetric(source: FunctionGaugeSource) {
+  const name = "faas_request_duration_seconds";
+  return customMetric(name, "Invocation latency seen by the gateway, parking included.", "histogram", () => {
+    const out: MetricValue[] = [];
+    source.forEachTelemetry((fn, t) => {
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        cumulative += t.buckets[i] as number;
+        out.push({ labels: { function: fn, le }, value: cumulative, metricName: `${name}_bucket` });
+      });
+      out.push({ labels: { function: fn, le: "+Inf" }, value: t.count, metricName: `${name}_bucket` });
+      out.push({ labels: { function: fn }, value: t.sumSeconds, metricName: `${name}_sum` });
+      out.push({ labels: { function: fn }, value: t.count, metricName: `${name}_count` });
+    });
+    return out;
+  });
 }

@@ -11,6 +11,7 @@ export type SpawnRunner = (runtime: Runtime) => Promise<RunnerProcess>;
 export class WarmPool {
   readonly #idle = new Map<Runtime, RunnerProcess[]>();
   readonly #starting = new Map<Runtime, number>();
+  readonly #refillTimers = new Map<Runtime, NodeJS.Timeout>();
   #stopped = false;
   spawned = 0;
 
@@ -19,6 +20,7 @@ export class WarmPool {
     private readonly size: number,
     private readonly spawnRunner: SpawnRunner,
     private readonly log: Logger,
+    private readonly refillDelayMs = 100,
   ) {
     for (const r of runtimes) {
       this.#idle.set(r, []);
@@ -40,7 +42,7 @@ export class WarmPool {
     const idle = this.#idle.get(runtime) ?? [];
     let runner = idle.pop();
     while (runner !== undefined && !runner.alive) runner = idle.pop();
-    void this.#refill(runtime);
+    this.#refillSoon(runtime);
     if (runner !== undefined) return { runner, pooled: true };
     this.spawned++;
     return { runner: await this.spawnRunner(runtime), pooled: false };
@@ -55,6 +57,19 @@ export class WarmPool {
     const idle = this.#idle.get(runner.runtime);
     if (idle !== undefined && idle.length < this.size) idle.push(runner);
     else void runner.stop(1000);
+  }
+
+  /**
+   * A process start takes the CPU that the claimed runner needs right now for
+   * its specialization and first request (2 cores): refill a moment later.
+   */
+  #refillSoon(runtime: Runtime): void {
+    if (this.#refillTimers.has(runtime) || this.#stopped) return;
+    const timer = setTimeout(() => {
+      this.#refillTimers.delete(runtime);
+      void this.#refill(runtime);
+    }, this.refillDelayMs);
+    this.#refillTimers.set(runtime, timer);
   }
 
   async #refill(runtime: Runtime): Promise<void> {
@@ -90,6 +105,8 @@ export class WarmPool {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    for (const t of this.#refillTimers.values()) clearTimeout(t);
+    this.#refillTimers.clear();
     const all = [...this.#idle.values()].flat();
     for (const list of this.#idle.values()) list.length = 0;
     await Promise.all(all.map((r) => r.stop(2000)));
