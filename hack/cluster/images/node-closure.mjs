@@ -45,4 +45,8 @@ function visit(pkgDir) {
 }
 
 visit(join(root, start));
-for (const p of [...out].sort()) console.log(p);
+// A dependency nested inside another one's directory is already included.
+const sorted = [...out].sort();
+for (const p of sorted) {
+  if (!sorted.some((q) => q !== p && p.startsWith(`${q}/`))) console.log(p);
+}

@@ -1,0 +1,93 @@
+/**
+ * Pod traffic stays on this machine: a pod cannot reach a host outside the
+ * cluster's bridge, not even one on this machine. The "outside" host is a
+ * network namespace this test makes (veth, 10.246.0.0/30) with an HTTP server
+ * that the host itself can reach; from the pod the same address is refused.
+ * Needs root (ip netns), like the cluster.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { httpGet, useTestNamespace, waitFor } from "./fixture.js";
+
+const ns = useTestNamespace("egress");
+const netns = `faas-egress-${process.pid}`;
+const hostSide = "faaseg0";
+const hostAddr = "10.246.0.1";
+const outsideAddr = "10.246.0.2";
+const port = 8099;
+
+function ip(...args: string[]): void {
+  execFileSync("ip", args, { stdio: "pipe" });
+}
+
+const probe = `
+import socket, sys
+s = socket.socket()
+s.settimeout(5)
+try:
+    s.connect(("${outsideAddr}", ${port}))
+    print("connected")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print("failed", type(e).__name__, e)
+`;
+
+describe("pod egress", () => {
+  let server: ChildProcess | undefined;
+
+  beforeAll(async () => {
+    ip("netns", "add", netns);
+    ip("link", "add", hostSide, "type", "veth", "peer", "name", "faaseg1");
+    ip("link", "set", "faaseg1", "netns", netns);
+    ip("addr", "add", `${hostAddr}/30`, "dev", hostSide);
+    ip("link", "set", hostSide, "up");
+    ip("-n", netns, "addr", "add", `${outsideAddr}/30`, "dev", "faaseg1");
+    ip("-n", netns, "link", "set", "faaseg1", "up");
+    ip("-n", netns, "link", "set", "lo", "up");
+    server = spawn(
+      "ip",
+      ["netns", "exec", netns, "python3", "-m", "http.server", "--bind", outsideAddr, String(port)],
+      { stdio: "ignore" },
+    );
+    await waitFor("the outside host's server", async () =>
+      (await httpGet(`http://${outsideAddr}:${port}/`, 2_000)).status === 200 ? true : undefined,
+    );
+    await ns.apply(`
+apiVersion: v1
+kind: Pod
+metadata: { name: prober }
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: prober
+      image: faas-python-runner:latest
+      imagePullPolicy: Never
+      command: ["python3", "-c", "import time; time.sleep(3600)"]
+`);
+    await ns.kubectl(["wait", "--for=condition=Ready", "pod/prober", "--timeout=120s"], { timeoutMs: 150_000 });
+  });
+
+  afterAll(() => {
+    server?.kill("SIGKILL");
+    for (const args of [
+      ["link", "del", hostSide],
+      ["netns", "del", netns],
+    ]) {
+      try {
+        ip(...args);
+      } catch {
+        // already gone
+      }
+    }
+  });
+
+  it("the host reaches the outside host", async () => {
+    expect((await httpGet(`http://${outsideAddr}:${port}/`)).status).toBe(200);
+  });
+
+  it("a pod does not: its traffic is rejected before it leaves the bridge", async () => {
+    const { stdout } = await ns.kubectl(["exec", "prober", "--", "python3", "-c", probe]);
+    expect(stdout.trim()).toBe("refused");
+  });
+});
