@@ -1,0 +1,648 @@
+/**
+ * The operator on the real cluster, run from the host exactly like the
+ * walkthrough (`node packages/operator/dist/main.js --namespace <ns>`): Functions
+ * become ConfigMap + Deployment + Service (+ HPA) that serve; code updates roll
+ * out without failed requests; replicas set by others are left alone; idle
+ * functions go to zero; the API server refuses invalid Functions; deleting a
+ * Function removes its children; a killed operator converges on restart; two
+ * operators with leader election never both reconcile.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { request } from "node:http";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { kubeconfigPath, kubectl, kubectlJson, repoRoot, useTestNamespace, waitFor } from "./fixture.js";
+
+const ns = useTestNamespace("operator");
+
+interface LogLine {
+  msg: string;
+  level: number;
+  fn?: string;
+  [k: string]: unknown;
+}
+
+interface OperatorProcess {
+  child: ChildProcess;
+  logs: LogLine[];
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+const running = new Set<OperatorProcess>();
+
+function startOperator(extraArgs: string[] = [], env: Record<string, string> = {}): OperatorProcess {
+  const child = spawn(
+    process.execPath,
+    [
+      join(repoRoot, "packages/operator/dist/main.js"),
+      "--namespace",
+      ns.name,
+      "--kubeconfig",
+      kubeconfigPath,
+      "--log-level",
+      "debug",
+      ...extraArgs,
+    ],
+    { env: { ...process.env, FAAS_PRESTOP_SLEEP_SECONDS: "2", ...env }, stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const logs: LogLine[] = [];
+  let buf = "";
+  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
+    buf += d;
+    for (let i = buf.indexOf("\n"); i >= 0; i = buf.indexOf("\n")) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        logs.push({ msg: line, level: 50 });
+      }
+    }
+  });
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const op: OperatorProcess = {
+    child,
+    logs,
+    exited,
+    stop: (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      running.delete(op);
+      return exited;
+    },
+  };
+  running.add(op);
+  return op;
+}
+
+const reconciled = (op: OperatorProcess, fn?: string): number =>
+  op.logs.filter((l) => l.msg === "reconciled" && (fn === undefined || l.fn === `${ns.name}/${fn}`)).length;
+
+interface Condition {
+  type: string;
+  status: string;
+  reason: string;
+  lastTransitionTime: string;
+}
+interface FunctionObj {
+  metadata: { generation: number; annotations?: Record<string, string> };
+  status?: {
+    observedGeneration?: number;
+    replicas?: number;
+    readyReplicas?: number;
+    selector?: string;
+    url?: string;
+    codeHash?: string;
+    conditions?: Condition[];
+  };
+}
+interface Deployment {
+  metadata: {
+    labels: Record<string, string>;
+    ownerReferences: { kind: string; name: string; controller: boolean; blockOwnerDeletion: boolean }[];
+    managedFields: { manager: string; operation: string; fieldsV1: { "f:spec"?: Record<string, unknown> } }[];
+  };
+  spec: {
+    replicas: number;
+    template: { metadata: { annotations: Record<string, string> }; spec: Record<string, unknown> };
+  };
+  status: { readyReplicas?: number; updatedReplicas?: number; replicas?: number };
+}
+interface Pod {
+  metadata: { name: string; deletionTimestamp?: string };
+  status: { podIP?: string; conditions?: { type: string; status: string }[] };
+}
+
+const fnYaml = (name: string, spec: Record<string, unknown>): string =>
+  JSON.stringify({ apiVersion: "faas.example.com/v1", kind: "Function", metadata: { name, namespace: ns.name }, spec });
+
+const hello = (reply: string): string => `def handle(req):\n    return ${JSON.stringify(reply)}\n`;
+
+const getFn = (name: string) => kubectlJson<FunctionObj>(["-n", ns.name, "get", "function", name]);
+const getDeploy = (name: string) =>
+  kubectlJson<Deployment>(["-n", ns.name, "get", "deployment", `fn-${name}-deploy`, "--show-managed-fields"]);
+const readyPods = async (name: string): Promise<Pod[]> => {
+  const pods = await kubectlJson<{ items: Pod[] }>([
+    "-n",
+    ns.name,
+    "get",
+    "pods",
+    "-l",
+    `faas.example.com/function=${name}`,
+  ]);
+  return pods.items.filter(
+    (p) => !p.metadata.deletionTimestamp && p.status.conditions?.some((c) => c.type === "Ready" && c.status === "True"),
+  );
+};
+const condition = (f: FunctionObj, type: string) => f.status?.conditions?.find((c) => c.type === type);
+
+async function waitForReady(name: string, reason: string, timeoutMs = 120_000): Promise<FunctionObj> {
+  return waitFor(
+    `${name} Ready=${reason}`,
+    async () => {
+      const f = await getFn(name);
+      const ready = condition(f, "Ready");
+      return ready?.reason === reason && f.status?.observedGeneration === f.metadata.generation ? f : undefined;
+    },
+    { timeoutMs },
+  );
+}
+
+/** One HTTP GET on a fresh connection (no keep-alive), as a client behind a load balancer would. */
+function getOnce(url: string, timeoutMs = 5_000): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = "";
+      res.setEncoding("utf8").on("data", (d: string) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+async function eventReasons(name: string): Promise<string[]> {
+  const events = await kubectlJson<{
+    items: { reason: string; source?: { component?: string }; reportingComponent?: string }[];
+  }>(["-n", ns.name, "get", "events", "--field-selector", `involvedObject.kind=Function,involvedObject.name=${name}`]);
+  return events.items.filter((e) => e.reportingComponent === "faas-operator").map((e) => e.reason);
+}
+
+beforeAll(async () => {
+  execFileSync(process.execPath, [join(repoRoot, "node_modules/typescript/bin/tsc"), "-b", "packages/operator"], {
+    cwd: repoRoot,
+  });
+  // Cluster-wide and shared with the other cluster tests: applied, never deleted here.
+  await kubectl(["apply", "-f", join(repoRoot, "crd.yaml")]);
+  await kubectl(["wait", "--for=condition=Established", "crd/functions.faas.example.com", "--timeout=60s"]);
+});
+
+afterAll(async () => {
+  await Promise.all([...running].map((op) => op.stop("SIGKILL")));
+});
+
+describe("operator, one process", () => {
+  let op: OperatorProcess;
+  beforeAll(() => {
+    op = startOperator();
+  });
+  afterAll(async () => {
+    expect(await op.stop()).toBe(0);
+    await ns.kubectl(["delete", "function", "--all", "--wait=true"], { allowFailure: true });
+  });
+
+  it("turns a Function into ConfigMap, Deployment and Service that serve it; status and printer columns", async () => {
+    await ns.apply(
+      fnYaml("hello", {
+        runtime: "python",
+        code: hello("hello from runner"),
+        minReplicas: 1,
+        maxReplicas: 1,
+        timeoutSeconds: 10,
+      }),
+    );
+    const t0 = Date.now();
+    const f = await waitForReady("hello", "Available");
+    console.log(`hello: Function applied → Ready=Available in ${Date.now() - t0} ms`);
+
+    const cm = await kubectlJson<{ data: Record<string, string> }>([
+      "-n",
+      ns.name,
+      "get",
+      "configmap",
+      "fn-hello-code",
+    ]);
+    expect(Object.keys(cm.data).sort()).toEqual(["function.json", "main.py"]);
+    expect(JSON.parse(cm.data["function.json"] ?? "")).toMatchObject({
+      name: "hello",
+      runtime: "python",
+      handler: "main.handle",
+    });
+
+    const d = await getDeploy("hello");
+    expect(d.metadata.labels["faas.example.com/function"]).toBe("hello");
+    expect(d.metadata.ownerReferences).toEqual([
+      expect.objectContaining({ kind: "Function", name: "hello", controller: true, blockOwnerDeletion: true }),
+    ]);
+    expect(d.spec.replicas).toBe(1);
+    const pod = d.spec.template.spec as {
+      containers: { image: string; securityContext: unknown }[];
+      terminationGracePeriodSeconds: number;
+    };
+    expect(pod.containers[0]?.image).toBe("faas-python-runner:latest");
+    expect(pod.containers[0]?.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10 + 5);
+    // The operator's server-side apply never owns replicas.
+    const applied = d.metadata.managedFields.find((m) => m.manager === "faas-operator" && m.operation === "Apply");
+    expect(applied?.fieldsV1["f:spec"]).toBeDefined();
+    expect(applied?.fieldsV1["f:spec"]).not.toHaveProperty("f:replicas");
+
+    const svc = await kubectlJson<{
+      metadata: { labels: Record<string, string> };
+      spec: { clusterIP: string; ports: { port: number; targetPort: string }[] };
+    }>(["-n", ns.name, "get", "service", "fn-hello"]);
+    expect(svc.metadata.labels["faas.example.com/function"]).toBe("hello");
+    expect(svc.spec.ports).toEqual([expect.objectContaining({ port: 8080, targetPort: "http" })]);
+
+    expect(f.status).toMatchObject({
+      replicas: 1,
+      readyReplicas: 1,
+      selector: "faas.example.com/function=hello",
+      url: "http://faas-gateway.faas-system:8000/invoke/hello",
+    });
+    expect(f.status?.codeHash).toMatch(/^[0-9a-f]{16}$/);
+
+    const [p] = await readyPods("hello");
+    expect((await getOnce(`http://${p?.status.podIP}:8080/invoke`)).body).toBe("hello from runner");
+    const viaService = await waitFor("the Service answering", async () => {
+      const r = await getOnce(`http://${svc.spec.clusterIP}:8080/invoke`).catch(() => undefined);
+      return r?.status === 200 ? r : undefined;
+    });
+    expect(viaService.body).toBe("hello from runner");
+
+    const table = await ns.kubectl(["get", "functions"]);
+    console.log(table.stdout);
+    expect(table.stdout).toMatch(/NAME\s+RUNTIME\s+READY\s+DESIRED\s+MIN\s+MAX\s+STATUS\s+AGE/);
+    expect(table.stdout).toMatch(/hello\s+python\s+1\s+1\s+1\s+1\s+Available\s+\d+s/);
+    await waitFor("a Created event", async () =>
+      (await eventReasons("hello")).includes("Created") ? true : undefined,
+    );
+  });
+
+  it("annotation-only changes do not reconcile", async () => {
+    // Wait for quiet: pod and Deployment status events do reconcile.
+    let last = -1;
+    await waitFor(
+      "no reconciles for 2 s",
+      async () => {
+        const n = reconciled(op, "hello");
+        const quiet = n === last;
+        last = n;
+        return quiet ? true : undefined;
+      },
+      { intervalMs: 2_000 },
+    );
+    const before = reconciled(op, "hello");
+    for (let i = 0; i < 5; i++) {
+      await ns.kubectl([
+        "annotate",
+        "--overwrite",
+        "function",
+        "hello",
+        `faas.example.com/last-request-at=${new Date().toISOString()}`,
+      ]);
+    }
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(reconciled(op, "hello")).toBe(before);
+  });
+
+  it("rolls out a code update with no failed request under load; the new code answers", async () => {
+    const svc = await kubectlJson<{ spec: { clusterIP: string } }>(["-n", ns.name, "get", "service", "fn-hello"]);
+    const url = `http://${svc.spec.clusterIP}:8080/invoke`;
+    const before = await getFn("hello");
+    let stop = false;
+    const counts = { ok: 0, errors: 0, v1: 0, v2: 0 };
+    const failures: string[] = [];
+    const worker = async (): Promise<void> => {
+      while (!stop) {
+        try {
+          const r = await getOnce(url);
+          if (r.status === 200 && r.body === "hello from runner") counts.v1++;
+          else if (r.status === 200 && r.body === "hello v2") counts.v2++;
+          else {
+            counts.errors++;
+            failures.push(`${r.status} ${r.body.slice(0, 100)}`);
+            continue;
+          }
+          counts.ok++;
+        } catch (err) {
+          counts.errors++;
+          failures.push((err as Error).message);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const load = Promise.all([worker(), worker(), worker(), worker()]);
+    await new Promise((r) => setTimeout(r, 1_000));
+    const t0 = Date.now();
+    await ns.apply(
+      fnYaml("hello", {
+        runtime: "python",
+        code: hello("hello v2"),
+        minReplicas: 1,
+        maxReplicas: 1,
+        timeoutSeconds: 10,
+      }),
+    );
+    const after = await waitFor(
+      "the rollout of the new code",
+      async () => {
+        const f = await getFn("hello");
+        const pods = await kubectlJson<{ items: Pod[] }>([
+          "-n",
+          ns.name,
+          "get",
+          "pods",
+          "-l",
+          "faas.example.com/function=hello",
+        ]);
+        const progressing = condition(f, "Progressing");
+        return f.status?.codeHash !== before.status?.codeHash &&
+          progressing?.reason === "RolloutComplete" &&
+          pods.items.length === 1
+          ? f
+          : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
+    const rolloutMs = Date.now() - t0;
+    await new Promise((r) => setTimeout(r, 3_000));
+    stop = true;
+    await load;
+    console.log(
+      `rollout: ${rolloutMs} ms; requests ok=${counts.ok} (v1 ${counts.v1}, v2 ${counts.v2}) errors=${counts.errors}`,
+      failures.slice(0, 5),
+    );
+    expect(counts.errors).toBe(0);
+    expect(counts.v1).toBeGreaterThan(0);
+    expect(counts.v2).toBeGreaterThan(0);
+    expect((await getOnce(url)).body).toBe("hello v2");
+    expect(condition(after, "Ready")?.reason).toBe("Available");
+    // Ready stayed True throughout, so its transition time did not move.
+    expect(condition(after, "Ready")?.lastTransitionTime).toBe(condition(before, "Ready")?.lastTransitionTime);
+    await waitFor("CodeUpdated and RolledOut events", async () => {
+      const reasons = await eventReasons("hello");
+      return reasons.includes("CodeUpdated") && reasons.includes("RolledOut") ? true : undefined;
+    });
+  });
+
+  it("leaves replicas set by others alone, and raises them back to minReplicas", async () => {
+    await ns.kubectl(["scale", "deployment", "fn-hello-deploy", "--replicas=2"]);
+    // A spec change that does not touch the pods: a full reconcile, same template.
+    await ns.apply(
+      fnYaml("hello", {
+        runtime: "python",
+        code: hello("hello v2"),
+        minReplicas: 1,
+        maxReplicas: 1,
+        timeoutSeconds: 10,
+        concurrency: 20,
+      }),
+    );
+    await waitFor("the reconcile of generation 3", async () => {
+      const f = await getFn("hello");
+      return f.status?.observedGeneration === f.metadata.generation && f.metadata.generation >= 3 ? true : undefined;
+    });
+    await waitFor("2 ready replicas", async () =>
+      (await getDeploy("hello")).status.readyReplicas === 2 ? true : undefined,
+    );
+    expect((await getDeploy("hello")).spec.replicas).toBe(2);
+
+    await ns.kubectl(["scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
+    const d = await waitFor("replicas raised back to minReplicas 1", async () => {
+      const dep = await getDeploy("hello");
+      return dep.spec.replicas === 1 ? dep : undefined;
+    });
+    expect(d.spec.replicas).toBe(1);
+  });
+
+  it("scales an idle minReplicas-0 function to zero, never while activity is reported", async () => {
+    await ns.apply(
+      fnYaml("idle", { runtime: "python", code: hello("idle"), minReplicas: 0, maxReplicas: 1, idleSeconds: 4 }),
+    );
+    const f0 = await waitForReady("idle", "ScaledToZero");
+    expect(f0.status?.replicas).toBe(0);
+    expect(await readyPods("idle")).toHaveLength(0);
+
+    // What a gateway does on a cold request: stamp activity, scale to 1, keep stamping while in flight.
+    const stamp = () =>
+      ns.kubectl([
+        "annotate",
+        "--overwrite",
+        "function",
+        "idle",
+        `faas.example.com/last-request-at=${new Date().toISOString()}`,
+      ]);
+    await stamp();
+    await ns.kubectl(["scale", "deployment", "fn-idle-deploy", "--replicas=1"]);
+    const inFlightUntil = Date.now() + 10_000;
+    while (Date.now() < inFlightUntil) {
+      await stamp();
+      expect((await getDeploy("idle")).spec.replicas).toBe(1);
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    const lastStamp = Date.now();
+    await waitFor("scale to zero", async () => ((await getDeploy("idle")).spec.replicas === 0 ? true : undefined), {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+    });
+    const idleMs = Date.now() - lastStamp;
+    console.log(`idle: scaled to zero ${idleMs} ms after the last activity stamp (idleSeconds 4)`);
+    expect(idleMs).toBeGreaterThanOrEqual(3_000);
+    expect(idleMs).toBeLessThan(10_000);
+    await waitForReady("idle", "ScaledToZero");
+    await waitFor("a ScaledToZero event", async () =>
+      (await eventReasons("idle")).includes("ScaledToZero") ? true : undefined,
+    );
+  });
+
+  it("adds an HPA only when maxReplicas > max(1, minReplicas), removes it when not, and deleting a Function removes everything", async () => {
+    await ns.apply(
+      fnYaml("scaler", {
+        runtime: "nodejs",
+        code: "export const handle = () => 'hi';",
+        minReplicas: 0,
+        maxReplicas: 3,
+        targetCPUUtilization: 60,
+      }),
+    );
+    await waitForReady("scaler", "ScaledToZero");
+    const hpa = await kubectlJson<{ spec: { minReplicas: number; maxReplicas: number; metrics: unknown[] } }>([
+      "-n",
+      ns.name,
+      "get",
+      "hpa",
+      "fn-scaler",
+    ]);
+    expect(hpa.spec).toMatchObject({ minReplicas: 1, maxReplicas: 3 });
+    expect(JSON.stringify(hpa.spec.metrics)).toContain('"averageUtilization":60');
+
+    await ns.apply(
+      fnYaml("scaler", {
+        runtime: "nodejs",
+        code: "export const handle = () => 'hi';",
+        minReplicas: 0,
+        maxReplicas: 1,
+      }),
+    );
+    await waitFor("the HPA removed", async () =>
+      (await ns.kubectl(["get", "hpa", "fn-scaler"], { allowFailure: true })).code !== 0 ? true : undefined,
+    );
+    await ns.apply(
+      fnYaml("scaler", {
+        runtime: "nodejs",
+        code: "export const handle = () => 'hi';",
+        minReplicas: 0,
+        maxReplicas: 3,
+      }),
+    );
+    await waitFor("the HPA back", async () =>
+      (await ns.kubectl(["get", "hpa", "fn-scaler"], { allowFailure: true })).code === 0 ? true : undefined,
+    );
+
+    await ns.kubectl(["delete", "function", "scaler", "--wait=true"]);
+    await waitFor(
+      "children garbage-collected",
+      async () => {
+        const left = await ns.kubectl([
+          "get",
+          "configmap,deployment,service,hpa",
+          "-l",
+          "faas.example.com/function=scaler",
+          "-o",
+          "name",
+        ]);
+        return left.stdout.trim() === "" ? true : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+  });
+});
+
+describe("the API server refuses invalid Functions, naming the field", () => {
+  const cases = [
+    {
+      name: "maxReplicas < minReplicas",
+      spec: { runtime: "python", code: hello("x"), minReplicas: 3, maxReplicas: 2 },
+      want: /spec\.maxReplicas/,
+    },
+    { name: "unknown runtime", spec: { runtime: "ruby", code: "x" }, want: /spec\.runtime: Unsupported value: "ruby"/ },
+    { name: "missing code", spec: { runtime: "python" }, want: /spec\.code: Required value/ },
+    { name: "empty code", spec: { runtime: "python", code: "" }, want: /spec\.code/ },
+    { name: "reserved env", spec: { runtime: "python", code: "x", env: { FAAS_PORT: "1" } }, want: /spec\.env/ },
+    { name: "bad name", spec: { runtime: "python", code: "x" }, fnName: "Bad_Name", want: /metadata\.name/ },
+  ];
+  for (const c of cases) {
+    it(c.name, async () => {
+      const r = await ns.kubectl(["apply", "-f", "-"], {
+        input: fnYaml(c.fnName ?? "invalid", c.spec),
+        allowFailure: true,
+      });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(c.want);
+      expect((await ns.kubectl(["get", "function", "invalid"], { allowFailure: true })).code).not.toBe(0);
+    });
+  }
+});
+
+describe("operator restarts and leader election", () => {
+  afterEach(async () => {
+    await Promise.all([...running].map((op) => op.stop("SIGKILL")));
+  });
+
+  it("reports a runner image that is not there as Ready=False ImagePullFailed, with a Warning event", async () => {
+    const op = startOperator([], {
+      FAAS_NODE_RUNNER_IMAGE: "faas-no-such-runner:latest",
+      FAAS_IMAGE_PULL_POLICY: "Never",
+    });
+    await ns.apply(
+      fnYaml("noimage", { runtime: "nodejs", code: "export const handle = () => 1;", minReplicas: 1, maxReplicas: 1 }),
+    );
+    const f = await waitForReady("noimage", "ImagePullFailed", 60_000);
+    expect(condition(f, "Ready")?.status).toBe("False");
+    await waitFor("an ImagePullFailed event", async () =>
+      (await eventReasons("noimage")).includes("ImagePullFailed") ? true : undefined,
+    );
+    await op.stop();
+    await ns.kubectl(["delete", "function", "noimage", "--wait=true"]);
+  });
+
+  it("killed mid-way and restarted, converges with nothing duplicated", async () => {
+    const names = ["conv-a", "conv-b", "conv-c"];
+    // One worker: killed after its first reconcile, the others are not done.
+    const first = startOperator([], { FAAS_OPERATOR_WORKERS: "1" });
+    await waitFor("caches synced", async () => (first.logs.some((l) => l.msg === "caches synced") ? true : undefined));
+    await ns.apply(
+      names
+        .map((n) => fnYaml(n, { runtime: "python", code: hello(n), minReplicas: 1, maxReplicas: 1 }))
+        .join("\n---\n"),
+    );
+    await waitFor(
+      "the first reconcile to start",
+      async () => (first.logs.some((l) => l.msg === "reconciled") ? true : undefined),
+      {
+        intervalMs: 20,
+      },
+    );
+    await first.stop("SIGKILL");
+    const atKill = await ns.kubectl(["get", "deployment,function", "-o", "name"]);
+    console.log(
+      `restart: killed after ${reconciled(first)} reconcile(s); objects then:`,
+      atKill.stdout.trim().split("\n").join(" "),
+    );
+    const second = startOperator();
+    for (const n of names) await waitForReady(n, "Available");
+    for (const n of names) {
+      for (const kind of ["configmap", "deployment", "service"]) {
+        const objs = await ns.kubectl(["get", kind, "-l", `faas.example.com/function=${n}`, "-o", "name"]);
+        expect(objs.stdout.trim().split("\n"), `${kind} of ${n}`).toHaveLength(1);
+      }
+      expect(await readyPods(n)).toHaveLength(1);
+      expect((await eventReasons(n)).filter((r) => r === "Created").length).toBeLessThanOrEqual(1);
+    }
+    await second.stop();
+    await ns.kubectl(["delete", "function", ...names, "--wait=true"]);
+  });
+
+  it("with two operators only the leader reconciles; the other takes over when it goes", async () => {
+    const lease = ["--leader-elect", "--lease-namespace", ns.name, "--lease-name", "op-test"];
+    const a = startOperator(lease, { POD_NAME: "op-a" });
+    const b = startOperator(lease, { POD_NAME: "op-b" });
+    const holder = async () =>
+      (await kubectlJson<{ spec: { holderIdentity?: string } }>(["-n", ns.name, "get", "lease", "op-test"])).spec
+        .holderIdentity;
+    const first = await waitFor("a leader", async () => ((await holder()) ? holder() : undefined));
+    const [leader, follower] = first === "op-a" ? [a, b] : [b, a];
+    await ns.apply(fnYaml("led", { runtime: "python", code: hello("led"), minReplicas: 0, maxReplicas: 1 }));
+    await waitForReady("led", "ScaledToZero");
+    expect(reconciled(leader, "led")).toBeGreaterThan(0);
+    expect(reconciled(follower)).toBe(0);
+    expect(follower.logs.some((l) => l.msg === "caches synced")).toBe(true);
+
+    // A graceful stop releases the lease: the follower takes over within a retry period.
+    let t0 = Date.now();
+    expect(await leader.stop("SIGTERM")).toBe(0);
+    await waitFor(
+      "the follower leading",
+      async () => (follower.logs.some((l) => l.msg === "became leader") ? true : undefined),
+      {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+      },
+    );
+    console.log(`leader election: takeover after a graceful stop in ${Date.now() - t0} ms`);
+    await ns.apply(fnYaml("led2", { runtime: "python", code: hello("led2"), minReplicas: 0, maxReplicas: 1 }));
+    await waitForReady("led2", "ScaledToZero");
+    expect(reconciled(follower, "led2")).toBeGreaterThan(0);
+
+    // A crashed leader (no release): the lease expires after its 15 s, then a new one leads.
+    const c = startOperator(lease, { POD_NAME: "op-c" });
+    await waitFor("op-c synced", async () => (c.logs.some((l) => l.msg === "caches synced") ? true : undefined));
+    t0 = Date.now();
+    await follower.stop("SIGKILL");
+    await waitFor("op-c leading", async () => (c.logs.some((l) => l.msg === "became leader") ? true : undefined), {
+      timeoutMs: 45_000,
+      intervalMs: 200,
+    });
+    const takeoverMs = Date.now() - t0;
+    console.log(`leader election: takeover after a crash in ${takeoverMs} ms`);
+    expect(takeoverMs).toBeGreaterThanOrEqual(10_000);
+    expect(await holder()).toBe("op-c");
+    await ns.kubectl(["delete", "function", "led", "led2", "--wait=true"]);
+  });
+});
