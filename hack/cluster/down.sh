@@ -14,7 +14,7 @@ kill_containers() {
     for id in $ids; do ctr_ tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true; done
     for id in $ids; do
       for _ in $(seq 1 50); do
-        ctr_ tasks ls -q 2>/dev/null | grep -qx "$id" || break
+        grep -qx "$id" <<<"$(ctr_ tasks ls -q 2>/dev/null)" || break
         ctr_ tasks delete -f "$id" >/dev/null 2>&1 && break
         sleep 0.1
       done
@@ -32,17 +32,30 @@ kill_containers() {
 
 # netns of the pods: the paths in the sandboxes' specs are gone with the
 # containers, so take the cni-* namespaces that were not there when found.
+# `ip netns add` bind-mounts /run/netns on itself (shared); namespaces mounted
+# before that are hidden under the bind, so unmount it once it is empty and
+# look again.
 remove_netns() {
-  local ns
-  [ -d /var/run/netns ] || return 0
-  for ns in /var/run/netns/cni-*; do
-    [ -e "$ns" ] || continue
-    grep -qx "netns $(basename "$ns")" "$FOUND/snapshot" 2>/dev/null && continue
-    umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || true
-    rm -f "$ns"
-    log "removed network namespace $(basename "$ns")"
+  local pass ns
+  for pass in 1 2 3; do
+    for ns in /run/netns/cni-*; do
+      [ -e "$ns" ] || continue
+      grep -qx "netns $(basename "$ns")" "$FOUND/snapshot" 2>/dev/null && continue
+      for _ in 1 2 3 4; do
+        mountpoint -q "$ns" || break
+        umount "$ns" 2>/dev/null || umount -l "$ns" 2>/dev/null || true
+      done
+      rm -f "$ns" && log "removed network namespace $(basename "$ns")"
+    done
+    grep -q "^mount /run/netns " "$FOUND/snapshot" 2>/dev/null && break
+    mountpoint -q /run/netns || break
+    # Not lazily: busy means namespaces of others are mounted inside it.
+    umount /run/netns 2>/dev/null || break
   done
-  if [ ! -e "$FOUND/had-netns-dir" ] && [ -z "$(ls -A /var/run/netns 2>/dev/null)" ]; then rmdir /var/run/netns 2>/dev/null || true; fi
+  if [ ! -e "$FOUND/had-netns-dir" ] && [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ] && ! mountpoint -q /run/netns; then
+    rmdir /run/netns 2>/dev/null || true
+  fi
+  return 0
 }
 
 unmount_all() {
@@ -65,7 +78,8 @@ remove_interfaces() {
     ip link del "$BRIDGE"
     log "removed bridge $BRIDGE and its veths"
   fi
-  if ip -o addr show dev lo | grep -q " $NODE_IP/32 "; then
+  # (grep on a captured string: with pipefail, `ip | grep -q` can fail on SIGPIPE)
+  if grep -q " $NODE_IP/32 " <<<"$(ip -o addr show dev lo)"; then
     ip addr del "$NODE_IP/32" dev lo
     log "removed node address $NODE_IP from lo"
   fi
@@ -107,7 +121,7 @@ clean_iptables() {
     for table in filter nat mangle raw; do
       nft list table "$family" "$table" >/dev/null 2>&1 || continue
       grep -qx "nft table $family $table" "$FOUND/snapshot" 2>/dev/null && continue
-      if ! "$cmd" -t "$table" -S 2>/dev/null | grep -qv -- '^-P [A-Z]* ACCEPT$'; then
+      if ! grep -qv -- '^-P [A-Z]* ACCEPT$' <<<"$("$cmd" -t "$table" -S 2>/dev/null)"; then
         nft delete table "$family" "$table" && log "removed empty nf_tables table $family $table"
       fi
     done
@@ -154,20 +168,18 @@ cluster_down() {
   [ -d "$D" ] || { log "nothing to stop ($D does not exist)"; return 0; }
   stop_pid "$RUN/kube-proxy.pid" kube-proxy
   stop_pid "$RUN/kubelet.pid" kubelet
-  kill_containers
+  kill_containers || log "kill_containers failed; continuing"
   local i
   for (( i=${#DAEMONS[@]}-1; i>=0; i-- )); do
     case ${DAEMONS[$i]} in kubelet|kube-proxy) continue ;; esac
     stop_pid "$RUN/${DAEMONS[$i]}.pid" "${DAEMONS[$i]}"
   done
-  kill_containers   # shims whose containerd went first
-  remove_netns
-  unmount_all
-  remove_interfaces
-  clean_iptables
-  remove_cgroups
-  restore_sysctls
-  remove_host_dirs
+  # Cleanup goes on past a failed step; check-clean.sh tells what is left.
+  local step
+  for step in kill_containers remove_netns unmount_all remove_interfaces clean_iptables \
+    remove_cgroups restore_sysctls remove_host_dirs; do
+    "$step" || log "$step failed; continuing"
+  done
   rm -rf "$D/etcd" "$D/kubelet" "$D/run" "$D/cni" "$D/pod-logs" "$D/containerd/state" "$D/containerd/opt"
   if [ -d "$FOUND" ]; then rm -rf "$D/found.last"; mv "$FOUND" "$D/found.last"; fi
   if [ "$purge" = --purge ]; then

@@ -9,9 +9,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 {
   for ns in /var/run/netns/*; do [ -e "$ns" ] && echo "netns $(basename "$ns")"; done
-  ip -o link show | awk -F': ' '{ sub(/@.*/, "", $2); print "iface " $2 }'
-  ip -o addr show | awk '{ print "addr " $2 " " $4 }'
-  ip -o route show table all | sed 's/^/route /'
+  ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print "iface " $2 }'
+  ip -o addr show 2>/dev/null | awk '{ print "addr " $2 " " $4 }'
+  ip -o route show table all 2>/dev/null | sed 's/^/route /'
   awk '{ print "mount " $2 " " $3 }' /proc/self/mounts
   for cmd in iptables ip6tables; do
     command -v "$cmd" >/dev/null || continue

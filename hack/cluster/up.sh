@@ -41,11 +41,20 @@ record_found_state() {
   touch "$FOUND/complete"
 }
 
+# write_if_changed FILE < content: kube-proxy exits when its config file is
+# written, so a repeated `up` must leave unchanged files alone.
+write_if_changed() {
+  local tmp
+  tmp=$(mktemp "$1.XXXXXX")
+  cat > "$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 write_configs() {
   mkdir -p "$CFG" "$D/cni/net.d" "$D/cni/ipam" "$D/containerd" "$D/kubelet" "$D/pod-logs"
   # Pods get no resolver: there is no cluster DNS and no upstream they may reach.
-  echo "nameserver 127.0.0.1" > "$CFG/resolv.conf"
-  cat > "$D/cni/net.d/10-faas.conflist" <<JSON
+  echo "nameserver 127.0.0.1" | write_if_changed "$CFG/resolv.conf"
+  write_if_changed "$D/cni/net.d/10-faas.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "faas",
@@ -62,7 +71,7 @@ write_configs() {
   ]
 }
 JSON
-  cat > "$CFG/containerd.toml" <<TOML
+  write_if_changed "$CFG/containerd.toml" <<TOML
 version = 2
 root = "$D/containerd/root"
 state = "$D/containerd/state"
@@ -93,7 +102,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "$D/cni/net.d"
     max_conf_num = 1
 TOML
-  cat > "$CFG/kubelet.yaml" <<YAML
+  write_if_changed "$CFG/kubelet.yaml" <<YAML
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: $NODE_IP
@@ -125,7 +134,7 @@ serializeImagePulls: false
 maxPods: 110
 rotateCertificates: false
 YAML
-  cat > "$CFG/kube-proxy.yaml" <<YAML
+  write_if_changed "$CFG/kube-proxy.yaml" <<YAML
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: { kubeconfig: $CFG/kube-proxy.kubeconfig }
@@ -272,6 +281,10 @@ cluster_up() {
   CONTAINERD_SOCK=$CONTAINERD_SOCK "$here/build-images.sh"
   start_node
   deploy_metrics_server
+  local name
+  for name in "${DAEMONS[@]}"; do
+    pid_alive "$name" || die "$name exited (log: $LOGS/$name.log)"
+  done
   local kcfg
   kcfg=$(install_kubeconfig)
   log "cluster up in $((SECONDS - t0))s; kubeconfig: $kcfg"

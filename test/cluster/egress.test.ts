@@ -3,21 +3,21 @@
  * cluster's bridge, not even one on this machine. The "outside" host is a
  * network namespace this test makes (veth, 10.246.0.0/30) with an HTTP server
  * that the host itself can reach; from the pod the same address is refused.
- * Needs root (ip netns), like the cluster.
+ * Needs root (unshare, nsenter), like the cluster.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpGet, useTestNamespace, waitFor } from "./fixture.js";
 
 const ns = useTestNamespace("egress");
-const netns = `faas-egress-${process.pid}`;
 const hostSide = "faaseg0";
+const outsideSide = "faaseg1";
 const hostAddr = "10.246.0.1";
 const outsideAddr = "10.246.0.2";
 const port = 8099;
 
-function ip(...args: string[]): void {
-  execFileSync("ip", args, { stdio: "pipe" });
+function run(cmd: string, ...args: string[]): void {
+  execFileSync(cmd, args, { stdio: "pipe" });
 }
 
 const probe = `
@@ -34,22 +34,27 @@ except OSError as e:
 `;
 
 describe("pod egress", () => {
+  let holder: ChildProcess | undefined;
   let server: ChildProcess | undefined;
 
   beforeAll(async () => {
-    ip("netns", "add", netns);
-    ip("link", "add", hostSide, "type", "veth", "peer", "name", "faaseg1");
-    ip("link", "set", "faaseg1", "netns", netns);
-    ip("addr", "add", `${hostAddr}/30`, "dev", hostSide);
-    ip("link", "set", hostSide, "up");
-    ip("-n", netns, "addr", "add", `${outsideAddr}/30`, "dev", "faaseg1");
-    ip("-n", netns, "link", "set", "faaseg1", "up");
-    ip("-n", netns, "link", "set", "lo", "up");
-    server = spawn(
-      "ip",
-      ["netns", "exec", netns, "python3", "-m", "http.server", "--bind", outsideAddr, String(port)],
-      { stdio: "ignore" },
-    );
+    // The outside host: a network namespace held by a sleeping process (not
+    // `ip netns add`, which would leave a bind mount on /run/netns).
+    holder = spawn("unshare", ["--net", "sleep", "600"], { stdio: "ignore" });
+    const pid = String(holder.pid);
+    await waitFor("the outside host's namespace", async () => {
+      run("ip", "link", "add", hostSide, "type", "veth", "peer", "name", outsideSide, "netns", pid);
+      return true;
+    });
+    run("ip", "addr", "add", `${hostAddr}/30`, "dev", hostSide);
+    run("ip", "link", "set", hostSide, "up");
+    const inside = ["-t", pid, "--net"];
+    run("nsenter", ...inside, "ip", "addr", "add", `${outsideAddr}/30`, "dev", outsideSide);
+    run("nsenter", ...inside, "ip", "link", "set", outsideSide, "up");
+    run("nsenter", ...inside, "ip", "link", "set", "lo", "up");
+    server = spawn("nsenter", [...inside, "python3", "-m", "http.server", "--bind", outsideAddr, String(port)], {
+      stdio: "ignore",
+    });
     await waitFor("the outside host's server", async () =>
       (await httpGet(`http://${outsideAddr}:${port}/`, 2_000)).status === 200 ? true : undefined,
     );
@@ -70,15 +75,12 @@ spec:
 
   afterAll(() => {
     server?.kill("SIGKILL");
-    for (const args of [
-      ["link", "del", hostSide],
-      ["netns", "del", netns],
-    ]) {
-      try {
-        ip(...args);
-      } catch {
-        // already gone
-      }
+    // The veth pair goes with the namespace, once its holder is gone.
+    holder?.kill("SIGKILL");
+    try {
+      run("ip", "link", "del", hostSide);
+    } catch {
+      // already gone
     }
   });
 
