@@ -8,9 +8,11 @@
  * operators with leader election never both reconcile.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseAllDocuments, stringify } from "yaml";
 import { kubeconfigPath, kubectl, kubectlJson, repoRoot, useTestNamespace, waitFor } from "./fixture.js";
 
 const ns = useTestNamespace("operator");
@@ -644,5 +646,114 @@ describe("operator restarts and leader election", () => {
     expect(takeoverMs).toBeGreaterThanOrEqual(10_000);
     expect(await holder()).toBe("op-c");
     await ns.kubectl(["delete", "function", "led", "led2", "--wait=true"]);
+  });
+});
+
+/**
+ * deploy/operator.yaml as it is (image, RBAC rules, probes, security context,
+ * two replicas with leader election), moved into the test namespace: its
+ * objects there, cluster-scoped names made unique, and the operator watching
+ * only this namespace, so it never meets another test's functions.
+ */
+describe("in the cluster, from deploy/operator.yaml", () => {
+  const suffix = () => ns.name;
+  interface Obj {
+    kind: string;
+    metadata: { name: string; namespace?: string };
+    subjects?: { namespace: string }[];
+    roleRef?: { name: string };
+    spec?: { template: { spec: { containers: { args?: string[]; env?: { name: string; value?: string }[] }[] } } };
+  }
+  const manifest = (): string => {
+    const docs = parseAllDocuments(readFileSync(join(repoRoot, "deploy/operator.yaml"), "utf8")).map(
+      (d) => d.toJS() as Obj,
+    );
+    return docs
+      .map((o) => {
+        if (o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding") o.metadata.name = `faas-operator-${suffix()}`;
+        else o.metadata.namespace = ns.name;
+        if (o.roleRef?.name === "faas-operator") o.roleRef.name = `faas-operator-${suffix()}`;
+        for (const subject of o.subjects ?? []) subject.namespace = ns.name;
+        const container = o.spec?.template.spec.containers[0];
+        if (o.kind === "Deployment" && container) {
+          container.args = ["--namespace", ns.name];
+          container.env = [
+            ...(container.env ?? []).filter((e) => e.name !== "FAAS_LOG_LEVEL"),
+            { name: "FAAS_LOG_LEVEL", value: "debug" },
+          ];
+        }
+        return stringify(o);
+      })
+      .join("---\n");
+  };
+  const pods = async () =>
+    (
+      await kubectlJson<{ items: { metadata: { name: string; deletionTimestamp?: string } }[] }>([
+        "-n",
+        ns.name,
+        "get",
+        "pods",
+        "-l",
+        "app.kubernetes.io/name=faas-operator",
+      ])
+    ).items
+      .filter((p) => !p.metadata.deletionTimestamp)
+      .map((p) => p.metadata.name);
+  const holder = async () =>
+    (await kubectlJson<{ spec: { holderIdentity?: string } }>(["-n", ns.name, "get", "lease", "faas-operator"])).spec
+      .holderIdentity;
+  const reconcilesIn = async (pod: string) =>
+    (await ns.kubectl(["logs", pod])).stdout.split("\n").filter((l) => l.includes('"msg":"reconciled"')).length;
+
+  afterAll(async () => {
+    await ns.kubectl(["delete", "function", "--all", "--wait=true"], { allowFailure: true });
+    await ns.kubectl(["delete", "deployment", "faas-operator", "--wait=true"], { allowFailure: true });
+    await kubectl(["delete", "clusterrole,clusterrolebinding", `faas-operator-${suffix()}`, "--ignore-not-found"], {
+      allowFailure: true,
+    });
+  });
+
+  it("runs two replicas under its ServiceAccount's RBAC; one leads and reconciles, the other takes over", async () => {
+    await ns.apply(manifest());
+    await ns.kubectl(["rollout", "status", "deployment/faas-operator", "--timeout=180s"], { timeoutMs: 200_000 });
+    const names = await pods();
+    expect(names).toHaveLength(2);
+    const leader = await waitFor("a lease holder", async () => (await holder()) || undefined);
+    expect(names).toContain(leader);
+    const follower = names.find((n) => n !== leader) ?? "";
+    expect(follower).not.toBe("");
+
+    await ns.apply(
+      fnYaml("incluster", { runtime: "python", code: hello("in cluster"), minReplicas: 1, maxReplicas: 2 }),
+    );
+    const f = await waitForReady("incluster", "Available");
+    expect(f.status?.readyReplicas).toBe(1);
+    expect((await ns.kubectl(["get", "hpa", "fn-incluster", "-o", "name"])).stdout.trim()).toBe(
+      "horizontalpodautoscaler.autoscaling/fn-incluster",
+    );
+    const [p] = await readyPods("incluster");
+    expect((await getOnce(`http://${p?.status.podIP}:8080/invoke`)).body).toBe("in cluster");
+    expect(await reconcilesIn(leader)).toBeGreaterThan(0);
+    expect(await reconcilesIn(follower)).toBe(0);
+    // RBAC is enough for everything it does: no "forbidden" anywhere in its logs.
+    expect((await ns.kubectl(["logs", leader])).stdout).not.toMatch(/forbidden/i);
+
+    const t0 = Date.now();
+    await ns.kubectl(["delete", "pod", leader, "--wait=false"]);
+    const next = await waitFor(
+      "a new leader",
+      async () => {
+        const h = await holder();
+        return h && h !== leader ? h : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
+    console.log(`in-cluster: ${next} took over from ${leader} in ${Date.now() - t0} ms`);
+    // The released lease goes to whichever candidate asks first: the follower or the replacement pod.
+    expect(await pods()).toContain(next);
+    await ns.apply(fnYaml("incluster2", { runtime: "python", code: hello("x"), minReplicas: 0, maxReplicas: 1 }));
+    await waitForReady("incluster2", "ScaledToZero");
+    expect(await reconcilesIn(next)).toBeGreaterThan(0);
+    for (const other of (await pods()).filter((n) => n !== next)) expect(await reconcilesIn(other)).toBe(0);
   });
 });
