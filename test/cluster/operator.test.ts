@@ -453,6 +453,30 @@ describe("operator, one process", () => {
     );
   });
 
+  it("refuses to take over a Deployment it does not own: Ready=False NameConflict, once, until the Function changes", async () => {
+    await ns.apply(`
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: fn-taken-deploy, namespace: ${ns.name}, labels: { faas.example.com/function: taken } }
+spec:
+  replicas: 0
+  selector: { matchLabels: { app: someone-else } }
+  template:
+    metadata: { labels: { app: someone-else } }
+    spec: { containers: [{ name: main, image: someone/else:1 }] }
+`);
+    await ns.apply(fnYaml("taken", { runtime: "python", code: hello("x"), minReplicas: 0, maxReplicas: 1 }));
+    const f = await waitForReady("taken", "NameConflict");
+    expect(condition(f, "Ready")?.status).toBe("False");
+    await ns.kubectl(["annotate", "deployment", "fn-taken-deploy", "touched=1"]);
+    await new Promise((r) => setTimeout(r, 3_000));
+    const d = await getDeploy("taken");
+    expect((d.spec.template.spec as { containers: { image: string }[] }).containers[0]?.image).toBe("someone/else:1");
+    expect((await eventReasons("taken")).filter((r) => r === "ReconcileFailed")).toHaveLength(1);
+    await ns.kubectl(["delete", "deployment", "fn-taken-deploy", "--wait=true"]);
+    await ns.kubectl(["delete", "function", "taken", "--wait=true"]);
+  });
+
   it("adds an HPA only when maxReplicas > max(1, minReplicas), removes it when not, and deleting a Function removes everything", async () => {
     await ns.apply(
       fnYaml("scaler", {
