@@ -453,7 +453,7 @@ describe("operator, one process", () => {
     );
   });
 
-  it("refuses to take over a Deployment it does not own: Ready=False NameConflict, once, until the Function changes", async () => {
+  it("refuses to take over objects it does not own: Ready=False NameConflict, once, until the Function changes", async () => {
     await ns.apply(`
 apiVersion: apps/v1
 kind: Deployment
@@ -475,6 +475,30 @@ spec:
     expect((await eventReasons("taken")).filter((r) => r === "ReconcileFailed")).toHaveLength(1);
     await ns.kubectl(["delete", "deployment", "fn-taken-deploy", "--wait=true"]);
     await ns.kubectl(["delete", "function", "taken", "--wait=true"]);
+
+    // An unlabelled Service of the same name is found too.
+    await ns.apply(`
+apiVersion: v1
+kind: Service
+metadata: { name: fn-svctaken, namespace: ${ns.name} }
+spec: { selector: { app: someone-else }, ports: [{ port: 9999 }] }
+`);
+    await ns.apply(fnYaml("svctaken", { runtime: "python", code: hello("x"), minReplicas: 0, maxReplicas: 1 }));
+    const g = await waitForReady("svctaken", "NameConflict");
+    expect(condition(g, "Ready")?.status).toBe("False");
+    const svc = await kubectlJson<{ spec: { ports: { port: number }[] } }>([
+      "-n",
+      ns.name,
+      "get",
+      "service",
+      "fn-svctaken",
+    ]);
+    expect(svc.spec.ports.map((p) => p.port)).toEqual([9999]);
+    await ns.kubectl(["delete", "service", "fn-svctaken", "--wait=true"]);
+    // Changing the Function retries; with the name free it now succeeds.
+    await ns.apply(fnYaml("svctaken", { runtime: "python", code: hello("y"), minReplicas: 0, maxReplicas: 1 }));
+    await waitForReady("svctaken", "ScaledToZero");
+    await ns.kubectl(["delete", "function", "svctaken", "--wait=true"]);
   });
 
   it("adds an HPA only when maxReplicas > max(1, minReplicas), removes it when not, and deleting a Function removes everything", async () => {

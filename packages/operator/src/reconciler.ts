@@ -190,10 +190,13 @@ export class FunctionReconciler {
     const name = fn.metadata.name;
     signal.throwIfAborted();
     // The code first: pods of a new rollout mount what is there when they start.
-    const cm = await client.apply<KubeObject>(
-      ref(RESOURCES.configmaps, ns, configMapName(name)),
+    const cm = await this.#applyOwned(
+      "ConfigMap",
+      RESOURCES.configmaps,
+      caches.configmaps,
+      fn,
+      configMapName(name),
       buildConfigMap(fn),
-      OPERATOR_FIELD_MANAGER,
     );
     const created = await this.#createDeploymentOnce(fn, signal);
     signal.throwIfAborted();
@@ -203,20 +206,26 @@ export class FunctionReconciler {
       OPERATOR_FIELD_MANAGER,
     );
     signal.throwIfAborted();
-    const svc = await client.apply<KubeObject>(
-      ref(RESOURCES.services, ns, serviceName(name)),
+    const svc = await this.#applyOwned(
+      "Service",
+      RESOURCES.services,
+      caches.services,
+      fn,
+      serviceName(name),
       buildService(fn),
-      OPERATOR_FIELD_MANAGER,
     );
     let hpa: KubeObject | undefined;
     if (wantsHpa(fn.spec)) {
       signal.throwIfAborted();
-      hpa = await client.apply<KubeObject>(
-        ref(RESOURCES.hpas, ns, hpaName(name)),
+      hpa = await this.#applyOwned(
+        "HorizontalPodAutoscaler",
+        RESOURCES.hpas,
+        caches.hpas,
+        fn,
+        hpaName(name),
         buildHpa(fn, cfg),
-        OPERATOR_FIELD_MANAGER,
       );
-    } else if (caches.hpas.get(`${ns}/${hpaName(name)}`)) {
+    } else if (isOwnedBy(caches.hpas.get(`${ns}/${hpaName(name)}`), fn)) {
       signal.throwIfAborted();
       await client.delete(ref(RESOURCES.hpas, ns, hpaName(name)));
       this.deps.events.record(raw, "Normal", "AutoscalerRemoved", `maxReplicas ${fn.spec.maxReplicas}: no HPA needed`);
@@ -230,6 +239,22 @@ export class FunctionReconciler {
       );
     }
     return { deployment, fingerprint: fingerprint(raw, cm, deployment, svc, hpa) };
+  }
+
+  /** Server-side applies a child, unless an object of that name belongs to someone else. */
+  async #applyOwned(
+    kind: string,
+    resource: (typeof RESOURCES)[keyof typeof RESOURCES],
+    cache: Reflector<KubeObject>,
+    fn: FunctionObject,
+    name: string,
+    body: unknown,
+  ): Promise<KubeObject> {
+    const r = ref(resource, fn.metadata.namespace, name);
+    // Not in the (labelled) cache: new, or someone else's unlabelled object.
+    const existing = cache.get(`${fn.metadata.namespace}/${name}`) ?? (await this.deps.client.find<KubeObject>(r));
+    if (existing) assertOwned(existing, fn, kind);
+    return this.deps.client.apply<KubeObject>(r, body, OPERATOR_FIELD_MANAGER);
   }
 
   /**
@@ -254,7 +279,7 @@ export class FunctionReconciler {
         existing = await this.deps.client.get<DeploymentObject>(ref(RESOURCES.deployments, ns, name));
       }
     }
-    assertOwned(existing, fn);
+    assertOwned(existing, fn, "Deployment");
     return false;
   }
 
@@ -294,8 +319,12 @@ export class FunctionReconciler {
   }
 }
 
-/** The Deployment must be this Function's, not a stranger's or a deleted namesake's. */
-function assertOwned(obj: KubeObject, fn: FunctionObject): void {
+function isOwnedBy(obj: KubeObject | undefined, fn: FunctionObject): boolean {
+  return obj?.metadata.ownerReferences?.some((o) => o.controller && o.uid === fn.metadata.uid) ?? false;
+}
+
+/** A child must be this Function's, not a stranger's or a deleted namesake's. */
+function assertOwned(obj: KubeObject, fn: FunctionObject, kind: string): void {
   const owner = obj.metadata.ownerReferences?.find((o) => o.controller);
   if (owner?.uid === fn.metadata.uid) return;
   if (owner?.kind === FUNCTION_KIND && owner.name === fn.metadata.name) {
@@ -305,6 +334,6 @@ function assertOwned(obj: KubeObject, fn: FunctionObject): void {
   }
   throw new PermanentError(
     "NameConflict",
-    `Deployment ${obj.metadata.name} already exists and is not owned by this Function; delete or rename it`,
+    `${kind} ${obj.metadata.name} already exists and is not owned by this Function; delete or rename it`,
   );
 }
