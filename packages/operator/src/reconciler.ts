@@ -134,9 +134,11 @@ export class FunctionReconciler {
           caches.hpas.get(`${ns}/${hpaName(name)}`),
         );
         if (opts.force || this.#applied.get(key) !== cached) {
+          const changed = this.#applied.get(key) !== cached;
           const applied = await this.#applyChildren(raw, fn, opts.signal);
           deployment = applied.deployment;
           this.#applied.set(key, applied.fingerprint);
+          log[changed ? "info" : "debug"]({ fn: key, generation: raw.metadata.generation, codeHash: hash }, "applied");
         }
         if (deployment) deployment = await this.#ensureMinReplicas(fn, deployment, opts.signal);
         this.#failed.delete(key);
