@@ -60,7 +60,7 @@ base_layer() {
       || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
     echo "faas:x:$APP_UID:$APP_UID:faas:/app:/usr/sbin/nologin" >> "$root/etc/passwd"
     echo "faas:x:$APP_UID:" >> "$root/etc/group"
-    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/* "$root"/dev/*
+    rm -rf "${root:?}"/var/cache/apt/archives/*.deb "${root:?}"/var/lib/apt/lists/* "${root:?}"/var/log/* "${root:?}"/dev/*
     mkdir -p "$root/app" "$root/code"
     chmod 1777 "$root/tmp"
     tar -C "$root" --numeric-owner --sort=name -cf "$out.tmp" .

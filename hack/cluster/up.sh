@@ -1,4 +1,5 @@
 # `cluster.sh up` (sourced by cluster.sh after lib.sh and pki.sh).
+# shellcheck shell=bash disable=SC2154  # $here and the settings come from lib.sh
 
 ensure_host_packages() {
   local need=() p
