@@ -58,7 +58,12 @@ export async function gatewayPortForward(): Promise<PortForward> {
   return portForward("faas-system", "svc/faas-gateway", 8000);
 }
 
-export const agent = new Agent({ keepAlive: true, maxSockets: 1000 });
+/**
+ * Keep-alive, but idle sockets are dropped after 2 s: kubectl port-forward keeps
+ * the local end of a connection open after the gateway (keep-alive timeout 5 s)
+ * closed its end, and a request on it would see "socket hang up".
+ */
+export const agent = new Agent({ keepAlive: true, maxSockets: 1000, timeout: 2000 });
 
 export interface Reply {
   status: number;
