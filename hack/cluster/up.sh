@@ -269,6 +269,8 @@ cluster_up() {
   [ "$(id -u)" = 0 ] || die "up needs root (network, mounts, containerd)"
   local t0=$SECONDS
   ensure_host_packages
+  command -v go >/dev/null || [ -x "$K8S_BIN/kubelet" ] \
+    || die "the Go toolchain (1.24 or newer) is needed to build the Kubernetes binaries"
   log "building (or reusing) Kubernetes binaries"
   "$here/build-binaries.sh" >/dev/null
   mkdir -p "$D" "$RUN" "$LOGS"
