@@ -7,18 +7,13 @@ import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { FaasError, parseFunction } from "@faas/api";
 import type { Activator } from "./activator.js";
-import type { Backend } from "./backend.js";
+import type { Backend, FunctionStatus } from "./backend.js";
 import { readJson, sendError, sendJson } from "./http-util.js";
 
 const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 
-export interface FunctionSummary {
-  name: string;
-  runtime: string;
-  readyReplicas: number;
-  desiredReplicas: number;
-  minReplicas: number;
-  maxReplicas: number;
+/** What `faas list` shows: the backend's status plus the gateway's own view. */
+export interface FunctionSummary extends FunctionStatus {
   concurrency: number;
   idleSeconds: number;
   coldStarts: number;
