@@ -103,8 +103,10 @@ export class Gateway {
     return `http://${host.includes(":") ? `[${host}]` : host}:${this.port}`;
   }
 
-  async start(): Promise<void> {
+  /** Starts the backend, runs `beforeListen` (e.g. deploying manifests), then accepts requests. */
+  async start(beforeListen?: () => Promise<void>): Promise<void> {
     await this.backend.start(this.activator, this.activator);
+    await beforeListen?.();
     await new Promise<void>((resolve, reject) => {
       this.#server.once("error", reject);
       this.#server.listen(this.cfg.port, this.cfg.host, () => {

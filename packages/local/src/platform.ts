@@ -43,17 +43,14 @@ export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<Lo
     defaultMetrics: opts.defaultMetrics ?? true,
   });
   try {
-    await gateway.start();
+    // Functions are deployed before the port opens: the first request finds them.
+    await gateway.start(async () => {
+      for (const fn of opts.functions ?? []) await backend.deploy(fn);
+    });
   } catch (err) {
-    // The backend already spawned its warm pool; without this a failed listen
-    // (port in use) leaves runner processes behind and the caller hanging.
+    // The backend already spawned its warm pool; without this a failed deploy or
+    // listen (port in use) leaves runner processes behind and the caller hanging.
     await backend.stop().catch(() => {});
-    throw err;
-  }
-  try {
-    for (const fn of opts.functions ?? []) await backend.deploy(fn);
-  } catch (err) {
-    await gateway.stop();
     throw err;
   }
   const file = stateFile(dataDir);
