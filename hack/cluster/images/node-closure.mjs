@@ -36,7 +36,8 @@ function visit(pkgDir) {
   for (const name of Object.keys(deps)) {
     const dep = findDep(real, name);
     if (dep === undefined) {
-      if (pkg.optionalDependencies?.[name] === undefined) throw new Error(`${rel}: dependency ${name} is not installed`);
+      if (pkg.optionalDependencies?.[name] === undefined)
+        throw new Error(`${rel}: dependency ${name} is not installed`);
       continue;
     }
     if (lstatSync(dep).isSymbolicLink()) out.add(relative(root, dep));
