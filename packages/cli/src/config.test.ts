@@ -14,6 +14,7 @@ describe("loadCliConfig", () => {
       node: process.execPath,
       runnerBaseEnv: { PATH: "/bin", HOME: "/home/ada" },
       gateway: DEFAULT_GATEWAY_CONFIG,
+      operatorEnv: {},
     });
   });
 
@@ -33,6 +34,12 @@ describe("loadCliConfig", () => {
       color: "never",
       gateway: { port: 9001, adminToken: "t0ken" },
     });
+    expect(Object.keys(cfg.operatorEnv).sort()).toEqual([
+      "FAAS_ADMIN_TOKEN",
+      "FAAS_DATA_DIR",
+      "FAAS_GATEWAY",
+      "FAAS_GATEWAY_PORT",
+    ]);
   });
 
   it("gives runners only PATH, HOME, LANG and TZ, never the caller's secrets", () => {
