@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubectl, kubectlJson, type PortForward, repoRoot, waitFor } from "./fixture.js";
 import {
   applyFunction,
+  burstFromZero,
   deleteFunction,
   deploymentReplicas,
   functionPods,
-  gatewayMetric,
   gatewayPortForward,
   installCrdAndGateway,
   invoke,
@@ -83,17 +83,9 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
     expect(first.body).toBe("hello from runner");
     expect(await functionPods(NS, "hello")).toHaveLength(1);
 
-    await kubectl(["-n", NS, "scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
-    await waitFor("hello at zero pods", async () =>
-      (await functionPods(NS, "hello")).length === 0 ? true : undefined,
-    );
-    await waitFor("gateways to see no endpoint", async () =>
-      (await gatewayMetric("faas_replicas_ready", { function: "hello" })) === 0 ? true : undefined,
-    );
-    const before = await gatewayMetric("faas_scale_patches_total", { function: "hello" });
-    const replies = await Promise.all(Array.from({ length: 300 }, () => invoke(pf.localPort, "/invoke/hello")));
-    expect(replies.filter((r) => r.status === 200)).toHaveLength(300);
-    expect((await gatewayMetric("faas_scale_patches_total", { function: "hello" })) - before).toBe(1);
-    expect(await functionPods(NS, "hello")).toHaveLength(1);
+    const b = await burstFromZero(NS, "hello", 300, pf.localPort);
+    expect(b.byStatus).toEqual({ 200: 300 });
+    expect(b.scalePatches).toBe(1);
+    expect(b.pods).toBe(1);
   });
 });

@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { kubectl, type PortForward, repoRoot, waitFor } from "./fixture.js";
 import {
   applyFunction,
+  burstFromZero,
   deleteFunction,
   deploymentReplicas,
   functionPods,
-  gatewayMetric,
   gatewayPortForward,
   installCrdAndGateway,
   invoke,
@@ -68,25 +68,14 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
   });
 
   it("answers a burst of 500 at zero replicas with one scale patch and one pod", async () => {
-    await kubectl(["-n", NS, "scale", "deployment", "fn-hello-deploy", "--replicas=0"]);
-    await waitFor("hello at zero pods", async () =>
-      (await functionPods(NS, "hello")).length === 0 ? true : undefined,
+    const b = await burstFromZero(NS, "hello", 500, pf.localPort);
+    expect(b.byStatus).toEqual({ 200: 500 });
+    expect([...b.bodies]).toEqual(["hello from runner"]);
+    expect(b.scalePatches).toBe(1);
+    expect(b.pods).toBe(1);
+    console.log(
+      `herd: 500 concurrent at zero → 500×200 in ${b.seconds.toFixed(1)} s, ${b.scalePatches} scale patch, ${b.pods} pod`,
     );
-    await waitFor("gateways to see no endpoint", async () =>
-      (await gatewayMetric("faas_replicas_ready", { function: "hello" })) === 0 ? true : undefined,
-    );
-    const patchesBefore = await gatewayMetric("faas_scale_patches_total", { function: "hello" });
-    const t0 = performance.now();
-    const replies = await Promise.all(Array.from({ length: 500 }, () => invoke(pf.localPort, "/invoke/hello")));
-    const seconds = (performance.now() - t0) / 1000;
-    const byStatus: Record<number, number> = {};
-    for (const r of replies) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
-    expect(byStatus).toEqual({ 200: 500 });
-    expect(replies.every((r) => r.body === "hello from runner")).toBe(true);
-    const patches = (await gatewayMetric("faas_scale_patches_total", { function: "hello" })) - patchesBefore;
-    expect(patches).toBe(1);
-    expect(await functionPods(NS, "hello")).toHaveLength(1);
-    console.log(`herd: 500 concurrent at zero → 500×200 in ${seconds.toFixed(1)} s, ${patches} scale patch, 1 pod`);
   });
 
   it("scales an idle function to zero and serves the next request cold", async () => {

@@ -185,3 +185,38 @@ ${extra}
 ${indented}
 `;
 }
+
+export interface BurstResult {
+  byStatus: Record<number, number>;
+  bodies: Set<string>;
+  scalePatches: number;
+  pods: number;
+  seconds: number;
+}
+
+/**
+ * Scales a function's Deployment to zero, waits until every gateway sees no
+ * endpoint, then sends `count` concurrent requests and counts what came back.
+ */
+export async function burstFromZero(namespace: string, fn: string, count: number, port: number): Promise<BurstResult> {
+  await kubectl(["-n", namespace, "scale", "deployment", `fn-${fn}-deploy`, "--replicas=0"]);
+  await waitFor(`${fn} at zero pods`, async () =>
+    (await functionPods(namespace, fn)).length === 0 ? true : undefined,
+  );
+  await waitFor("gateways to see no endpoint", async () =>
+    (await gatewayMetric("faas_replicas_ready", { function: fn })) === 0 ? true : undefined,
+  );
+  const patchesBefore = await gatewayMetric("faas_scale_patches_total", { function: fn });
+  const t0 = performance.now();
+  const replies = await Promise.all(Array.from({ length: count }, () => invoke(port, `/invoke/${fn}`)));
+  const seconds = (performance.now() - t0) / 1000;
+  const byStatus: Record<number, number> = {};
+  for (const r of replies) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+  return {
+    byStatus,
+    bodies: new Set(replies.map((r) => r.body)),
+    scalePatches: (await gatewayMetric("faas_scale_patches_total", { function: fn })) - patchesBefore,
+    pods: (await functionPods(namespace, fn)).length,
+    seconds,
+  };
+}
