@@ -15,15 +15,13 @@ import {
   gatewayPortForward,
   installCrdAndGateway,
   invoke,
+  systemPods,
 } from "./support/platform.js";
 
 const NS = "default";
 
 interface Lease {
   spec: { holderIdentity?: string };
-}
-interface Pods {
-  items: { metadata: { name: string }; status: { phase: string } }[];
 }
 
 describe("HA: 2 gateways, 2 operators with leader election", () => {
@@ -48,24 +46,8 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
   });
 
   it("runs two gateways and elects exactly one of two operators", async () => {
-    const gateways = await kubectlJson<Pods>([
-      "-n",
-      "faas-system",
-      "get",
-      "pods",
-      "-l",
-      "app.kubernetes.io/name=faas-gateway",
-    ]);
-    expect(gateways.items.filter((p) => p.status.phase === "Running")).toHaveLength(2);
-    const operators = await kubectlJson<Pods>([
-      "-n",
-      "faas-system",
-      "get",
-      "pods",
-      "-l",
-      "app.kubernetes.io/name=faas-operator",
-    ]);
-    const names = operators.items.filter((p) => p.status.phase === "Running").map((p) => p.metadata.name);
+    expect(await systemPods("faas-gateway")).toHaveLength(2);
+    const names = await systemPods("faas-operator");
     expect(names).toHaveLength(2);
     const holder = await waitFor("a lease holder", async () => {
       const lease = await kubectlJson<Lease>(["-n", "faas-system", "get", "lease", "faas-operator"]);

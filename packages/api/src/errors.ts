@@ -51,10 +51,6 @@ export class FaasError extends Error {
   }
 }
 
-export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === "string" && Object.hasOwn(ERROR_STATUS, value);
-}
-
 /** Reads `{"error":{"code","message"}}` from a parsed body, or undefined. */
 export function parseErrorBody(body: unknown): { code: string; message: string } | undefined {
   if (typeof body !== "object" || body === null) return undefined;

@@ -92,7 +92,6 @@ export const FunctionSchema = z
 export type FunctionSpec = z.output<typeof FunctionSpecSchema>;
 export type FunctionSpecInput = z.input<typeof FunctionSpecSchema>;
 export type FunctionResource = z.output<typeof FunctionSchema>;
-export type FunctionResourceInput = z.input<typeof FunctionSchema>;
 
 /** Rules between fields; the CRD carries the same ones as CEL (see `CEL_RULES`). */
 export function crossFieldIssues(spec: FunctionSpec): { path: (string | number)[]; message: string }[] {

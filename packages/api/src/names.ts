@@ -8,7 +8,6 @@ export const FUNCTION_API_VERSION = `${API_GROUP}/${API_VERSION}`;
 export const FUNCTION_KIND = "Function";
 export const FUNCTION_PLURAL = "functions";
 export const FUNCTION_LABEL = `${API_GROUP}/function`;
-export const COMPONENT_LABEL = `${API_GROUP}/component`;
 export const SYSTEM_NAMESPACE = "faas-system";
 export const GATEWAY_SERVICE = "faas-gateway";
 export const GATEWAY_PORT = 8000;

@@ -4,15 +4,7 @@
  * maxReplicas; idle functions scale to minReplicas (zero) after idleSeconds,
  * never with requests in flight; crashed runners are replaced.
  */
-import {
-  codeHash,
-  FaasError,
-  type FunctionResource,
-  type LoadSpec,
-  RUNTIMES,
-  type Runtime,
-  toLoadSpec,
-} from "@faas/api";
+import { codeHash, FaasError, type FunctionResource, type LoadSpec, type Runtime, toLoadSpec } from "@faas/api";
 import type {
   Backend,
   BackendAdmin,
@@ -422,5 +414,3 @@ function firstFulfilled<T>(promises: Promise<T>[]): Promise<T> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export const DEFAULT_RUNTIMES: readonly Runtime[] = RUNTIMES;

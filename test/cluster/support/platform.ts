@@ -113,24 +113,19 @@ export async function deploymentReplicas(namespace: string, fn: string): Promise
   return r.code === 0 && r.stdout !== "" ? Number(r.stdout) : undefined;
 }
 
+/** Names of the running pods of a faas-system component (`app.kubernetes.io/name`). */
+export async function systemPods(app: string): Promise<string[]> {
+  const pods = await kubectlJson<PodList>(["-n", "faas-system", "get", "pods", "-l", `app.kubernetes.io/name=${app}`]);
+  return pods.items
+    .filter((p) => p.status?.phase === "Running" && !p.metadata.deletionTimestamp)
+    .map((p) => p.metadata.name);
+}
+
 /** Sum of one metric across every gateway pod, read through the API server's pod proxy. */
 export async function gatewayMetric(name: string, labels: Record<string, string>): Promise<number> {
-  const pods = await kubectlJson<PodList>([
-    "-n",
-    "faas-system",
-    "get",
-    "pods",
-    "-l",
-    "app.kubernetes.io/name=faas-gateway",
-  ]);
   let total = 0;
-  for (const p of pods.items) {
-    if (p.status?.phase !== "Running") continue;
-    const { stdout } = await kubectl([
-      "get",
-      "--raw",
-      `/api/v1/namespaces/faas-system/pods/${p.metadata.name}:8000/proxy/metrics`,
-    ]);
+  for (const pod of await systemPods("faas-gateway")) {
+    const { stdout } = await kubectl(["get", "--raw", `/api/v1/namespaces/faas-system/pods/${pod}:8000/proxy/metrics`]);
     for (const line of stdout.split("\n")) {
       if (!line.startsWith(`${name}{`)) continue;
       if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
