@@ -110,7 +110,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
   }
 
   #startColdEpisode(state: FunctionState): void {
-    const episode: ColdEpisode = { startedAt: performance.now(), scaleUpMs: 0, specializeMs: 0, settled: false };
+    const episode: ColdEpisode = { startedAt: performance.now(), steps: [], settled: false };
     state.coldEpisode = episode;
     state.coldStarts++;
     const fn = state.name;
@@ -122,8 +122,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
       .then(() => this.backend.scaleUp(fn, 1))
       .then(
         (r) => {
-          episode.scaleUpMs = r.scaleUpMs;
-          episode.specializeMs = r.specializeMs;
+          episode.steps = r.steps;
           episode.settled = true;
           this.metrics.coldStartDuration.observe({ function: fn }, (performance.now() - episode.startedAt) / 1000);
           if (state.coldEpisode === episode) state.coldEpisode = undefined;

@@ -14,12 +14,21 @@ export interface Endpoint {
   readonly port: number;
 }
 
-/** Where a cold start's time went, as far as the backend can tell. */
+/** One step of a cold start, as it appears in `server-timing` (`<name>;dur=<ms>`). */
+export interface ColdStep {
+  /** A server-timing metric name: `scaleup`, `specialize`, `claim`, `scheduled`, … */
+  readonly name: string;
+  readonly ms: number;
+}
+
+/** Where a cold start's time went, as far as the backend can tell, in order. */
 export interface ScaleUpResult {
-  /** Getting a replica that runs: claiming a pooled runner, spawning a process, a pod becoming ready. */
-  scaleUpMs: number;
-  /** Loading the function's code into that replica. */
-  specializeMs: number;
+  /**
+   * Local mode: `scaleup` (claiming a pooled runner or spawning one) and `specialize`
+   * (loading the code). Kubernetes: the steps of the path that served it (pool claim,
+   * or scale request, pod scheduled, container started, runner ready).
+   */
+  steps: readonly ColdStep[];
 }
 
 /** The gateway's view of traffic, read by backends that scale on it. */

@@ -5,7 +5,7 @@
  */
 import { Agent } from "node:http";
 import type { FaasError, FunctionResource } from "@faas/api";
-import type { Endpoint } from "./backend.js";
+import type { ColdStep, Endpoint } from "./backend.js";
 import type { FunctionTelemetry } from "./metrics.js";
 
 export class Slot {
@@ -32,8 +32,7 @@ export class Slot {
 
 export interface ColdEpisode {
   readonly startedAt: number;
-  scaleUpMs: number;
-  specializeMs: number;
+  steps: readonly ColdStep[];
   settled: boolean;
 }
 

@@ -134,7 +134,12 @@ describe("gateway", () => {
     b.onScaleUp = async () => {
       await new Promise((r) => setTimeout(r, 100));
       b.announce("f", [rep.endpoint]);
-      return { scaleUpMs: 60, specializeMs: 40 };
+      return {
+        steps: [
+          { name: "scaleup", ms: 60 },
+          { name: "specialize", ms: 40 },
+        ],
+      };
     };
     const replies = await Promise.all(Array.from({ length: 1000 }, () => call(`${gw.url}/invoke/f`)));
     expect(replies.filter((r) => r.status === 200)).toHaveLength(1000);
@@ -282,7 +287,12 @@ describe("gateway", () => {
     b.announce("f", [dead.endpoint]);
     b.onScaleUp = async () => {
       b.announce("f", [good.endpoint]);
-      return { scaleUpMs: 1, specializeMs: 1 };
+      return {
+        steps: [
+          { name: "scaleup", ms: 1 },
+          { name: "specialize", ms: 1 },
+        ],
+      };
     };
     const r = await call(`${gw.url}/invoke/f`);
     expect(r.status).toBe(200);

@@ -309,7 +309,9 @@ export class Invoker {
 }
 
 function serverTiming(parkedMs: number, e: ColdEpisode): string {
-  return `parked;dur=${parkedMs.toFixed(2)}, scaleup;dur=${e.scaleUpMs.toFixed(2)}, specialize;dur=${e.specializeMs.toFixed(2)}`;
+  let out = `parked;dur=${parkedMs.toFixed(2)}`;
+  for (const s of e.steps) out += `, ${s.name};dur=${s.ms.toFixed(2)}`;
+  return out;
 }
 
 /** A client may ask to wait less than the gateway's limit: `x-faas-deadline-ms`. */

@@ -198,7 +198,7 @@ export class KubeBackend implements Backend {
     if (resource === undefined) throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
     const started = performance.now();
     // On Kubernetes the gateway only brings a function from 0 to 1; the HPA owns 1..N (ADR 0005).
-    if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { scaleUpMs: 0, specializeMs: 0 };
+    if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { steps: [] };
     const target = 1;
     const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
     try {
@@ -209,7 +209,7 @@ export class KubeBackend implements Backend {
     } finally {
       ready.cancel();
     }
-    return { scaleUpMs: performance.now() - started, specializeMs: 0 };
+    return { steps: [{ name: "scaleup", ms: performance.now() - started }] };
   }
 
   async #ensureScale(fn: string, target: number): Promise<void> {

@@ -168,7 +168,7 @@ export class LocalBackend implements Backend, BackendAdmin {
     const target = Math.min(Math.max(replicas, 1), f.resource.spec.maxReplicas);
     const missing = target - f.replicas.length - f.pending;
     if (missing <= 0) {
-      if (f.replicas.length > 0 || f.batch === undefined) return Promise.resolve({ scaleUpMs: 0, specializeMs: 0 });
+      if (f.replicas.length > 0 || f.batch === undefined) return Promise.resolve({ steps: [] });
       return f.batch;
     }
     const batch = firstFulfilled(Array.from({ length: missing }, () => this.#addReplica(f)));
@@ -200,7 +200,12 @@ export class LocalBackend implements Backend, BackendAdmin {
       }
       this.#specializations.inc({ function: load.name });
       this.#attach(f, runner);
-      return { scaleUpMs: t1 - t0, specializeMs: t2 - t1 };
+      return {
+        steps: [
+          { name: "scaleup", ms: t1 - t0 },
+          { name: "specialize", ms: t2 - t1 },
+        ],
+      };
     } finally {
       f.pending--;
     }
