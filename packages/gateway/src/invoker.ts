@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
 import type { GatewayConfig } from "./config.js";
 import type { ColdEpisode, FunctionState, Slot } from "./function-state.js";
-import { sendError } from "./http-util.js";
+import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
 
 const PREFIX = "/invoke/";
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
@@ -69,7 +69,14 @@ export class Invoker {
       if (c === 47 /* / */ || c === 63 /* ? */) break;
       end++;
     }
-    const name = decodeURIComponent(url.slice(PREFIX.length, end));
+    let name: string;
+    try {
+      name = decodePathSegment(url.slice(PREFIX.length, end), "function name");
+    } catch (err) {
+      req.resume();
+      sendError(res, err);
+      return;
+    }
     const state = this.activator.state(name);
     if (state === undefined) {
       req.resume();
@@ -132,17 +139,19 @@ export class Invoker {
     res.once("close", onClose);
     const parkedAt = parked.waiter.parkedAt;
     call.episode ??= parked.waiter.episode;
-    parked.promise.then(
-      (slot) => {
-        res.off("close", onClose);
-        call.parkedMs += performance.now() - parkedAt;
-        this.#forward(call, slot);
-      },
-      (err: unknown) => {
-        res.off("close", onClose);
-        if (!res.destroyed) this.#fail(call, err);
-      },
-    );
+    parked.promise
+      .then(
+        (slot) => {
+          res.off("close", onClose);
+          call.parkedMs += performance.now() - parkedAt;
+          this.#forward(call, slot);
+        },
+        (err: unknown) => {
+          res.off("close", onClose);
+          if (!res.destroyed) this.#fail(call, err);
+        },
+      )
+      .catch((err: unknown) => this.#internal(call, err));
   }
 
   #forward(call: Call, slot: Slot): void {
@@ -152,6 +161,8 @@ export class Invoker {
     // (deleting turns V8 objects into slower dictionaries).
     if (headers.connection !== undefined) delete headers.connection;
     if (headers["keep-alive"] !== undefined) delete headers["keep-alive"];
+    // Trailers are not forwarded, and node:http throws on a `trailer` header without chunked coding.
+    if (headers.trailer !== undefined) delete headers.trailer;
     let released = false;
     const release = (): void => {
       if (released) return;
@@ -159,6 +170,18 @@ export class Invoker {
       this.#untrack(call);
       state.release(slot);
     };
+    // A bug in an event handler fails this call, never the process.
+    const guard =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A): void => {
+        try {
+          fn(...args);
+        } catch (err) {
+          release();
+          upstream.destroy();
+          this.#internal(call, err);
+        }
+      };
     const upstream = request({
       host: slot.host,
       port: slot.port,
@@ -171,75 +194,84 @@ export class Invoker {
     call.deadline = performance.now() + state.resource.spec.timeoutSeconds * 1000 + UPSTREAM_GRACE_MS;
     call.activeIndex = this.#active.length;
     this.#active.push(call);
-    upstream.on("response", (ures) => {
-      const status = ures.statusCode ?? 502;
-      const raw = ures.rawHeaders;
-      const out: string[] = [];
-      for (let i = 0; i < raw.length; i += 2) {
-        const name = raw[i] as string;
-        if (name.length === 10) {
-          const lower = name.toLowerCase();
-          if (lower === "connection" || lower === "keep-alive") continue;
-        } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state" && raw[i + 1] === "draining") {
-          this.activator.replicaFailed(state, slot, "draining");
+    upstream.on(
+      "response",
+      guard((ures: IncomingMessage) => {
+        const status = ures.statusCode ?? 502;
+        const raw = ures.rawHeaders;
+        const out: string[] = [];
+        for (let i = 0; i < raw.length; i += 2) {
+          const name = raw[i] as string;
+          if (name.length === 10) {
+            const lower = name.toLowerCase();
+            if (lower === "connection" || lower === "keep-alive") continue;
+          } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state" && raw[i + 1] === "draining") {
+            this.activator.replicaFailed(state, slot, "draining");
+          }
+          out.push(name, raw[i + 1] as string);
         }
-        out.push(name, raw[i + 1] as string);
-      }
-      if (call.episode !== undefined) {
-        out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
-      } else if (call.parkedMs > 0) {
-        out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
-      }
-      res.writeHead(status, out);
-      ures.pipe(res);
-      ures.once("end", () => {
+        if (call.episode !== undefined) {
+          out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
+        } else if (call.parkedMs > 0) {
+          out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
+        }
+        res.writeHead(status, out);
+        ures.pipe(res);
+        ures.once("end", () => {
+          release();
+          this.#record(call, status);
+        });
+        ures.once("error", () => {
+          release();
+          res.destroy();
+          this.#record(call, 502);
+        });
+      }),
+    );
+    upstream.on(
+      "error",
+      guard((err: NodeJS.ErrnoException) => {
         release();
-        this.#record(call, status);
-      });
-      ures.once("error", () => {
-        release();
-        res.destroy();
-        this.#record(call, 502);
-      });
-    });
-    upstream.on("error", (err: NodeJS.ErrnoException) => {
-      release();
-      if (call.done) return;
-      if (res.headersSent) {
-        res.destroy();
-        this.#record(call, 502);
-        return;
-      }
-      if (err instanceof FaasError) {
-        this.#fail(call, err, err.code === "BODY_TOO_LARGE" ? { connection: "close" } : undefined);
-        return;
-      }
-      const refused = err.code === "ECONNREFUSED";
-      this.activator.replicaFailed(state, slot, err.code ?? "error");
-      const retryable = !call.hasBody && (refused || IDEMPOTENT.has(req.method ?? ""));
-      if (retryable && ++call.attempts < MAX_ATTEMPTS && !res.destroyed) {
-        this.activator.metrics.retries.inc({ function: state.name });
-        this.log.debug({ fn: state.name, err: err.code }, "retrying on another replica");
-        this.#dispatch(call);
-        return;
-      }
-      this.#fail(
-        call,
-        refused
-          ? new FaasError("RUNNER_UNAVAILABLE", `no runner of ${state.name} accepted the connection; retry`)
-          : new FaasError(
-              "RUNNER_CRASHED",
-              `the runner of ${state.name} closed the connection before answering (${err.code ?? err.message}); the request may have partly run`,
-            ),
-      );
-    });
-    res.once("close", () => {
-      if (!res.writableFinished) {
-        upstream.destroy();
-        release();
-        if (!call.done) this.#record(call, 499);
-      }
-    });
+        if (call.done) return;
+        if (res.headersSent) {
+          res.destroy();
+          this.#record(call, 502);
+          return;
+        }
+        if (err instanceof FaasError) {
+          this.#fail(call, err, err.code === "BODY_TOO_LARGE" ? { connection: "close" } : undefined);
+          return;
+        }
+        const refused = err.code === "ECONNREFUSED";
+        this.activator.replicaFailed(state, slot, err.code ?? "error");
+        const retryable = !call.hasBody && (refused || IDEMPOTENT.has(req.method ?? ""));
+        if (retryable && ++call.attempts < MAX_ATTEMPTS && !res.destroyed) {
+          this.activator.metrics.retries.inc({ function: state.name });
+          this.log.debug({ fn: state.name, err: err.code }, "retrying on another replica");
+          this.#dispatch(call);
+          return;
+        }
+        this.#fail(
+          call,
+          refused
+            ? new FaasError("RUNNER_UNAVAILABLE", `no runner of ${state.name} accepted the connection; retry`)
+            : new FaasError(
+                "RUNNER_CRASHED",
+                `the runner of ${state.name} closed the connection before answering (${err.code ?? err.message}); the request may have partly run`,
+              ),
+        );
+      }),
+    );
+    res.once(
+      "close",
+      guard(() => {
+        if (!res.writableFinished) {
+          upstream.destroy();
+          release();
+          if (!call.done) this.#record(call, 499);
+        }
+      }),
+    );
     if (!call.hasBody) upstream.end();
     else if (headers["content-length"] !== undefined) req.pipe(upstream);
     else this.#pipeLimited(req, upstream);
@@ -297,6 +329,12 @@ export class Invoker {
     if (call.done) return;
     sendError(call.res, err, headers);
     this.#record(call, call.res.statusCode);
+  }
+
+  /** An unexpected error on this call's path: 500 INTERNAL with a logged request id. */
+  #internal(call: Call, err: unknown): void {
+    sendInternalError(this.log, call.req, call.res, err);
+    this.#record(call, 500);
   }
 
   #record(call: Call, status: number): void {
