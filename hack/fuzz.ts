@@ -86,6 +86,7 @@ async function fuzzTarget(name: TargetName): Promise<boolean> {
   console.log(`  outcomes:             ${[...stats.kinds].map(([k, v]) => `${k} ${v}`).join(", ")}`);
   console.log(`  distinct statuses:    ${statuses.map(([s, n]) => `${s}×${n}`).join(" ")}`);
   for (const f of stats.failures.slice(0, 5)) console.log(`  failure: ${JSON.stringify(f.outcome)} ← ${f.request}`);
+  for (const f of stats.serverErrors) console.log(`  5xx: ${JSON.stringify(f.outcome.head)} ← ${f.request}`);
   for (const e of [...examples.filter((e) => e.startsWith("crash")), ...examples].slice(0, 5)) console.log(`  ${e}`);
   return crashes === 0 && stats.failureCount === 0 && followUpFailures === 0;
 }

@@ -24,8 +24,11 @@ function raw(text: string, endAfterMs = 50): FuzzRequest {
   return { method: text.slice(0, text.indexOf(" ")), bytes: Buffer.from(text, "latin1"), endAfterMs };
 }
 
-/** Requests that once crashed or broke a target; each must now pass the property. */
-const REGRESSIONS: { name: string; req: FuzzRequest }[] = [
+/**
+ * Requests that once crashed or broke a target; each must now pass the
+ * property, and answer the given status where one is given.
+ */
+const REGRESSIONS: { name: string; req: FuzzRequest; status?: Partial<Record<TargetName, number>> }[] = [
   {
     name: "malformed percent-encoding in a function name",
     req: raw("GET /invoke/%E0%A4%A HTTP/1.1\r\nhost: x\r\n\r\n"),
@@ -43,6 +46,23 @@ const REGRESSIONS: { name: string; req: FuzzRequest }[] = [
     name: "malformed percent-encoding in an admin path",
     req: raw("GET /admin/functions/%E0%A4%A HTTP/1.1\r\nhost: x\r\n\r\n"),
   },
+  {
+    name: "a transfer coding before the final chunked (the gateway forwards plain chunked)",
+    req: raw(
+      "POST /invoke/echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: x\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n",
+    ),
+    status: { gateway: 200, python: 501, node: 200 },
+  },
+  {
+    name: "a TRACE call to a Node.js function (405, not a handler error)",
+    req: raw("TRACE /invoke/echo-node HTTP/1.1\r\nhost: x\r\n\r\n"),
+    status: { gateway: 405 },
+  },
+  {
+    name: "a TRACE call to the Node.js runner",
+    req: raw("TRACE /invoke/ HTTP/1.1\r\nhost: x\r\n\r\n"),
+    status: { node: 405 },
+  },
 ];
 
 describe.each<TargetName>(["gateway", "python", "node"])("fuzzing the %s over raw sockets", (name) => {
@@ -54,10 +74,12 @@ describe.each<TargetName>(["gateway", "python", "node"])("fuzzing the %s over ra
     await target?.stop();
   });
 
-  it.each(REGRESSIONS)("survives $name", async ({ req }) => {
+  it.each(REGRESSIONS)("survives $name", async ({ req, status }) => {
     const r = await fuzzCase(target, req);
     expect(caseFailed(r), JSON.stringify(r)).toBe(false);
     expect(r.outcome.kind).toBe("response");
+    const want = status?.[name];
+    if (want !== undefined) expect(r.outcome.statuses, r.outcome.head).toEqual([want]);
   });
 
   it(`answers ${RUNS} random and mutated requests well (seed ${SEED}), and stays up`, async () => {

@@ -124,8 +124,13 @@ export async function startGatewayTarget(): Promise<FuzzTarget> {
       await rm(dataDir, { recursive: true, force: true });
     },
   };
-  // Both functions warm before the first fuzz case.
-  for (const path of ["/invoke/echo", "/invoke/echo-node"]) await expectOk(target, path);
+  try {
+    // Both functions warm before the first fuzz case.
+    for (const path of ["/invoke/echo", "/invoke/echo-node"]) await expectOk(target, path);
+  } catch (err) {
+    await target.stop();
+    throw err;
+  }
   return target;
 }
 
@@ -148,8 +153,11 @@ export async function startRunnerTarget(runtime: "python" | "node"): Promise<Fuz
     });
   });
   const spec = { name: "echo", handler: "main.handle", code: runtime === "python" ? PY_ECHO : NODE_ECHO };
-  const status = await post(port, "/specialize", JSON.stringify(spec));
-  if (status !== 200) throw new Error(`specialize answered ${status}`);
+  const status = await post(port, "/specialize", JSON.stringify(spec)).catch(() => 0);
+  if (status !== 200) {
+    await stopProcess(proc, t.exited);
+    throw new Error(`specialize answered ${status}: ${t.stderr()}`);
+  }
   return {
     name: runtime,
     port,

@@ -33,6 +33,8 @@ export interface Outcome {
   /** Final statuses of the responses received, in order. */
   statuses: number[];
   detail?: string;
+  /** The first bytes of the answer. */
+  head?: string;
 }
 
 /** Outcomes that break the property: a hang, garbage on the wire, or a 500 INTERNAL (a bug of ours). */
@@ -417,7 +419,9 @@ function judge(data: Buffer, method: string, how: "closed" | "reset" | "hang", e
   if (parsed.error !== undefined && !(how === "reset" && parsed.truncated)) {
     return { kind: "malformed", statuses: parsed.statuses, detail: parsed.error };
   }
-  if (parsed.statuses.length > 0) return { kind: "response", statuses: parsed.statuses };
+  if (parsed.statuses.length > 0) {
+    return { kind: "response", statuses: parsed.statuses, head: data.subarray(0, 400).toString("latin1") };
+  }
   return { kind: how, statuses: [] };
 }
 
@@ -495,6 +499,8 @@ export function parseResponses(data: Buffer, firstIsHead: boolean): Parsed {
 export class FuzzStats {
   sent = 0;
   failures: { outcome: Outcome; request: string }[] = [];
+  /** A few 5xx answers (not failures by themselves: a function may answer 5xx), to look at. */
+  serverErrors: { outcome: Outcome; request: string }[] = [];
   readonly statuses = new Map<number, number>();
   readonly kinds = new Map<OutcomeKind, number>();
 
@@ -503,6 +509,13 @@ export class FuzzStats {
     this.kinds.set(o.kind, (this.kinds.get(o.kind) ?? 0) + 1);
     for (const s of o.statuses) this.statuses.set(s, (this.statuses.get(s) ?? 0) + 1);
     if (isFailure(o) && this.failures.length < 20) this.failures.push({ outcome: o, request: describeRequest(req) });
+    else {
+      // Up to three examples of each 5xx status.
+      const status = o.statuses.find((s) => s >= 500);
+      if (status !== undefined && this.serverErrors.filter((e) => e.outcome.statuses.includes(status)).length < 3) {
+        this.serverErrors.push({ outcome: o, request: describeRequest(req) });
+      }
+    }
   }
 
   get failureCount(): number {

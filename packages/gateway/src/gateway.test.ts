@@ -458,7 +458,7 @@ describe("gateway: no request can stop it", () => {
     for (const c of cases) {
       const r = await call(c.url, { headers: c.headers ?? {} });
       expect(r.status, c.url).toBe(500);
-      const id = r.headers["x-faas-request-id"];
+      const id = String(r.headers["x-faas-request-id"]);
       expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-z]+$/);
       expect(r.json()).toEqual({ error: { code: "INTERNAL", message: expect.stringContaining(id), requestId: id } });
       const logged = lines.find((l) => l.reqId === id);
