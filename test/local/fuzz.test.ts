@@ -54,6 +54,13 @@ const REGRESSIONS: { name: string; req: FuzzRequest; status?: Partial<Record<Tar
     status: { gateway: 200, python: 501, node: 200 },
   },
   {
+    name: "an HTTP/1.0 request with an unknown Expect and a chunked body (was 502 from the gateway)",
+    req: raw(
+      `PUT /invoke/echo HTTP/1.0\r\nhost: x\r\nexpect: nonsense\r\ntransfer-encoding: chunked\r\n\r\n200\r\n${"a".repeat(512)}\r\n0\r\n\r\n`,
+    ),
+    status: { gateway: 200 },
+  },
+  {
     name: "a TRACE call to a Node.js function (405, not a handler error)",
     req: raw("TRACE /invoke/echo-node HTTP/1.1\r\nhost: x\r\n\r\n"),
     status: { gateway: 405 },

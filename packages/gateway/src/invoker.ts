@@ -163,6 +163,9 @@ export class Invoker {
     if (headers["keep-alive"] !== undefined) delete headers["keep-alive"];
     // Trailers are not forwarded, and node:http throws on a `trailer` header without chunked coding.
     if (headers.trailer !== undefined) delete headers.trailer;
+    // The client's expectation was node's to meet (it answers 100-continue itself); a runner
+    // refusing one (417) while the body streams in would look like a crash (EPIPE → 502).
+    if (headers.expect !== undefined) delete headers.expect;
     // Transfer-Encoding is hop-by-hop: the body node decoded goes on plain chunked, so a runner
     // never sees codings node let through before the final "chunked" ("x, chunked").
     if (headers["transfer-encoding"] !== undefined) headers["transfer-encoding"] = "chunked";
