@@ -63,7 +63,7 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
     const first = await invoke(pf.localPort, "/invoke/hello");
     expect(first.status).toBe(200);
     expect(first.body).toBe("hello from runner");
-    expect(await functionPods(NS, "hello")).toHaveLength(1);
+    await waitFor("hello's own pod", async () => ((await functionPods(NS, "hello")).length === 1 ? true : undefined));
 
     const b = await burstFromZero(NS, "hello", 300, pf.localPort);
     expect(b.byStatus).toEqual({ 200: 300 });
