@@ -259,6 +259,8 @@ export class PoolClaimer {
         throw new PoolFallback("load_failed", lastError);
       }
       this.#claims.inc({ runtime, result: answer.status === 409 ? "conflict" : "error" });
+      // 403: not a pool runner at all (started with code); never try it again.
+      if (answer.status === 403) this.#tried.set(pod.metadata.name, Number.POSITIVE_INFINITY);
       if (answer.status === 401) this.#token = undefined;
     }
     const anyPods = this.pods.list().some((p) => p.metadata.labels?.[POOL_LABEL] === runtime);

@@ -68,6 +68,8 @@ export function buildPoolDeployment(runtime: Runtime, namespace: string, size: n
               env: [
                 { name: "FAAS_PORT", value: String(RUNNER_PORT) },
                 { name: "FAAS_HOST", value: "0.0.0.0" },
+                // The images default to loading code from /code; a pool pod has none and must specialize.
+                { name: "FAAS_CODE_DIR", value: "" },
                 { name: "FAAS_POOL_CLAIM_FILE", value: POOL_CLAIM_FILE },
                 {
                   name: "FAAS_SPECIALIZE_TOKEN",

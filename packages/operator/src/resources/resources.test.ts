@@ -222,7 +222,8 @@ describe("buildPoolDeployment", () => {
     const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e]));
     expect(env.FAAS_POOL_CLAIM_FILE?.value).toBe(POOL_CLAIM_FILE);
     expect(env.FAAS_SPECIALIZE_TOKEN?.valueFrom?.secretKeyRef).toEqual({ name: POOL_TOKEN_SECRET, key: "token" });
-    expect(env.FAAS_CODE_DIR).toBeUndefined();
+    // Empty: the images default to FAAS_CODE_DIR=/code, and a runner started with its code never specializes.
+    expect(env.FAAS_CODE_DIR?.value).toBe("");
     expect(pod?.volumes?.find((v) => v.name === "state")?.emptyDir).toBeDefined();
     expect(c?.volumeMounts?.find((m) => m.name === "state")?.mountPath).toBe("/var/run/faas");
   });
