@@ -20,6 +20,7 @@ import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, Scal
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { deploymentSteps, PodProber } from "./pod-prober.js";
 import { PoolClaimer, type PoolConfig } from "./pool.js";
 
 export interface KubeBackendConfig {
@@ -63,6 +64,7 @@ export class KubeBackend implements Backend {
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #stamped = new Map<string, { at: number; activity: number }>();
   readonly #pool: PoolClaimer;
+  readonly #prober: PodProber;
   /** Code hash per parsed Function object (the pool routes only to pods holding the current code). */
   readonly #hashes = new WeakMap<FunctionResource, string>();
   #listener: BackendListener | undefined;
@@ -93,6 +95,7 @@ export class KubeBackend implements Backend {
       log,
     );
     this.#pool = new PoolClaimer(client, ns, cfg.pool, log.child({ component: "pool" }), (fn) => this.#recompute(fn));
+    this.#prober = new PodProber(client, ns, log.child({ component: "pod-prober" }), (fn) => this.#recompute(fn));
   }
 
   registerMetrics(registry: Registry): void {
@@ -147,6 +150,7 @@ export class KubeBackend implements Backend {
     this.#slices.stop();
     this.#deployments.stop();
     this.#pool.stop();
+    this.#prober.stop();
   }
 
   getFunction(name: string): FunctionResource | undefined {
@@ -193,18 +197,24 @@ export class KubeBackend implements Backend {
   #recompute(fn: string): void {
     const failed = this.#failed.get(fn);
     const eps: Endpoint[] = [];
+    const terminating = new Set<string>();
     for (const s of this.#slices.list()) {
       if (sliceFunction(s) !== fn) continue;
       const port = (s.ports ?? []).find((p) => p.name === "http")?.port ?? s.ports?.[0]?.port;
       if (port === undefined) continue;
       for (const e of s.endpoints ?? []) {
-        if (e.conditions?.ready !== true || e.conditions.terminating === true) continue;
         const host = e.addresses[0];
         if (host === undefined) continue;
         const id = `${e.targetRef?.name ?? host}@${host}`;
+        if (e.conditions?.terminating === true) terminating.add(id);
+        if (e.conditions?.ready !== true || e.conditions.terminating === true) continue;
         if (failed?.has(id)) continue;
         eps.push({ id, host, port });
       }
+    }
+    // New pods found ready by a direct probe, before the EndpointSlice lists them ready.
+    for (const e of this.#prober.endpoints(fn)) {
+      if (!terminating.has(e.id) && !failed?.has(e.id) && !eps.some((x) => x.id === e.id)) eps.push(e);
     }
     if (eps.length === 0) {
       // Until the function's own pods are ready, the pool pods claimed for it serve it.
@@ -232,10 +242,16 @@ export class KubeBackend implements Backend {
     if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { steps: [] };
     const target = 1;
     const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
+    const pod = this.#prober.track(fn);
+    let scaledAt = started;
     try {
       // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
       // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
-      const deployment = this.#stamp(fn).then(() => this.#ensureScale(fn, target));
+      const deployment = this.#stamp(fn)
+        .then(() => this.#ensureScale(fn, target))
+        .then(() => {
+          scaledAt = performance.now();
+        });
       if (this.cfg.pool.enabled) {
         const claimed = await this.#pool
           .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
@@ -252,8 +268,9 @@ export class KubeBackend implements Backend {
       if ((this.#endpoints.get(fn)?.length ?? 0) === 0) await ready.promise;
     } finally {
       ready.cancel();
+      pod.stop();
     }
-    return { steps: [{ name: "scaleup", ms: performance.now() - started }] };
+    return { steps: deploymentSteps(started, scaledAt, pod.marks, performance.now()) };
   }
 
   async #ensureScale(fn: string, target: number): Promise<void> {
