@@ -65,6 +65,8 @@ export class KubeBackend implements Backend {
   readonly #stamped = new Map<string, { at: number; activity: number }>();
   readonly #pool: PoolClaimer;
   readonly #prober: PodProber;
+  /** Scale-ups in flight, per function: a second caller shares the first. */
+  readonly #scaleUps = new Map<string, Promise<ScaleUpResult>>();
   /** Code hash per parsed Function object (the pool routes only to pods holding the current code). */
   readonly #hashes = new WeakMap<FunctionResource, string>();
   #listener: BackendListener | undefined;
@@ -234,11 +236,22 @@ export class KubeBackend implements Backend {
     }
   }
 
-  async scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+  scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+    // On Kubernetes the gateway only brings a function from 0 to 1; the HPA owns 1..N (ADR 0005).
+    // A routable replica (its own pod, or a claimed pool pod while the Deployment's comes up)
+    // means the cold start is done or under way: one scale-up in flight per function, never two claims.
+    if ((this.#endpoints.get(fn)?.length ?? 0) > 0) return Promise.resolve({ steps: [] });
+    const running = this.#scaleUps.get(fn);
+    if (running !== undefined) return running;
+    const p = this.#scaleUp(fn, replicas).finally(() => this.#scaleUps.delete(fn));
+    this.#scaleUps.set(fn, p);
+    return p;
+  }
+
+  async #scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
     const resource = this.getFunction(fn);
     if (resource === undefined) throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
     const started = performance.now();
-    // On Kubernetes the gateway only brings a function from 0 to 1; the HPA owns 1..N (ADR 0005).
     if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { steps: [] };
     const target = 1;
     const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
