@@ -36,7 +36,10 @@ import { Counter, Gauge, type Registry } from "prom-client";
 export interface PoolConfig {
   /** Claim pool pods on cold starts; off = the Deployment path only. */
   enabled: boolean;
-  /** Longest a `POST /specialize` to a pool pod may take (the code's load included). */
+  /**
+   * Longest a `POST /specialize` to a pool pod may take (the code's load included); above the
+   * runner's own load timeout, so a runner's answer comes first.
+   */
   specializeTimeoutMs: number;
   /** Pods tried per cold start before falling back. */
   maxAttempts: number;

@@ -210,12 +210,22 @@ export class PoolKeeper {
   async #delete(pod: PodObject, fn: string, reason: string): Promise<void> {
     const key = objectKey(pod);
     this.#deleting.add(key);
+    // A pod that never served (a failed claim, maybe stuck in the code it was loading) or whose
+    // runner restarted generic has nothing to drain: no grace period to sit out.
+    const serving = reason !== "claim-failed" && reason !== "restarted";
     try {
       // Preconditioned on the uid: never a pod that took the name since.
       await this.deps.client.request(
         "DELETE",
         `/api/v1/namespaces/${encodeURIComponent(pod.metadata.namespace ?? "default")}/pods/${encodeURIComponent(pod.metadata.name)}`,
-        { body: { kind: "DeleteOptions", apiVersion: "v1", preconditions: { uid: pod.metadata.uid } } },
+        {
+          body: {
+            kind: "DeleteOptions",
+            apiVersion: "v1",
+            preconditions: { uid: pod.metadata.uid },
+            ...(serving ? {} : { gracePeriodSeconds: 0 }),
+          },
+        },
       );
       this.deps.log.info({ pod: key, fn, reason }, "pool: claimed pod retired");
     } catch (err) {
