@@ -130,6 +130,8 @@ export class Gateway {
       this.#server.once("error", reject);
       this.#server.listen(this.cfg.port, this.cfg.host, () => {
         this.#server.off("error", reject);
+        // Later server errors (say, EMFILE on accept) are logged; unhandled, they would end the process.
+        this.#server.on("error", (err) => this.log.error({ err }, "server error"));
         resolve();
       });
     });

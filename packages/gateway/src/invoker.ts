@@ -49,7 +49,13 @@ export class Invoker {
     private readonly cfg: GatewayConfig,
     private readonly log: Logger,
   ) {
-    this.#sweeper = setInterval(() => this.#sweep(), 1000);
+    this.#sweeper = setInterval(() => {
+      try {
+        this.#sweep();
+      } catch (err) {
+        this.log.error({ err }, "internal error in the timeout sweep");
+      }
+    }, 1000);
     this.#sweeper.unref();
   }
 
