@@ -14,7 +14,7 @@ import { caseFailed, type FuzzTarget, fuzzCase, startTarget, type TargetName } f
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const SEED = 20261128;
-const RUNS = 1000;
+const RUNS = 750;
 
 beforeAll(() => {
   execFileSync("npx", ["tsc", "-b", "packages/cli", "packages/runner-node"], { cwd: ROOT, stdio: "inherit" });
