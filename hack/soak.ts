@@ -10,7 +10,8 @@
  * handlers that throw (500 HANDLER_ERROR) and hang (504 HANDLER_TIMEOUT).
  * Every 10 s it samples the gateway's RSS and open file descriptors from
  * /proc/<pid> and prints a table row. At the end it asserts that RSS and file
- * descriptors grew ≤ 10 % after warm-up, and that no 5xx came but those the
+ * descriptors grew ≤ 10 % after warm-up (median of the first third of the
+ * samples against the median of the last third), and that no 5xx came but those the
  * handlers asked for (counted by code). Exits 1 otherwise.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -371,10 +372,17 @@ async function main(): Promise<number> {
   agent.destroy();
   await rm(dataDir, { recursive: true, force: true });
 
-  const after = samples.filter((s) => s.t >= warmupS);
-  const avg = (xs: Sample[], k: "rssMiB" | "ownFds") => xs.reduce((a, s) => a + s[k], 0) / Math.max(1, xs.length);
-  const base = after.slice(0, 3);
-  const last = after.slice(-3);
+  // Samples under load after warm-up (not the one taken once the load stopped).
+  const after = samples.filter((s) => s.t >= warmupS && s.t <= durationS);
+  // Medians of the first and the last third after warm-up: RSS is a saw-tooth (V8 grows the heap
+  // until a major collection), so single samples would compare the tooth's phase, not a trend.
+  const avg = (xs: Sample[], k: "rssMiB" | "ownFds") => {
+    const v = xs.map((s) => s[k]).sort((a, b) => a - b);
+    return v.length === 0 ? Number.NaN : ((v[(v.length - 1) >> 1] as number) + (v[v.length >> 1] as number)) / 2;
+  };
+  const third = Math.max(1, Math.floor(after.length / 3));
+  const base = after.slice(0, third);
+  const last = after.slice(-third);
   const growth = (k: "rssMiB" | "ownFds") => (avg(last, k) - avg(base, k)) / avg(base, k);
   const rssGrowth = growth("rssMiB");
   const fdGrowth = growth("ownFds");
@@ -394,7 +402,7 @@ async function main(): Promise<number> {
   );
   console.log(`other 5xx or errors: ${[...tally.unexpected].map(([c, n]) => `${c}: ${n}`).join(", ") || "none"}`);
   console.log(
-    `after warm-up (t ≥ ${warmupS} s; mean of the first 3 samples → mean of the last 3): RSS ${avg(base, "rssMiB").toFixed(1)} → ${avg(last, "rssMiB").toFixed(1)} MiB (${(rssGrowth * 100).toFixed(1)} %), fds without the load generator's connections ${avg(base, "ownFds").toFixed(0)} → ${avg(last, "ownFds").toFixed(0)} (${(fdGrowth * 100).toFixed(1)} %)`,
+    `after warm-up (t ≥ ${warmupS} s; median of the first third of the samples → median of the last third, ${third} samples each): RSS ${avg(base, "rssMiB").toFixed(1)} → ${avg(last, "rssMiB").toFixed(1)} MiB (${(rssGrowth * 100).toFixed(1)} %), fds without the load generator's connections ${avg(base, "ownFds").toFixed(0)} → ${avg(last, "ownFds").toFixed(0)} (${(fdGrowth * 100).toFixed(1)} %)`,
   );
   const failures: string[] = [];
   if (crashed) failures.push("the gateway process exited");
