@@ -35,6 +35,8 @@ export type ReflectorEvents<T> = {
 export const objectKey = (o: KubeObject): string =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
+type Change<T> = ["add", T] | ["update", T, T] | ["delete", T];
+
 type ListReason = "start" | "expired" | "error" | "resync";
 
 /** Why resync() aborted a watch. */
@@ -47,6 +49,8 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
   readonly #stopped = new AbortController();
   /** Aborted by resync(): ends the current watch only. */
   #watchAbort = new AbortController();
+  /** Aborted by resync(): ends a backoff sleep. */
+  #wake = new AbortController();
   #running = false;
   #synced = false;
   readonly #syncedPromise: Promise<void>;
@@ -93,6 +97,7 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
     this.#relistReason ??= "resync";
     this.#resyncRequested = true;
     this.#watchAbort.abort(new ResyncRequest("resync"));
+    this.#wake.abort();
   }
 
   get(key: string): T | undefined {
@@ -155,7 +160,8 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
           },
           this.#synced ? "watch failed" : "list failed; retrying",
         );
-        await sleep(delay, this.#stopped.signal);
+        this.#wake = new AbortController();
+        await sleep(delay, AbortSignal.any([this.#stopped.signal, this.#wake.signal]));
       }
     }
   }
@@ -168,7 +174,7 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
     });
     if (!this.#running) return;
     // Replace first, then tell: listeners that read the cache see the listed state.
-    const changes: (() => void)[] = [];
+    const changes: Change<T>[] = [];
     const seen = new Set<string>();
     for (const item of list.items) {
       const key = objectKey(item);
@@ -179,34 +185,40 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
     for (const [key, old] of this.#cache) {
       if (!seen.has(key)) {
         this.#cache.delete(key);
-        changes.push(() => this.emit("delete", old));
+        changes.push(["delete", old]);
       }
     }
     this.#resourceVersion = list.metadata.resourceVersion;
     this.#synced = true;
-    for (const change of changes) this.#tell(change);
+    for (const change of changes) this.#tell(...change);
     this.#markSynced();
   }
 
-  /** Stores `obj`; returns how to tell listeners, or undefined when nothing changed. */
-  #upsert(key: string, obj: T): (() => void) | undefined {
+  /** Stores `obj`; returns what to tell listeners, or undefined when nothing changed. */
+  #upsert(key: string, obj: T): Change<T> | undefined {
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
-    if (old === undefined) return () => this.emit("add", obj);
-    if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) return () => this.emit("update", obj, old);
+    if (old === undefined) return ["add", obj];
+    if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) return ["update", obj, old];
     return undefined;
   }
 
-  /** Runs one notification; a listener's exception is its own bug, not the watch's. */
-  #tell(change: () => void): void {
-    try {
-      change();
-    } catch (err) {
-      this.client.metrics.handlerErrors.inc({ resource: this.#resourceName });
-      this.log.error(
-        { resource: this.#resourceName, err: (err as Error)?.stack ?? String(err) },
-        "a watch event handler threw; event skipped for that handler",
-      );
+  /**
+   * Calls each listener of one change in turn. A listener's exception is its
+   * own bug, not the watch's: it is logged and counted, and the other
+   * listeners and the watch go on.
+   */
+  #tell(...[event, ...args]: Change<T>): void {
+    for (const listener of this.listeners(event) as ((...a: unknown[]) => void)[]) {
+      try {
+        listener.apply(this, args);
+      } catch (err) {
+        this.client.metrics.handlerErrors.inc({ resource: this.#resourceName });
+        this.log.error(
+          { resource: this.#resourceName, event, err: (err as Error)?.stack ?? String(err) },
+          "a watch event handler threw; the event is skipped for that handler",
+        );
+      }
     }
   }
 
@@ -250,12 +262,12 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
       const old = this.#cache.get(key);
       this.#cache.delete(key);
       if (rv) this.#resourceVersion = rv;
-      this.#tell(() => this.emit("delete", old ?? e.object));
+      this.#tell("delete", old ?? e.object);
       return;
     }
     const change = this.#upsert(key, e.object);
     if (rv) this.#resourceVersion = rv;
-    if (change) this.#tell(change);
+    if (change) this.#tell(...change);
   }
 }
 
