@@ -26,6 +26,8 @@ import {
 } from "./scene.js";
 
 const skip = apiServerSkipReason();
+/** The warm pool has its own tests; here the Deployment path alone. */
+const NO_POOL = { enabled: false, specializeTimeoutMs: 5000, maxAttempts: 1 };
 const log = createLogger(process.env.FAAS_TEST_LOG ?? "silent", "test-gateway");
 
 interface Harness {
@@ -59,7 +61,14 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     const client = api.client();
     const backend = new KubeBackend(
       client,
-      { namespace: ns, scaleUpTimeoutMs: 10_000, activityTickMs: 250, routingCheckMs: 100, routingGraceMs: 500 },
+      {
+        namespace: ns,
+        scaleUpTimeoutMs: 10_000,
+        activityTickMs: 250,
+        routingCheckMs: 100,
+        routingGraceMs: 500,
+        pool: NO_POOL,
+      },
       log,
     );
     const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs }, backend, log, {
@@ -260,7 +269,14 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     const capture = pino({ level: "error" }, { write: (line: string) => void lines.push(line) });
     const backend = new KubeBackend(
       client,
-      { namespace: ns, scaleUpTimeoutMs: 5000, activityTickMs: 60_000, routingCheckMs: 50, routingGraceMs: 300 },
+      {
+        namespace: ns,
+        scaleUpTimeoutMs: 5000,
+        activityTickMs: 60_000,
+        routingCheckMs: 50,
+        routingGraceMs: 300,
+        pool: NO_POOL,
+      },
       capture,
     );
     const registry = new Registry();

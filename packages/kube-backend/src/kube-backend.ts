@@ -12,6 +12,7 @@
  * been announced.
  */
 import {
+  codeHash,
   deploymentName,
   FaasError,
   FUNCTION_LABEL,
@@ -19,11 +20,13 @@ import {
   GATEWAY_FIELD_MANAGER,
   LAST_REQUEST_ANNOTATION,
   parseFunction,
+  toLoadSpec,
 } from "@faas/api";
 import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, ScaleUpResult } from "@faas/gateway";
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { PoolClaimer, type PoolConfig } from "./pool.js";
 import { RoutingCheck } from "./routing-check.js";
 import { ScaleGate } from "./scale-gate.js";
 
@@ -34,6 +37,8 @@ export interface KubeBackendConfig {
   scaleUpTimeoutMs: number;
   /** How often activity stamps are considered. */
   activityTickMs: number;
+  /** The warm pool of generic runner pods (ADR 0008). */
+  pool: PoolConfig;
   /** How often announced endpoints are checked against what the gateway routes to. */
   routingCheckMs?: number;
   /** How long a ready endpoint may stay unroutable in the gateway before it counts as a violation. */
@@ -75,6 +80,9 @@ export class KubeBackend implements Backend {
   readonly #failed = new Map<string, Set<string>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #stamped = new Map<string, { at: number; activity: number }>();
+  readonly #pool: PoolClaimer;
+  /** Code hash per parsed Function object (the pool routes only to pods holding the current code). */
+  readonly #hashes = new WeakMap<FunctionResource, string>();
   #listener: BackendListener | undefined;
   #load: LoadView | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -112,12 +120,14 @@ export class KubeBackend implements Backend {
       { resource: { ...RESOURCES.deployments, namespace: ns }, labelSelector: FUNCTION_LABEL },
       log,
     );
+    this.#pool = new PoolClaimer(client, ns, cfg.pool, log.child({ component: "pool" }), (fn) => this.#recompute(fn));
   }
 
   registerMetrics(registry: Registry): void {
     registry.registerMetric(this.#scalePatches);
     registry.registerMetric(this.#gate.backoffs);
     registry.registerMetric(this.#routing.violations);
+    this.#pool.registerMetrics(registry);
     this.client.metrics.register(registry);
   }
 
@@ -132,6 +142,15 @@ export class KubeBackend implements Backend {
     );
   }
 
+  #codeHash(fn: FunctionResource): string {
+    let h = this.#hashes.get(fn);
+    if (h === undefined) {
+      h = codeHash(toLoadSpec(fn));
+      this.#hashes.set(fn, h);
+    }
+    return h;
+  }
+
   async start(listener: BackendListener, load: LoadView): Promise<void> {
     this.#listener = listener;
     this.#load = load;
@@ -141,6 +160,7 @@ export class KubeBackend implements Backend {
       const after = this.getFunction(name);
       if (before !== after) listener.functionChanged(name, after);
       // Its slices may have landed first: the gateway hears of them now that it can know the function.
+      // New code: claimed pool pods holding the old code leave routing.
       this.#recompute(name);
     };
     this.#functions.on("add", onFunction);
@@ -160,7 +180,7 @@ export class KubeBackend implements Backend {
     this.#slices.on("add", onSlice);
     this.#slices.on("update", onSlice);
     this.#slices.on("delete", onSlice);
-    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start()]);
+    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start(), this.#pool.start()]);
     this.#announceAll();
     this.#started = true;
     this.#timer = setInterval(() => void this.#stampActivity(), this.cfg.activityTickMs);
@@ -175,6 +195,7 @@ export class KubeBackend implements Backend {
     this.#functions.stop();
     this.#slices.stop();
     this.#deployments.stop();
+    this.#pool.stop();
   }
 
   getFunction(name: string): FunctionResource | undefined {
@@ -263,6 +284,13 @@ export class KubeBackend implements Backend {
         eps.push({ id, host, port });
       }
     }
+    if (eps.length === 0) {
+      // Until the function's own pods are ready, the pool pods claimed for it serve it.
+      const resource = this.getFunction(fn);
+      if (resource !== undefined) {
+        for (const e of this.#pool.endpoints(fn, this.#codeHash(resource))) if (!failed?.has(e.id)) eps.push(e);
+      }
+    }
     eps.sort((a, b) => a.id.localeCompare(b.id));
     this.#endpoints.set(fn, eps);
     this.#announce(fn, eps, force);
@@ -295,8 +323,21 @@ export class KubeBackend implements Backend {
       const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
       try {
         // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
-        await this.#stamp(fn);
-        await this.#ensureScale(fn, 1);
+        // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
+        const deployment = this.#stamp(fn).then(() => this.#ensureScale(fn, 1));
+        if (this.cfg.pool.enabled && !immediate) {
+          const claimed = await this.#pool
+            .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
+            .catch(() => undefined);
+          if (claimed !== undefined) {
+            deployment.catch((err: unknown) =>
+              this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),
+            );
+            this.#recompute(fn);
+            if ((this.#announced.get(fn)?.length ?? 0) > 0) return { result: { steps: claimed.steps }, immediate };
+          }
+        }
+        await deployment;
         if ((this.#announced.get(fn)?.length ?? 0) === 0) await ready.promise;
       } finally {
         ready.cancel();

@@ -14,6 +14,14 @@ export interface RunnerConfig {
   maxSpecBytes: number;
   /** FAAS_PARENT_PID (local mode): the supervising process; the runner exits when it is gone. */
   parentPid: number | undefined;
+  /** FAAS_SPECIALIZE_TOKEN: when set, `POST /specialize` needs `Authorization: Bearer <token>` (pool pods). */
+  specializeToken: string | undefined;
+  /**
+   * FAAS_POOL_CLAIM_FILE (pool mode): a file on a volume that outlives the container,
+   * written on specialization. A runner that finds it at start restarted after a claim:
+   * it stays unready and never specializes again.
+   */
+  poolClaimFile: string | undefined;
 }
 
 function readNumber(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
@@ -35,5 +43,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     headersTimeoutSeconds: 10,
     maxSpecBytes: 16 * 1024 * 1024,
     parentPid: readNumber(env, "FAAS_PARENT_PID", 0, 0) || undefined,
+    specializeToken: env.FAAS_SPECIALIZE_TOKEN || undefined,
+    poolClaimFile: env.FAAS_POOL_CLAIM_FILE || undefined,
   };
 }

@@ -30,6 +30,12 @@ class Config:
     backlog: int = 4096
     # Local mode: the supervising process; the runner exits when it is gone.
     parent_pid: int | None = None
+    # When set, POST /specialize needs ``Authorization: Bearer <token>`` (pool pods).
+    specialize_token: str | None = None
+    # Pool mode: a file on a volume that outlives the container (an emptyDir),
+    # written on specialization. A runner that starts and finds it was claimed
+    # before and restarted: it stays unready and refuses to specialize again.
+    pool_claim_file: str | None = None
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -42,6 +48,8 @@ def load_config(env: Mapping[str, str]) -> Config:
         threads=_int(env, "FAAS_THREADS", Config.threads, 1, 4096),
         max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", Config.max_body_bytes, 0, 2**40),
         parent_pid=_int(env, "FAAS_PARENT_PID", 0, 0, 2**31) or None,
+        specialize_token=env.get("FAAS_SPECIALIZE_TOKEN") or None,
+        pool_claim_file=env.get("FAAS_POOL_CLAIM_FILE") or None,
     )
 
 
