@@ -183,9 +183,22 @@ export class KubeBackend implements Backend {
     await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start(), this.#pool.start()]);
     this.#announceAll();
     this.#started = true;
-    this.#timer = setInterval(() => void this.#stampActivity(), this.cfg.activityTickMs);
+    // Timer callbacks must never throw out: that would end the process.
+    this.#timer = setInterval(
+      () =>
+        void this.#stampActivity().catch((err: unknown) =>
+          this.log.error({ err: (err as Error)?.stack ?? String(err) }, "activity stamping failed"),
+        ),
+      this.cfg.activityTickMs,
+    );
     this.#timer.unref();
-    this.#checkTimer = setInterval(() => this.checkRouting(), this.cfg.routingCheckMs ?? 500);
+    this.#checkTimer = setInterval(() => {
+      try {
+        this.checkRouting();
+      } catch (err) {
+        this.log.error({ err: (err as Error)?.stack ?? String(err) }, "routing check failed");
+      }
+    }, this.cfg.routingCheckMs ?? 500);
     this.#checkTimer.unref();
   }
 
