@@ -181,10 +181,18 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
         await expectReconciled(ns, fn);
         if ((await scaleOf(ns, fn)) === 0) await scaleTo(ns, fn, 1);
         await eventually(async () => (await scaleOf(ns, fn)) === 1, 5000, "at 1 replica");
+        if (c.lastRequestAgoS !== undefined) {
+          // Stamped as of the jumped clock, and in the operator's cache before the clock jumps.
+          const at = new Date(Date.now() + 120_000 - c.lastRequestAgoS * 1000).toISOString();
+          await stamp(ns, fn, new Date(at));
+          await eventually(
+            () => o.operator.functions.get(`${ns}/${fn}`)?.metadata.annotations?.[LAST_REQUEST_ANNOTATION] === at,
+            5000,
+            "the stamp in the operator's cache",
+          );
+        }
         // Jump the operator's clock past idleSeconds since the scale-up it saw.
         o.clock.offsetMs = 120_000;
-        if (c.lastRequestAgoS !== undefined)
-          await stamp(ns, fn, new Date(Date.now() + 120_000 - c.lastRequestAgoS * 1000));
         if (c.want === 0) await eventually(async () => (await scaleOf(ns, fn)) === 0, 5000, "scaled to zero");
         else {
           await new Promise((r) => setTimeout(r, 1000));
