@@ -258,13 +258,12 @@ export class KubeBackend implements Backend {
     const pod = this.#prober.track(fn);
     let scaledAt = started;
     try {
-      // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
+      // The activity stamp and the scale patch go together: the operator counts a scale-up from
+      // zero as activity too (ADR 0005), so it never takes this one for an idle function.
       // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
-      const deployment = this.#stamp(fn)
-        .then(() => this.#ensureScale(fn, target))
-        .then(() => {
-          scaledAt = performance.now();
-        });
+      const deployment = Promise.all([this.#stamp(fn), this.#ensureScale(fn, target)]).then(() => {
+        scaledAt = performance.now();
+      });
       if (this.cfg.pool.enabled) {
         const claimed = await this.#pool
           .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
