@@ -242,6 +242,60 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     expect(metrics).toMatch(/faas_kube_api_requests_total\{verb="patch",resource="deployments\/scale",code="200"\} 1/);
   }, 30_000);
 
+  it("scale-ups asked again and again while the gateway routes to nothing: re-announced, slowed down, no scale call", async () => {
+    const ns = await createNamespace(admin);
+    const fn = randomName("spin");
+    await createWarmFunction(admin, ns, fn, 8080);
+    // A listener that loses every announcement, and a caller that asks again at once, as the
+    // activator did when it missed the endpoints: this was a busy loop of API calls.
+    const heard: number[] = [];
+    const listener: BackendListener = {
+      endpointsChanged: (_n, eps) => void heard.push(eps.length),
+      functionChanged: () => {},
+    };
+    const load: LoadView = {
+      inFlight: () => 0,
+      queued: () => 1,
+      lastActivityMs: () => 0,
+      endpointInFlight: () => 0,
+      routableEndpoints: () => 0,
+    };
+    const backend = new KubeBackend(
+      api.client(),
+      {
+        namespace: ns,
+        scaleUpTimeoutMs: 5000,
+        activityTickMs: 60_000,
+        // Out of the way: this test is about scaleUp's own answer to repeats.
+        routingCheckMs: 60_000,
+        scaleBackoffBaseMs: 20,
+        scaleBackoffMaxMs: 1000,
+        pool: NO_POOL,
+      },
+      log,
+    );
+    await backend.start(listener, load);
+    let ticks = 0;
+    const ticker = setInterval(() => ticks++, 10);
+    try {
+      const heardBefore = heard.length;
+      const t0 = performance.now();
+      for (let i = 0; i < 6; i++) await backend.scaleUp(fn, 1);
+      const elapsed = performance.now() - t0;
+      // Repeats wait 20, 40, 80, 160, 320 ms: the event loop runs meanwhile.
+      expect(elapsed).toBeGreaterThanOrEqual(600);
+      expect(ticks).toBeGreaterThan(10);
+      // Each repeat told the gateway its endpoints again.
+      expect(heard.length - heardBefore).toBeGreaterThanOrEqual(6);
+      expect(heard.at(-1)).toBe(1);
+      expect(api.proxy.count(on({ resource: "deployments/scale", namespace: ns }))).toBe(0);
+      expect(api.proxy.count(on({ verb: "patch", resource: "functions", namespace: ns }))).toBe(0);
+    } finally {
+      clearInterval(ticker);
+      await backend.stop();
+    }
+  }, 20_000);
+
   it("a ready replica the gateway does not route to is logged, counted, reported by ready() and healed", async () => {
     const ns = await createNamespace(admin);
     const fn = randomName("lost");

@@ -65,6 +65,12 @@ export const CLAIMED_FOR_LABEL = `${API_GROUP}/claimed-for`;
 export const CODE_HASH_ANNOTATION = `${API_GROUP}/code-hash`;
 /** On a claimed pod: when it was claimed (RFC 3339). */
 export const CLAIMED_AT_ANNOTATION = `${API_GROUP}/claimed-at`;
+/**
+ * On a pool pod a gateway gave up on mid-claim (no answer to `/specialize` in
+ * time, or an error): taken out of the pool like a claim, never routed to, and
+ * retired by the operator — its runner may be stuck in the code it was loading.
+ */
+export const CLAIM_FAILED_ANNOTATION = `${API_GROUP}/claim-failed`;
 /** Secret (key `token`) a pool pod's runner wants on `POST /specialize`; only gateways read it. */
 export const POOL_TOKEN_SECRET = "faas-pool-token";
 export const POOL_TOKEN_KEY = "token";

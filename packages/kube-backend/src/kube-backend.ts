@@ -26,6 +26,7 @@ import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, Scal
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { deploymentSteps, PodProber } from "./pod-prober.js";
 import { PoolClaimer, type PoolConfig } from "./pool.js";
 import { RoutingCheck } from "./routing-check.js";
 import { ScaleGate } from "./scale-gate.js";
@@ -81,6 +82,7 @@ export class KubeBackend implements Backend {
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #stamped = new Map<string, { at: number; activity: number }>();
   readonly #pool: PoolClaimer;
+  readonly #prober: PodProber;
   /** Code hash per parsed Function object (the pool routes only to pods holding the current code). */
   readonly #hashes = new WeakMap<FunctionResource, string>();
   #listener: BackendListener | undefined;
@@ -121,6 +123,7 @@ export class KubeBackend implements Backend {
       log,
     );
     this.#pool = new PoolClaimer(client, ns, cfg.pool, log.child({ component: "pool" }), (fn) => this.#recompute(fn));
+    this.#prober = new PodProber(client, ns, log.child({ component: "pod-prober" }), (fn) => this.#recompute(fn));
   }
 
   registerMetrics(registry: Registry): void {
@@ -209,6 +212,7 @@ export class KubeBackend implements Backend {
     this.#slices.stop();
     this.#deployments.stop();
     this.#pool.stop();
+    this.#prober.stop();
   }
 
   getFunction(name: string): FunctionResource | undefined {
@@ -284,18 +288,24 @@ export class KubeBackend implements Backend {
   #recompute(fn: string, force = false): void {
     const failed = this.#failed.get(fn);
     const eps: Endpoint[] = [];
+    const terminating = new Set<string>();
     for (const s of this.#slices.list()) {
       if (sliceFunction(s) !== fn) continue;
       const port = (s.ports ?? []).find((p) => p.name === "http")?.port ?? s.ports?.[0]?.port;
       if (port === undefined) continue;
       for (const e of s.endpoints ?? []) {
-        if (e.conditions?.ready !== true || e.conditions.terminating === true) continue;
         const host = e.addresses[0];
         if (host === undefined) continue;
         const id = `${e.targetRef?.name ?? host}@${host}`;
+        if (e.conditions?.terminating === true) terminating.add(id);
+        if (e.conditions?.ready !== true || e.conditions.terminating === true) continue;
         if (failed?.has(id)) continue;
         eps.push({ id, host, port });
       }
+    }
+    // New pods found ready by a direct probe, before the EndpointSlice lists them ready.
+    for (const e of this.#prober.endpoints(fn)) {
+      if (!terminating.has(e.id) && !failed?.has(e.id) && !eps.some((x) => x.id === e.id)) eps.push(e);
     }
     if (eps.length === 0) {
       // Until the function's own pods are ready, the pool pods claimed for it serve it.
@@ -323,40 +333,60 @@ export class KubeBackend implements Backend {
     }
   }
 
-  async scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+  scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+    // Whatever the caches hold reaches the gateway before anything is decided.
+    this.#recompute(fn);
+    if ((this.#announced.get(fn)?.length ?? 0) > 0) {
+      // A routable replica was announced (its own pod, or a claimed pool pod while the Deployment's
+      // comes up): the cold start is done or under way, and nothing is claimed or patched. Asked
+      // again while the gateway routes to none, the announcement was lost: say it again, and let
+      // the gate delay repeats, so a caller that keeps asking cannot spin.
+      return this.#gate.run(fn, async () => {
+        if (this.#load?.routableEndpoints?.(fn) === 0) this.#recompute(fn, true);
+        return { result: { steps: [] }, immediate: true };
+      });
+    }
+    // One scale-up in flight per function; callers meanwhile share it.
+    return this.#gate.run(fn, async () => ({ result: await this.#scaleUp(fn, replicas), immediate: false }));
+  }
+
+  async #scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
     const resource = this.getFunction(fn);
     if (resource === undefined) throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
+    const started = performance.now();
     // On Kubernetes the gateway only brings a function from 0 to 1; the HPA owns 1..N (ADR 0005).
     if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { steps: [] };
-    return this.#gate.run(fn, async () => {
-      const started = performance.now();
-      // Whatever the caches hold reaches the gateway before we decide anything.
-      this.#recompute(fn);
-      const immediate = (this.#announced.get(fn)?.length ?? 0) > 0;
-      const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
-      try {
-        // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
-        // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
-        const deployment = this.#stamp(fn).then(() => this.#ensureScale(fn, 1));
-        if (this.cfg.pool.enabled && !immediate) {
-          const claimed = await this.#pool
-            .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
-            .catch(() => undefined);
-          if (claimed !== undefined) {
-            deployment.catch((err: unknown) =>
-              this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),
-            );
-            this.#recompute(fn);
-            if ((this.#announced.get(fn)?.length ?? 0) > 0) return { result: { steps: claimed.steps }, immediate };
-          }
+    const target = 1;
+    const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
+    const pod = this.#prober.track(fn);
+    let scaledAt = started;
+    try {
+      // The activity stamp and the scale patch go together: the operator counts a scale-up from
+      // zero as activity too (ADR 0005), so it never takes this one for an idle function.
+      // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
+      const deployment = Promise.all([this.#stamp(fn), this.#ensureScale(fn, target)]).then(() => {
+        scaledAt = performance.now();
+      });
+      if (this.cfg.pool.enabled) {
+        const claimed = await this.#pool
+          .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
+          .catch(() => undefined);
+        if (claimed !== undefined) {
+          deployment.catch((err: unknown) =>
+            this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),
+          );
+          this.#recompute(fn);
+          if ((this.#announced.get(fn)?.length ?? 0) > 0) return { steps: claimed.steps };
         }
-        await deployment;
-        if ((this.#announced.get(fn)?.length ?? 0) === 0) await ready.promise;
-      } finally {
-        ready.cancel();
       }
-      return { result: { steps: [{ name: "scaleup", ms: performance.now() - started }] }, immediate };
-    });
+      await deployment;
+      // Resolved only once a ready endpoint was announced to the gateway, not merely seen here.
+      if ((this.#announced.get(fn)?.length ?? 0) === 0) await ready.promise;
+    } finally {
+      ready.cancel();
+      pod.stop();
+    }
+    return { steps: deploymentSteps(started, scaledAt, pod.marks, performance.now()) };
   }
 
   async #ensureScale(fn: string, target: number): Promise<void> {
