@@ -46,7 +46,7 @@ class FixedBackend implements Backend {
     };
   }
   async scaleUp(): Promise<ScaleUpResult> {
-    return { scaleUpMs: 0, specializeMs: 0 };
+    return { steps: [] };
   }
   endpointFailed(): void {}
 }
