@@ -50,7 +50,7 @@ export class WarmPool {
 
   /** A runner that is still generic (its specialization failed) goes back. */
   giveBack(runner: RunnerProcess): void {
-    if (this.#stopped || !runner.alive || runner.state !== "generic") {
+    if (this.#stopped || !runner.alive || runner.stopRequested || runner.state !== "generic") {
       void runner.stop(1000);
       return;
     }

@@ -14,7 +14,15 @@ export interface RunnerConfig {
   maxSpecBytes: number;
   /** FAAS_PARENT_PID (local mode): the supervising process; the runner exits when it is gone. */
   parentPid: number | undefined;
+  /**
+   * FAAS_LOAD_TIMEOUT_MS: a module that has not finished loading by then fails
+   * the specialization (400 FUNCTION_LOAD_FAILED with `loadTimeoutMs`), and the
+   * runner exits with status 3 once it has answered.
+   */
+  loadTimeoutMs: number;
 }
+
+export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
 
 function readNumber(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
   const raw = env[key];
@@ -35,5 +43,6 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     headersTimeoutSeconds: 10,
     maxSpecBytes: 16 * 1024 * 1024,
     parentPid: readNumber(env, "FAAS_PARENT_PID", 0, 0) || undefined,
+    loadTimeoutMs: readNumber(env, "FAAS_LOAD_TIMEOUT_MS", DEFAULT_LOAD_TIMEOUT_MS, 1),
   };
 }

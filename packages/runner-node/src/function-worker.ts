@@ -27,6 +27,14 @@ export interface WorkerEvents {
   handlerThrew(message: string, stack: string | undefined): void;
 }
 
+/** The module's import did not finish in time (its top-level code may still be running). */
+export class LoadTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the module did not finish loading within ${timeoutMs} ms`);
+    this.name = "LoadTimeoutError";
+  }
+}
+
 const WORKER_URL = new URL("./handler-worker.js", import.meta.url);
 
 export class FunctionWorker {
@@ -62,10 +70,7 @@ export class FunctionWorker {
   /** Imports the module; rejects with the import's error (or after `timeoutMs`). */
   load(url: string, exportName: string, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`module did not finish loading within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => reject(new LoadTimeoutError(timeoutMs)), timeoutMs);
       this.#loaded = {
         resolve: () => {
           clearTimeout(timer);

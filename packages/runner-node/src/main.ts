@@ -11,8 +11,9 @@ import { RunnerServer } from "./runner-server.js";
 
 const log = createLogger({ runtime: "nodejs", pid: process.pid });
 const config = loadConfig(process.env);
-const host = new FunctionHost(log);
-const runner = new RunnerServer(config, host, log);
+const host = new FunctionHost(log, config.loadTimeoutMs);
+// Code stuck at its top level may have left anything behind: this process is not reused.
+const runner = new RunnerServer(config, host, log, () => void shutdown("load-timeout", 3));
 
 function logCodeDirFailure(dir: string, err: unknown): void {
   // Staying generic keeps /readyz at 503, which is what shows the failure on Kubernetes.
@@ -31,7 +32,7 @@ async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {
 }
 
 let stopping = false;
-async function shutdown(signal: string): Promise<void> {
+async function shutdown(signal: string, code = 0): Promise<void> {
   if (stopping) {
     log.error("forced-exit", { signal });
     process.exit(1);
@@ -42,7 +43,7 @@ async function shutdown(signal: string): Promise<void> {
   await host.close();
   runner.close();
   log.info("stopped");
-  process.exit(0);
+  process.exit(code);
 }
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));

@@ -23,6 +23,8 @@ export class RunnerServer {
     private readonly config: RunnerConfig,
     private readonly host: FunctionHost,
     private readonly log: Logger,
+    /** Called once a load that timed out has been answered: the runner must go (exit 3). */
+    private readonly onLoadTimeout: () => void = () => {},
   ) {
     this.server = createServer(
       {
@@ -112,7 +114,9 @@ export class RunnerServer {
       const loadMs = await this.specialize(spec);
       this.#sendJson(res, 200, { function: spec.name, loadMs: round(loadMs) });
     } catch (err) {
-      this.#sendError(res, asRunnerError(err));
+      const error = asRunnerError(err);
+      this.#sendError(res, error);
+      if (error.details.loadTimeoutMs !== undefined) res.once("finish", () => this.onLoadTimeout());
     }
   }
 

@@ -11,6 +11,7 @@ no request is in flight.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from typing import Any
 
@@ -39,6 +42,7 @@ from .loader import (
 
 EXIT_OK = 0
 EXIT_STUCK = 3
+PR_SET_PDEATHSIG = 1
 DRAINING_HEADER = ("x-faas-runner-state", "draining")
 
 
@@ -64,6 +68,11 @@ class Runner:
         self._server: asyncio.Server | None = None
         self._done: asyncio.Event | None = None
         self._scratch_dir = tempfile.mkdtemp(prefix="faas-runner-")
+        # Code is imported on its own thread, so the event loop keeps answering
+        # (readiness, the load timeout, SIGTERM) while a module's top level runs.
+        self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-loader")
+        self._loader.submit(_nothing).result()  # the thread exists before the first specialization
+        self._loading: tuple[str | None, asyncio.Future[LoadedFunction]] | None = None
 
     # ---- life cycle -------------------------------------------------------
 
@@ -92,11 +101,10 @@ class Runner:
         sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         sweeper = asyncio.create_task(self._sweep_idle())
-        orphan_guard = asyncio.create_task(self._exit_with_parent()) if self.config.parent_pid else None
+        if self.config.parent_pid:
+            watch_parent(self.config.parent_pid)
         await self._done.wait()
         sweeper.cancel()
-        if orphan_guard is not None:
-            orphan_guard.cancel()
         await self._close_all()
         return self.exit_code
 
@@ -130,16 +138,6 @@ class Runner:
             await asyncio.sleep(0.01)
         self._invoker.shutdown()
         shutil.rmtree(self._scratch_dir, ignore_errors=True)
-
-    async def _exit_with_parent(self) -> None:
-        """Local mode: a runner whose supervisor died (even by SIGKILL) must not linger."""
-        while True:
-            await asyncio.sleep(0.5)
-            if os.getppid() != self.config.parent_pid:
-                try:  # stdout may be a pipe nobody reads any more
-                    log.info("parent gone: exiting", parent=self.config.parent_pid)
-                finally:
-                    os._exit(0)
 
     async def _sweep_idle(self) -> None:
         """Closes connections idle (or stalled mid-request) past the keep-alive timeout."""
@@ -249,7 +247,7 @@ class Runner:
         if self.draining:
             return _json(503, {"status": "draining"})
         if self.function is None:
-            return _json(503, {"status": "generic"})
+            return _json(503, {"status": "loading" if self._loading is not None else "generic"})
         return _json(200, {"status": "ready", "function": self.function.spec.name})
 
     async def _specialize(self, conn: Connection, head: RequestHead) -> Outcome:
@@ -271,12 +269,38 @@ class Runner:
             return _error(
                 409, "CONFLICT", f"runner is already specialized as {current.spec.name!r} with different code"
             )
+        fingerprint = fingerprint_of(spec, None)
+        if self._loading is not None:
+            loading_fingerprint, loading = self._loading
+            if loading_fingerprint != fingerprint:
+                return _error(409, "CONFLICT", "runner is already loading another function")
+        else:
+            loop = asyncio.get_running_loop()
+            loading = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir)
+            self._loading = (fingerprint, loading)
+        timeout_ms = self.config.load_timeout_ms
         try:
-            fn = load_function(spec, scratch_dir=self._scratch_dir)
+            fn = await asyncio.wait_for(asyncio.shield(loading), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            # A thread cannot be stopped: this process goes once the answer is out (exit 3).
+            log.error("load_timeout", function=spec.name, loadTimeoutMs=timeout_ms, action="exit 3")
+            self.exit_code = EXIT_STUCK
+            self._begin_drain()
+            return _error(
+                400,
+                "FUNCTION_LOAD_FAILED",
+                f"code did not finish loading within {timeout_ms} ms",
+                function=spec.name,
+                loadTimeoutMs=timeout_ms,
+            )
         except LoadError as err:
             log.warn("specialize_failed", function=spec.name, error=str(err))
             return _error(400, "FUNCTION_LOAD_FAILED", str(err), function=spec.name)
-        self._become(fn)
+        finally:
+            if self._loading is not None and self._loading[1] is loading and loading.done():
+                self._loading = None
+        if self.function is None:
+            self._become(fn)
         return _json(200, {"function": fn.spec.name, "loadMs": fn.load_ms})
 
     def _become(self, fn: LoadedFunction) -> None:
@@ -297,6 +321,47 @@ class Runner:
             self.exit_code = EXIT_STUCK
             self._begin_drain()
         return outcome
+
+
+def _nothing() -> None:
+    pass
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.
+
+    Two mechanisms, neither needing the event loop: the kernel's parent-death
+    signal (SIGKILL, Linux), which works even while user code holds the GIL in
+    C (tested: ``sum(range(10**15))`` at module level); and a daemon thread
+    polling the parent pid, which gets the GIL at every switch interval of
+    pure-Python code (``while True: pass``), for systems without prctl.
+    """
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # died before the signal was armed
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                try:  # stdout may be a pipe nobody reads any more
+                    log.info("parent gone: exiting", parent=parent_pid)
+                finally:
+                    os._exit(0)
+
+    threading.Thread(target=watch, name="faas-parent-watch", daemon=True).start()
+
+
+def _set_parent_death_signal() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the polling thread still works
 
 
 def _json(status: int, value: Any) -> Outcome:
