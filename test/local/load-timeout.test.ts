@@ -55,66 +55,72 @@ describe("local mode: code that never finishes loading", () => {
     return () => platform.stop();
   });
 
-  it.each(SPIN)("%s, %s: deploy refused within the load timeout, runner killed, v1 keeps serving", async (runtime, _what, code) => {
-    const name = `spin-${runtime}-${code.length}`;
-    await platform.deploy(name, { runtime, code: GOOD[runtime], minReplicas: 1 });
-    const before = await platform.invoke(name);
-    expect([before.status, before.body]).toEqual([200, "v1"]);
+  it.each(SPIN)(
+    "%s, %s: deploy refused within the load timeout, runner killed, v1 keeps serving",
+    async (runtime, _what, code) => {
+      const name = `spin-${runtime}-${code.length}`;
+      await platform.deploy(name, { runtime, code: GOOD[runtime], minReplicas: 1 });
+      const before = await platform.invoke(name);
+      expect([before.status, before.body]).toEqual([200, "v1"]);
 
-    const started = performance.now();
-    const res = await platform.admin("PUT", `/functions/${name}`, {
-      apiVersion: "faas.example.com/v1",
-      kind: "Function",
-      metadata: { name },
-      spec: { runtime, code },
-    });
-    const elapsedMs = performance.now() - started;
-    const err = res.json<{ error: { code: string; message: string; loadTimeoutMs?: number } }>().error;
-    expect(res.status).toBe(400);
-    expect(err.code).toBe("INVALID_SPEC");
-    expect(err.message).toContain(name);
-    expect(err.message).toContain(`did not finish loading within ${LOAD_TIMEOUT_MS} ms`);
-    expect(err.loadTimeoutMs).toBe(LOAD_TIMEOUT_MS);
-    // The runner answers at the timeout; the supervisor's own deadline is one second later.
-    expect(elapsedMs).toBeGreaterThanOrEqual(LOAD_TIMEOUT_MS - 50);
-    expect(elapsedMs).toBeLessThan(LOAD_TIMEOUT_MS + 3000);
-    const pid = pidOf(err.message);
-    await waitFor(`runner ${pid} to be gone`, () => !alive(pid) || undefined, 3000);
+      const started = performance.now();
+      const res = await platform.admin("PUT", `/functions/${name}`, {
+        apiVersion: "faas.example.com/v1",
+        kind: "Function",
+        metadata: { name },
+        spec: { runtime, code },
+      });
+      const elapsedMs = performance.now() - started;
+      const err = res.json<{ error: { code: string; message: string; loadTimeoutMs?: number } }>().error;
+      expect(res.status).toBe(400);
+      expect(err.code).toBe("INVALID_SPEC");
+      expect(err.message).toContain(name);
+      expect(err.message).toContain(`did not finish loading within ${LOAD_TIMEOUT_MS} ms`);
+      expect(err.loadTimeoutMs).toBe(LOAD_TIMEOUT_MS);
+      // The runner answers at the timeout; the supervisor's own deadline is one second later.
+      expect(elapsedMs).toBeGreaterThanOrEqual(LOAD_TIMEOUT_MS - 50);
+      expect(elapsedMs).toBeLessThan(LOAD_TIMEOUT_MS + 3000);
+      const pid = pidOf(err.message);
+      await waitFor(`runner ${pid} to be gone`, () => !alive(pid) || undefined, 3000);
 
-    const after = await platform.invoke(name);
-    expect([after.status, after.body]).toEqual([200, "v1"]);
-    const stored = JSON.parse(await readFile(join(platform.dataDir, "functions", `${name}.json`), "utf8"));
-    expect(stored.spec.code).toBe(GOOD[runtime]);
-  });
+      const after = await platform.invoke(name);
+      expect([after.status, after.body]).toEqual([200, "v1"]);
+      const stored = JSON.parse(await readFile(join(platform.dataDir, "functions", `${name}.json`), "utf8"));
+      expect(stored.spec.code).toBe(GOOD[runtime]);
+    },
+  );
 });
 
 describe("faas up and faas deploy: code that never finishes loading", () => {
   const spinning = ["python", "nodejs"] as const;
 
-  it.each(spinning)("%s: `faas deploy` exits 2 naming the function; SIGTERM to `faas up` leaves no runner", async (runtime) => {
-    const dataDir = await tempDir("faas-spin-");
-    const up = await startUp(dataDir, ["-f", join(ROOT, "function-hello.yaml")], {
-      FAAS_LOAD_TIMEOUT_MS: String(LOAD_TIMEOUT_MS),
-    });
-    cleanups.push(async () => {
-      if (up.proc.exitCode === null && up.proc.signalCode === null) up.proc.kill("SIGKILL");
-      await up.exited;
-    });
-    const file = join(dataDir, runtime === "python" ? "spin.py" : "spin.mjs");
-    await writeFile(file, runtime === "python" ? "while True:\n    pass\n" : "while (true) {}\n");
-    const started = performance.now();
-    const run = await faas(dataDir, ["deploy", "--name", "spinner", "--runtime", runtime, "--code", file]);
-    expect(performance.now() - started).toBeLessThan(LOAD_TIMEOUT_MS + 5000);
-    expect(run.code, run.stderr).toBe(2);
-    expect(run.stderr).toContain("spinner");
-    expect(run.stderr).toContain(`did not finish loading within ${LOAD_TIMEOUT_MS} ms`);
+  it.each(spinning)(
+    "%s: `faas deploy` exits 2 naming the function; SIGTERM to `faas up` leaves no runner",
+    async (runtime) => {
+      const dataDir = await tempDir("faas-spin-");
+      const up = await startUp(dataDir, ["-f", join(ROOT, "function-hello.yaml")], {
+        FAAS_LOAD_TIMEOUT_MS: String(LOAD_TIMEOUT_MS),
+      });
+      cleanups.push(async () => {
+        if (up.proc.exitCode === null && up.proc.signalCode === null) up.proc.kill("SIGKILL");
+        await up.exited;
+      });
+      const file = join(dataDir, runtime === "python" ? "spin.py" : "spin.mjs");
+      await writeFile(file, runtime === "python" ? "while True:\n    pass\n" : "while (true) {}\n");
+      const started = performance.now();
+      const run = await faas(dataDir, ["deploy", "--name", "spinner", "--runtime", runtime, "--code", file]);
+      expect(performance.now() - started).toBeLessThan(LOAD_TIMEOUT_MS + 5000);
+      expect(run.code, run.stderr).toBe(2);
+      expect(run.stderr).toContain("spinner");
+      expect(run.stderr).toContain(`did not finish loading within ${LOAD_TIMEOUT_MS} ms`);
 
-    const runners = childrenOf(up.proc.pid as number);
-    up.proc.kill("SIGTERM");
-    expect(await up.exited).toBe(0);
-    expect(runners.length).toBeGreaterThan(0);
-    expect(runners.filter(alive)).toEqual([]);
-  });
+      const runners = childrenOf(up.proc.pid as number);
+      up.proc.kill("SIGTERM");
+      expect(await up.exited).toBe(0);
+      expect(runners.length).toBeGreaterThan(0);
+      expect(runners.filter(alive)).toEqual([]);
+    },
+  );
 
   it.each(spinning)("%s: a runner stuck loading dies when `faas up` is SIGKILLed", async (runtime) => {
     const dataDir = await tempDir("faas-spin-kill-");
@@ -133,7 +139,11 @@ describe("faas up and faas deploy: code that never finishes loading", () => {
     await new Promise((r) => setTimeout(r, 1000));
     up.proc.kill("SIGKILL");
     await up.exited;
-    await waitFor("every runner of the killed `faas up` to exit", () => runners.every((p) => !alive(p)) || undefined, 5000);
+    await waitFor(
+      "every runner of the killed `faas up` to exit",
+      () => runners.every((p) => !alive(p)) || undefined,
+      5000,
+    );
     const run = await deploy;
     expect(run.code).not.toBe(0);
   });

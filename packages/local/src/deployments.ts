@@ -104,7 +104,8 @@ export class Deployments {
     const count = Math.min(Math.max(old.length, spec.minReplicas), spec.maxReplicas);
     const results = await Promise.allSettled(Array.from({ length: count }, () => this.replicas.add(f)));
     const failed = results.find((r) => r.status === "rejected");
-    if (failed !== undefined) this.log.error({ fn: f.load.name, err: String(failed.reason) }, "roll-out: a new replica failed");
+    if (failed !== undefined)
+      this.log.error({ fn: f.load.name, err: String(failed.reason) }, "roll-out: a new replica failed");
     // Anything not of the current code leaves routing now, including replicas a
     // scale-up attached while the new ones were starting.
     for (const r of f.replicas.filter((r) => r.codeHash !== f.hash)) void this.replicas.retire(f, r);

@@ -35,7 +35,10 @@ export class Replicas {
   ) {}
 
   /** A pooled runner, owned from now on; loaded with `load`, or killed at the load timeout. */
-  async claimAndLoad(load: LoadSpec, hash: string): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number }> {
+  async claimAndLoad(
+    load: LoadSpec,
+    hash: string,
+  ): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number }> {
     const t0 = performance.now();
     const { runner } = await this.pool.claim(load.runtime);
     this.#own(runner);

@@ -26,7 +26,11 @@ const cases: Array<{ name: string; given: Partial<ScaleInput>; want: ScaleDecisi
     given: { ready: 3, pending: 1, idleMs: 1e9 },
     want: { action: "hold", excess: false },
   },
-  { name: "at minReplicas: hold", given: { ready: 2, minReplicas: 2, idleMs: 1e9 }, want: { action: "hold", excess: false } },
+  {
+    name: "at minReplicas: hold",
+    given: { ready: 2, minReplicas: 2, idleMs: 1e9 },
+    want: { action: "hold", excess: false },
+  },
   { name: "zero replicas, min 0: hold", given: { ready: 0 }, want: { action: "hold", excess: false } },
   {
     name: "idle past idleSeconds: scale to min",
