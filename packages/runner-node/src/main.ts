@@ -15,9 +15,10 @@ const host = new FunctionHost(log, config.loadTimeoutMs);
 // Code stuck at its top level may have left anything behind: this process is not reused.
 const runner = new RunnerServer(config, host, log, () => void shutdown("load-timeout", 3));
 
-function logCodeDirFailure(dir: string, err: unknown): void {
-  // Staying generic keeps /readyz at 503, which is what shows the failure on Kubernetes.
+/** A code directory that cannot be loaded is fatal (exit 1), as in the Python runner (docs/runner-protocol.md). */
+function failCodeDir(dir: string, err: unknown): never {
   log.error("code-dir-load-failed", { dir, message: describeThrown(err) });
+  process.exit(1);
 }
 
 async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {
@@ -26,8 +27,7 @@ async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {
     if (!spec) log.info("code-dir-empty", { dir, message: "no function.json; staying generic" });
     return spec;
   } catch (err) {
-    logCodeDirFailure(dir, err);
-    return undefined;
+    failCodeDir(dir, err);
   }
 }
 
@@ -53,7 +53,7 @@ const { codeDir } = config;
 const spec = codeDir ? await readSpecFromCodeDir(codeDir) : undefined;
 // Started before listening, so a call that arrives during the import waits for it instead of getting 503.
 const loading =
-  spec && codeDir ? runner.specialize(spec).catch((err: unknown) => logCodeDirFailure(codeDir, err)) : undefined;
+  spec && codeDir ? runner.specialize(spec).catch((err: unknown) => failCodeDir(codeDir, err)) : undefined;
 const port = await runner.listen();
 printListening(port);
 if (config.parentPid !== undefined) {
