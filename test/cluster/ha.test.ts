@@ -12,10 +12,13 @@ import {
   deleteFunction,
   deploymentReplicas,
   functionPods,
+  gatewayMetric,
   gatewayPortForward,
   installCrdAndGateway,
   invoke,
+  pythonFunction,
   systemPods,
+  waitForPool,
 } from "./support/platform.js";
 
 const NS = "default";
@@ -30,6 +33,7 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
   beforeAll(async () => {
     await installCrdAndGateway();
     await deleteFunction(NS, "hello");
+    await deleteFunction(NS, "ha-pool");
     await kubectl(["apply", "-f", join(repoRoot, "deploy/operator.yaml")]);
     await kubectl(["-n", "faas-system", "rollout", "status", "deployment/faas-operator", "--timeout=240s"], {
       timeoutMs: 250_000,
@@ -39,6 +43,7 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
   afterAll(async () => {
     pf?.close();
     await deleteFunction(NS, "hello").catch(() => {});
+    await deleteFunction(NS, "ha-pool").catch(() => {});
     await kubectl(["delete", "-f", join(repoRoot, "deploy/operator.yaml"), "--ignore-not-found", "--wait=true"], {
       allowFailure: true,
       timeoutMs: 180_000,
@@ -63,11 +68,45 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
     const first = await invoke(pf.localPort, "/invoke/hello");
     expect(first.status).toBe(200);
     expect(first.body).toBe("hello from runner");
-    expect(await functionPods(NS, "hello")).toHaveLength(1);
+    await waitFor("hello's own pod", async () => ((await functionPods(NS, "hello")).length === 1 ? true : undefined));
 
     const b = await burstFromZero(NS, "hello", 300, pf.localPort);
     expect(b.byStatus).toEqual({ 200: 300 });
     expect(b.scalePatches).toBe(1);
     expect(b.pods).toBe(1);
+  });
+
+  it("a cold burst through both gateways claims at most one pool pod each and specializes none twice", async () => {
+    await applyFunction(NS, pythonFunction("ha-pool", 'def handle(req):\n    return "both gateways"'), "ha-pool");
+    await waitForPool(NS, "python", 2);
+    const svc = await kubectlJson<{ spec: { clusterIP: string } }>(["-n", "faas-system", "get", "svc", "faas-gateway"]);
+    const claimsBefore = await gatewayMetric("faas_pool_claims_total", { result: "claimed" });
+    // New connections through the Service: kube-proxy spreads them over both gateways.
+    const replies = await Promise.all(
+      Array.from({ length: 200 }, () =>
+        fetch(`http://${svc.spec.clusterIP}:8000/invoke/ha-pool`, { signal: AbortSignal.timeout(60_000) }).then(
+          async (r) => ({ status: r.status, body: await r.text() }),
+        ),
+      ),
+    );
+    expect(replies.filter((r) => r.status !== 200 || r.body !== "both gateways")).toEqual([]);
+    const claims = (await gatewayMetric("faas_pool_claims_total", { result: "claimed" })) - claimsBefore;
+    expect(claims).toBeGreaterThanOrEqual(1);
+    expect(claims).toBeLessThanOrEqual(2);
+    // Every pool pod's runner logged at most one specialization.
+    const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>([
+      "-n",
+      NS,
+      "get",
+      "pods",
+      "-l",
+      "faas.example.com/pool",
+    ]);
+    for (const p of pods.items) {
+      const logs = await kubectl(["-n", NS, "logs", p.metadata.name], { allowFailure: true });
+      const specialized = logs.stdout.split("\n").filter((l) => l.includes('"specialized"')).length;
+      expect(specialized, p.metadata.name).toBeLessThanOrEqual(1);
+    }
+    console.log(`ha: 200 cold requests through both gateways → 200×200, ${claims} pool claim(s)`);
   });
 });

@@ -46,7 +46,11 @@ function startOperator(extraArgs: string[] = [], env: Record<string, string> = {
       "debug",
       ...extraArgs,
     ],
-    { env: { ...process.env, FAAS_PRESTOP_SLEEP_SECONDS: "2", ...env }, stdio: ["ignore", "ignore", "pipe"] },
+    // No warm pool here: no gateway serves this namespace (test/cluster/pool.test.ts covers it).
+    {
+      env: { ...process.env, FAAS_PRESTOP_SLEEP_SECONDS: "2", FAAS_POOL_SIZE: "0", ...env },
+      stdio: ["ignore", "ignore", "pipe"],
+    },
   );
   const logs: LogLine[] = [];
   let buf = "";

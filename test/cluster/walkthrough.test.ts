@@ -10,6 +10,7 @@ import { kubectl, type PortForward, repoRoot, waitFor } from "./fixture.js";
 import {
   applyFunction,
   burstFromZero,
+  claimedPods,
   deleteFunction,
   deploymentReplicas,
   functionPods,
@@ -19,6 +20,7 @@ import {
   type LocalOperator,
   pythonFunction,
   startLocalOperator,
+  waitForPool,
 } from "./support/platform.js";
 
 const NS = "default";
@@ -48,13 +50,26 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
     const { stdout } = await kubectl(["-n", NS, "get", "functions"]);
     expect(stdout).toMatch(/NAME\s+RUNTIME\s+READY\s+DESIRED\s+MIN\s+MAX\s+STATUS\s+AGE/);
 
+    await waitForPool(NS, "python", 1);
     const first = await invoke(pf.localPort, "/invoke/hello");
     expect(first.status).toBe(200);
     expect(first.body).toBe("hello from runner");
     expect(first.headers["x-faas-cold-start"]).toBe("true");
-    const pods = await functionPods(NS, "hello");
-    expect(pods).toHaveLength(1);
+    // Served by a pool pod the gateway claimed and specialized, not by a pod start.
+    expect(first.headers["server-timing"]).toMatch(/^parked;dur=[\d.]+, claim;dur=[\d.]+, specialize;dur=[\d.]+$/);
+    const claimed = await claimedPods(NS, "hello");
+    expect(claimed).toHaveLength(1);
+    // The Deployment stays the source of truth: its own pod comes up, then the claimed pod goes.
+    const pods = await waitFor("hello's own pod", async () => {
+      const p = await functionPods(NS, "hello");
+      return p.length === 1 ? p : undefined;
+    });
     expect(pods[0]).toMatch(/^fn-hello-deploy-/);
+    await waitFor(
+      "the claimed pod to be retired",
+      async () => ((await claimedPods(NS, "hello")).length === 0 ? true : undefined),
+      { timeoutMs: 60_000, intervalMs: 250 },
+    );
 
     const second = await invoke(pf.localPort, "/invoke/hello");
     expect(second.status).toBe(200);
@@ -67,14 +82,16 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
     expect(second.ms).toBeLessThan(first.ms);
   });
 
-  it("answers a burst of 500 at zero replicas with one scale patch and one pod", async () => {
+  it("answers a burst of 500 at zero replicas with one specialization, one scale patch and one pod", async () => {
+    await waitForPool(NS, "python", 1);
     const b = await burstFromZero(NS, "hello", 500, pf.localPort);
     expect(b.byStatus).toEqual({ 200: 500 });
     expect([...b.bodies]).toEqual(["hello from runner"]);
+    expect(b.poolClaims).toBe(1);
     expect(b.scalePatches).toBe(1);
     expect(b.pods).toBe(1);
     console.log(
-      `herd: 500 concurrent at zero → 500×200 in ${b.seconds.toFixed(1)} s, ${b.scalePatches} scale patch, ${b.pods} pod`,
+      `herd: 500 concurrent at zero → 500×200 in ${b.seconds.toFixed(1)} s, ${b.poolClaims} specialization, ${b.scalePatches} scale patch, ${b.pods} pod`,
     );
   });
 
@@ -85,7 +102,7 @@ describe("walkthrough: CRD, gateway, local operator, hello from zero", () => {
       "idle",
     );
     expect((await invoke(pf.localPort, "/invoke/idle")).body).toBe("still here");
-    expect(await functionPods(NS, "idle")).toHaveLength(1);
+    await waitFor("idle's own pod", async () => ((await functionPods(NS, "idle")).length === 1 ? true : undefined));
     const t0 = performance.now();
     await waitFor(
       "idle to scale to zero",

@@ -213,9 +213,9 @@ describe("life cycle", () => {
     expect([ready.status, ready.json()]).toEqual([200, { status: "ready", function: "from-dir" }]);
     expect((await call(r.port, "/invoke")).body).toBe("hi from dir");
     expect(readdirSync(dir).sort()).toEqual(before); // nothing written into the mount
-    // The same function again (e.g. the backend retrying) is idempotent; another is refused.
+    // A runner started with its code never specializes (403), whatever is asked.
     const code = py("import os, helper", "def handle(req):", "    return helper.greet(os.environ['GREETING'])");
-    expect((await specialize(r.port, { ...spec, name: "other", code })).status).toBe(409);
+    expect((await specialize(r.port, { ...spec, name: "other", code })).status).toBe(403);
   });
 
   test("a code dir that fails to load is fatal at start, with the reason logged", async () => {

@@ -48,3 +48,27 @@ export const CODE_MOUNT_PATH = "/code";
 export const LOAD_SPEC_FILE = "function.json";
 export const OPERATOR_FIELD_MANAGER = "faas-operator";
 export const GATEWAY_FIELD_MANAGER = "faas-gateway";
+
+/**
+ * The warm pool on Kubernetes (ADR 0008): generic runner pods per runtime and
+ * namespace, kept by the operator; a gateway claims one on a cold start by
+ * specializing it, then relabels it so the pool's ReplicaSet lets it go.
+ */
+export const POOL_LABEL = `${API_GROUP}/pool`;
+/** `idle` on the pool's pod template (the ReplicaSet selects on it); `claimed` once claimed. */
+export const POOL_STATE_LABEL = `${API_GROUP}/pool-state`;
+export const POOL_STATE_IDLE = "idle";
+export const POOL_STATE_CLAIMED = "claimed";
+/** On a claimed pod: the function it serves (not FUNCTION_LABEL, so Services, HPAs and Deployments ignore it). */
+export const CLAIMED_FOR_LABEL = `${API_GROUP}/claimed-for`;
+/** On function pod templates and claimed pods: the code hash the runner loaded. */
+export const CODE_HASH_ANNOTATION = `${API_GROUP}/code-hash`;
+/** On a claimed pod: when it was claimed (RFC 3339). */
+export const CLAIMED_AT_ANNOTATION = `${API_GROUP}/claimed-at`;
+/** Secret (key `token`) a pool pod's runner wants on `POST /specialize`; only gateways read it. */
+export const POOL_TOKEN_SECRET = "faas-pool-token";
+export const POOL_TOKEN_KEY = "token";
+/** emptyDir path of a pool pod's claim file: it survives a container restart (runner-protocol.md). */
+export const POOL_STATE_DIR = "/var/run/faas";
+export const POOL_CLAIM_FILE = `${POOL_STATE_DIR}/claimed`;
+export const poolDeploymentName = (runtime: Runtime): string => `faas-pool-${runtime}`;

@@ -18,6 +18,17 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
       `FAAS_SCALE_UP_TIMEOUT_MS=${env.FAAS_SCALE_UP_TIMEOUT_MS}: must be a positive integer`,
     );
   }
+  const pool = (env.FAAS_POOL ?? "on").toLowerCase();
+  if (!["on", "off", "true", "false", "1", "0"].includes(pool)) {
+    throw new FaasError("BAD_REQUEST", `FAAS_POOL=${env.FAAS_POOL}: must be on or off`);
+  }
+  const specializeTimeoutMs = Number(env.FAAS_POOL_SPECIALIZE_TIMEOUT_MS ?? 10_000);
+  if (!Number.isInteger(specializeTimeoutMs) || specializeTimeoutMs <= 0) {
+    throw new FaasError(
+      "BAD_REQUEST",
+      `FAAS_POOL_SPECIALIZE_TIMEOUT_MS=${env.FAAS_POOL_SPECIALIZE_TIMEOUT_MS}: must be a positive integer`,
+    );
+  }
   return {
     // In a pod the gateway listens on all interfaces; admin stays off (manage with kubectl).
     gateway: {
@@ -28,6 +39,7 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
       namespace: env.FAAS_FUNCTION_NAMESPACE || "default",
       scaleUpTimeoutMs,
       activityTickMs: 250,
+      pool: { enabled: ["on", "true", "1"].includes(pool), specializeTimeoutMs, maxAttempts: 3 },
     },
     kubeconfig: env.KUBECONFIG || undefined,
   };

@@ -6,6 +6,7 @@
  * the operator can scale idle functions to zero without cutting off requests.
  */
 import {
+  codeHash,
   deploymentName,
   FaasError,
   FUNCTION_LABEL,
@@ -13,11 +14,14 @@ import {
   GATEWAY_FIELD_MANAGER,
   LAST_REQUEST_ANNOTATION,
   parseFunction,
+  toLoadSpec,
 } from "@faas/api";
 import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, ScaleUpResult } from "@faas/gateway";
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { deploymentSteps, PodProber } from "./pod-prober.js";
+import { PoolClaimer, type PoolConfig } from "./pool.js";
 
 export interface KubeBackendConfig {
   /** Namespace whose Functions this gateway serves. */
@@ -26,6 +30,8 @@ export interface KubeBackendConfig {
   scaleUpTimeoutMs: number;
   /** How often activity stamps are considered. */
   activityTickMs: number;
+  /** The warm pool of generic runner pods (ADR 0008). */
+  pool: PoolConfig;
 }
 
 interface EndpointSlice extends KubeObject {
@@ -57,6 +63,10 @@ export class KubeBackend implements Backend {
   readonly #failed = new Map<string, Set<string>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #stamped = new Map<string, { at: number; activity: number }>();
+  readonly #pool: PoolClaimer;
+  readonly #prober: PodProber;
+  /** Code hash per parsed Function object (the pool routes only to pods holding the current code). */
+  readonly #hashes = new WeakMap<FunctionResource, string>();
   #listener: BackendListener | undefined;
   #load: LoadView | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -84,10 +94,22 @@ export class KubeBackend implements Backend {
       { resource: { ...RESOURCES.deployments, namespace: ns }, labelSelector: FUNCTION_LABEL },
       log,
     );
+    this.#pool = new PoolClaimer(client, ns, cfg.pool, log.child({ component: "pool" }), (fn) => this.#recompute(fn));
+    this.#prober = new PodProber(client, ns, log.child({ component: "pod-prober" }), (fn) => this.#recompute(fn));
   }
 
   registerMetrics(registry: Registry): void {
     registry.registerMetric(this.#scalePatches);
+    this.#pool.registerMetrics(registry);
+  }
+
+  #codeHash(fn: FunctionResource): string {
+    let h = this.#hashes.get(fn);
+    if (h === undefined) {
+      h = codeHash(toLoadSpec(fn));
+      this.#hashes.set(fn, h);
+    }
+    return h;
   }
 
   async start(listener: BackendListener, load: LoadView): Promise<void> {
@@ -97,7 +119,11 @@ export class KubeBackend implements Backend {
       const name = obj.metadata.name;
       const before = this.#parsed.get(name)?.fn;
       const after = this.getFunction(name);
-      if (before !== after) listener.functionChanged(name, after);
+      if (before !== after) {
+        listener.functionChanged(name, after);
+        // New code: claimed pool pods holding the old code leave routing.
+        this.#recompute(name);
+      }
     };
     this.#functions.on("add", onFunction);
     this.#functions.on("update", onFunction);
@@ -112,7 +138,7 @@ export class KubeBackend implements Backend {
     this.#slices.on("add", onSlice);
     this.#slices.on("update", onSlice);
     this.#slices.on("delete", onSlice);
-    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start()]);
+    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start(), this.#pool.start()]);
     for (const s of this.#slices.list()) onSlice(s);
     this.#timer = setInterval(() => void this.#stampActivity(), this.cfg.activityTickMs);
     this.#timer.unref();
@@ -123,6 +149,8 @@ export class KubeBackend implements Backend {
     this.#functions.stop();
     this.#slices.stop();
     this.#deployments.stop();
+    this.#pool.stop();
+    this.#prober.stop();
   }
 
   getFunction(name: string): FunctionResource | undefined {
@@ -169,17 +197,30 @@ export class KubeBackend implements Backend {
   #recompute(fn: string): void {
     const failed = this.#failed.get(fn);
     const eps: Endpoint[] = [];
+    const terminating = new Set<string>();
     for (const s of this.#slices.list()) {
       if (sliceFunction(s) !== fn) continue;
       const port = (s.ports ?? []).find((p) => p.name === "http")?.port ?? s.ports?.[0]?.port;
       if (port === undefined) continue;
       for (const e of s.endpoints ?? []) {
-        if (e.conditions?.ready !== true || e.conditions.terminating === true) continue;
         const host = e.addresses[0];
         if (host === undefined) continue;
         const id = `${e.targetRef?.name ?? host}@${host}`;
+        if (e.conditions?.terminating === true) terminating.add(id);
+        if (e.conditions?.ready !== true || e.conditions.terminating === true) continue;
         if (failed?.has(id)) continue;
         eps.push({ id, host, port });
+      }
+    }
+    // New pods found ready by a direct probe, before the EndpointSlice lists them ready.
+    for (const e of this.#prober.endpoints(fn)) {
+      if (!terminating.has(e.id) && !failed?.has(e.id) && !eps.some((x) => x.id === e.id)) eps.push(e);
+    }
+    if (eps.length === 0) {
+      // Until the function's own pods are ready, the pool pods claimed for it serve it.
+      const resource = this.getFunction(fn);
+      if (resource !== undefined) {
+        for (const e of this.#pool.endpoints(fn, this.#codeHash(resource))) if (!failed?.has(e.id)) eps.push(e);
       }
     }
     eps.sort((a, b) => a.id.localeCompare(b.id));
@@ -201,15 +242,35 @@ export class KubeBackend implements Backend {
     if (replicas > 1 && (this.#deployment(fn)?.spec?.replicas ?? 0) >= 1) return { steps: [] };
     const target = 1;
     const ready = this.#waitForEndpoint(fn, this.cfg.scaleUpTimeoutMs);
+    const pod = this.#prober.track(fn);
+    let scaledAt = started;
     try {
       // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
-      await this.#stamp(fn);
-      await this.#ensureScale(fn, target);
+      // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
+      const deployment = this.#stamp(fn)
+        .then(() => this.#ensureScale(fn, target))
+        .then(() => {
+          scaledAt = performance.now();
+        });
+      if (this.cfg.pool.enabled) {
+        const claimed = await this.#pool
+          .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
+          .catch(() => undefined);
+        if (claimed !== undefined) {
+          deployment.catch((err: unknown) =>
+            this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),
+          );
+          this.#recompute(fn);
+          if ((this.#endpoints.get(fn)?.length ?? 0) > 0) return { steps: claimed.steps };
+        }
+      }
+      await deployment;
       if ((this.#endpoints.get(fn)?.length ?? 0) === 0) await ready.promise;
     } finally {
       ready.cancel();
+      pod.stop();
     }
-    return { steps: [{ name: "scaleup", ms: performance.now() - started }] };
+    return { steps: deploymentSteps(started, scaledAt, pod.marks, performance.now()) };
   }
 
   async #ensureScale(fn: string, target: number): Promise<void> {

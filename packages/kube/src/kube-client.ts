@@ -80,6 +80,7 @@ export const RESOURCES = {
   services: { group: "", version: "v1", plural: "services" },
   configmaps: { group: "", version: "v1", plural: "configmaps" },
   pods: { group: "", version: "v1", plural: "pods" },
+  secrets: { group: "", version: "v1", plural: "secrets" },
   events: { group: "", version: "v1", plural: "events" },
   endpointslices: { group: "discovery.k8s.io", version: "v1", plural: "endpointslices" },
   hpas: { group: "autoscaling", version: "v2", plural: "horizontalpodautoscalers" },

@@ -22,6 +22,8 @@ describe("loadConfig", () => {
       idleCheckIntervalMs: 1000,
       healthPort: 0,
       logLevel: "info",
+      poolSize: { python: 2, nodejs: 2 },
+      poolRequests: { cpu: "10m", memory: "32Mi" },
     });
     expect(c).toEqual({ ...DEFAULT_OPERATOR_CONFIG, identity: c.identity });
   });
@@ -51,6 +53,18 @@ describe("loadConfig", () => {
       want: { images: { python: "r/py:1", nodejs: "faas-node-runner:latest" }, imagePullPolicy: "Always" },
     },
     {
+      name: "pool size for all runtimes",
+      env: { FAAS_POOL_SIZE: "0" },
+      argv: [],
+      want: { poolSize: { python: 0, nodejs: 0 } },
+    },
+    {
+      name: "pool size per runtime beats the shared one, and the flag beats env",
+      env: { FAAS_POOL_SIZE: "1", FAAS_POOL_SIZE_NODEJS: "4" },
+      argv: ["--pool-size", "3"],
+      want: { poolSize: { python: 3, nodejs: 4 } },
+    },
+    {
       name: "HPA stabilization",
       env: { FAAS_HPA_SCALE_DOWN_STABILIZATION_SECONDS: "10" },
       argv: [],
@@ -65,6 +79,7 @@ describe("loadConfig", () => {
     expect(() => loadConfig({ FAAS_IMAGE_PULL_POLICY: "Sometimes" })).toThrow(/FAAS_IMAGE_PULL_POLICY/);
     expect(() => loadConfig({ FAAS_OPERATOR_WORKERS: "0" })).toThrow(/FAAS_OPERATOR_WORKERS/);
     expect(() => loadConfig({}, ["--bogus"])).toThrow(/--bogus/);
+    expect(() => loadConfig({ FAAS_POOL_SIZE: "-1" })).toThrow(/FAAS_POOL_SIZE/);
   });
 
   it("fills the status URL template", () => {

@@ -37,6 +37,16 @@ export interface OperatorConfig {
   /** Container resources of function pods (the HPA's CPU target is relative to the request). */
   requests: ResourceAmounts;
   limits: ResourceAmounts;
+  /** Generic runner pods kept warm per runtime in each namespace served (ADR 0008); 0 = no pool. */
+  poolSize: Record<Runtime, number>;
+  /** Requests of a pool pod (small: most of the time it waits); its limits are `limits`. */
+  poolRequests: ResourceAmounts;
+  /** The pool's objects are applied again this often (and when leadership starts). */
+  poolResyncSeconds: number;
+  /** A claimed pod goes once the function's Deployment has had a ready pod this long. */
+  poolHandoffMs: number;
+  /** A claimed pod goes when its function's Deployment is still at zero this long after the claim. */
+  poolOrphanMs: number;
   /** preStop sleep: endpoints are removed before the runner gets SIGTERM. */
   preStopSleepSeconds: number;
   /** HPA scale-down stabilization window; undefined = the Kubernetes default (300 s). */
@@ -67,6 +77,11 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   imagePullPolicy: "IfNotPresent",
   requests: { cpu: "100m", memory: "64Mi" },
   limits: { cpu: "1", memory: "256Mi" },
+  poolSize: { python: 2, nodejs: 2 },
+  poolRequests: { cpu: "10m", memory: "32Mi" },
+  poolResyncSeconds: 60,
+  poolHandoffMs: 2_000,
+  poolOrphanMs: 30_000,
   preStopSleepSeconds: 3,
   hpaScaleDownStabilizationSeconds: undefined,
   workers: 4,
@@ -123,11 +138,12 @@ const FLAGS = [
   "lease-namespace",
   "log-level",
   "health-port",
+  "pool-size",
 ];
 
 /**
  * Flags (`--namespace X`, `--all-namespaces`, `--kubeconfig F`, `--leader-elect`,
- * `--lease-name`, `--lease-namespace`, `--log-level`, `--health-port`) override
+ * `--lease-name`, `--lease-namespace`, `--log-level`, `--health-port`, `--pool-size`) override
  * the environment (`FAAS_*`).
  */
 export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = []): OperatorConfig {
@@ -142,6 +158,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = [])
   }
   const stabilization = env.FAAS_HPA_SCALE_DOWN_STABILIZATION_SECONDS;
   const retryBaseMs = int("FAAS_RETRY_BASE_MS", env.FAAS_RETRY_BASE_MS, d.retryBaseMs, 1);
+  // FAAS_POOL_SIZE (or --pool-size) for every runtime; FAAS_POOL_SIZE_<RUNTIME> for one.
+  const poolSize = int("FAAS_POOL_SIZE", f["pool-size"] ?? env.FAAS_POOL_SIZE, d.poolSize.python);
   return {
     namespace,
     kubeconfig: f.kubeconfig || env.FAAS_KUBECONFIG || d.kubeconfig,
@@ -163,6 +181,17 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = [])
       cpu: env.FAAS_FUNCTION_CPU_LIMIT || d.limits.cpu,
       memory: env.FAAS_FUNCTION_MEMORY_LIMIT || d.limits.memory,
     },
+    poolSize: {
+      python: int("FAAS_POOL_SIZE_PYTHON", env.FAAS_POOL_SIZE_PYTHON, poolSize),
+      nodejs: int("FAAS_POOL_SIZE_NODEJS", env.FAAS_POOL_SIZE_NODEJS, poolSize),
+    },
+    poolRequests: {
+      cpu: env.FAAS_POOL_CPU_REQUEST || d.poolRequests.cpu,
+      memory: env.FAAS_POOL_MEMORY_REQUEST || d.poolRequests.memory,
+    },
+    poolResyncSeconds: int("FAAS_POOL_RESYNC_SECONDS", env.FAAS_POOL_RESYNC_SECONDS, d.poolResyncSeconds, 1),
+    poolHandoffMs: int("FAAS_POOL_HANDOFF_MS", env.FAAS_POOL_HANDOFF_MS, d.poolHandoffMs),
+    poolOrphanMs: int("FAAS_POOL_ORPHAN_MS", env.FAAS_POOL_ORPHAN_MS, d.poolOrphanMs, 1),
     preStopSleepSeconds: int("FAAS_PRESTOP_SLEEP_SECONDS", env.FAAS_PRESTOP_SLEEP_SECONDS, d.preStopSleepSeconds),
     hpaScaleDownStabilizationSeconds:
       stabilization === undefined || stabilization === ""

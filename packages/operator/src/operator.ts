@@ -4,13 +4,14 @@
  * leads (or always, without leader election). Caches stay warm on followers so
  * a new leader starts at once.
  */
-import { FUNCTION_LABEL } from "@faas/api";
+import { CLAIMED_FOR_LABEL, FUNCTION_LABEL } from "@faas/api";
 import { type KubeClient, type KubeObject, LeaderElector, objectKey, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import type { OperatorConfig } from "./config.js";
 import { EventRecorder } from "./events.js";
 import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
+import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
 import { WorkQueue } from "./work-queue.js";
 
@@ -30,6 +31,9 @@ export class Operator {
   readonly #queue: WorkQueue;
   readonly #reconciler: FunctionReconciler;
   readonly #idle: IdleScaler;
+  /** Pods gateways claimed from the warm pool (not function children: no function label). */
+  readonly #claimedPods: Reflector<PodObject>;
+  readonly pool: PoolKeeper;
   readonly #elector: LeaderElector | undefined;
   /** Aborted when leadership is lost: in-flight reconciles stop before their next write. */
   #leadership = new AbortController();
@@ -94,6 +98,16 @@ export class Operator {
       intervalMs: cfg.idleCheckIntervalMs,
       onScaledToZero: (key) => this.#queue.add(key),
     });
+    this.#claimedPods = reflect<PodObject>(RESOURCES.pods, CLAIMED_FOR_LABEL);
+    this.pool = new PoolKeeper({
+      client,
+      cfg,
+      functions: this.functions,
+      deployments: this.#owned.deployments,
+      claimedPods: this.#claimedPods,
+      log: log.child({ component: "pool" }),
+      now,
+    });
     if (cfg.leaderElection) {
       this.#elector = new LeaderElector(
         client,
@@ -114,7 +128,11 @@ export class Operator {
 
   async start(): Promise<void> {
     this.#wire();
-    await Promise.all([this.functions.start(), ...Object.values(this.#owned).map((r) => r.start())]);
+    await Promise.all([
+      this.functions.start(),
+      this.#claimedPods.start(),
+      ...Object.values(this.#owned).map((r) => r.start()),
+    ]);
     if (this.#stopped) return;
     this.#synced = true;
     this.log.info(
@@ -139,6 +157,7 @@ export class Operator {
     await this.#elector?.stop();
     await this.#queue.close();
     this.functions.stop();
+    this.#claimedPods.stop();
     for (const r of Object.values(this.#owned)) r.stop();
   }
 
@@ -146,6 +165,7 @@ export class Operator {
     if (leading === this.#leading) return;
     this.#leading = leading;
     this.#idle.setEnabled(leading);
+    this.pool.setEnabled(leading);
     if (leading) {
       this.#leadership = new AbortController();
       this.#reconciler.resetMemory();
@@ -166,7 +186,10 @@ export class Operator {
   }
 
   #wire(): void {
-    this.functions.on("add", (fn) => this.#queue.add(objectKey(fn)));
+    this.functions.on("add", (fn) => {
+      this.#queue.add(objectKey(fn));
+      if (this.#leading) void this.pool.ensure(fn.metadata.namespace ?? "default");
+    });
     this.functions.on("update", (fn, old) => {
       // Annotation- and status-only changes (gateways stamping activity, our own
       // status writes) leave the generation alone and need no reconcile.
@@ -193,9 +216,20 @@ export class Operator {
       r.on("update", enqueueOwner);
       r.on("delete", enqueueOwner);
     }
-    this.#owned.deployments.on("add", (d) => this.#idle.observe(d, undefined));
-    this.#owned.deployments.on("update", (d, old) => this.#idle.observe(d, old));
-    this.#owned.deployments.on("delete", (d) => this.#idle.forget(d));
+    this.#owned.deployments.on("add", (d) => {
+      this.#idle.observe(d, undefined);
+      this.pool.observeDeployment(d);
+    });
+    this.#owned.deployments.on("update", (d, old) => {
+      this.#idle.observe(d, old);
+      this.pool.observeDeployment(d);
+    });
+    this.#owned.deployments.on("delete", (d) => {
+      this.#idle.forget(d);
+      this.pool.observeDeployment(d, true);
+    });
+    // A claimed pod's hand-off is due a moment after the Deployment's pod is ready: check at once too.
+    this.#claimedPods.on("add", () => void this.pool.retireClaimedPods());
   }
 
   async #reconcileKey(key: string) {

@@ -20,6 +20,14 @@ export interface RunnerConfig {
    * runner exits with status 3 once it has answered.
    */
   loadTimeoutMs: number;
+  /** FAAS_SPECIALIZE_TOKEN: when set, `POST /specialize` needs `Authorization: Bearer <token>` (pool pods). */
+  specializeToken: string | undefined;
+  /**
+   * FAAS_POOL_CLAIM_FILE (pool mode): a file on a volume that outlives the container,
+   * written on specialization. A runner that finds it at start restarted after a claim:
+   * it stays unready and never specializes again.
+   */
+  poolClaimFile: string | undefined;
 }
 
 export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
@@ -44,5 +52,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     maxSpecBytes: 16 * 1024 * 1024,
     parentPid: readNumber(env, "FAAS_PARENT_PID", 0, 0) || undefined,
     loadTimeoutMs: readNumber(env, "FAAS_LOAD_TIMEOUT_MS", DEFAULT_LOAD_TIMEOUT_MS, 1),
+    specializeToken: env.FAAS_SPECIALIZE_TOKEN || undefined,
+    poolClaimFile: env.FAAS_POOL_CLAIM_FILE || undefined,
   };
 }

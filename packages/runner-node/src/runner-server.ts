@@ -2,6 +2,8 @@
  * The runner's HTTP surface (docs/runner-protocol.md): control endpoints,
  * `/invoke[/<rest>]`, malformed-request answers and the SIGTERM drain.
  */
+import { timingSafeEqual } from "node:crypto";
+import { existsSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { RunnerConfig } from "./config.js";
@@ -18,6 +20,8 @@ export class RunnerServer {
   #draining = false;
   #inFlight = 0;
   #drained: (() => void) | undefined;
+  /** A pool runner restarted after its claim comes back generic: never usable again. */
+  readonly #restartedAfterClaim: boolean;
 
   constructor(
     private readonly config: RunnerConfig,
@@ -26,6 +30,7 @@ export class RunnerServer {
     /** Called once a load that timed out has been answered: the runner must go (exit 3). */
     private readonly onLoadTimeout: () => void = () => {},
   ) {
+    this.#restartedAfterClaim = config.poolClaimFile !== undefined && existsSync(config.poolClaimFile);
     this.server = createServer(
       {
         keepAliveTimeout: config.keepAliveSeconds * 1000,
@@ -51,6 +56,7 @@ export class RunnerServer {
   /** Becomes the given function, or throws a RunnerError (400/409). */
   async specialize(spec: LoadSpec): Promise<number> {
     const loadMs = await this.host.specialize(spec);
+    if (this.config.poolClaimFile !== undefined) writeFileSync(this.config.poolClaimFile, spec.name);
     // Logged after the caller has its answer: the log line is not on the cold path.
     setImmediate(() => this.log.info("specialized", { fn: spec.name, loadMs: round(loadMs) }));
     return loadMs;
@@ -95,14 +101,18 @@ export class RunnerServer {
 
   #readyz(res: ServerResponse): void {
     if (this.#draining) this.#sendJson(res, 503, { status: "draining" });
+    else if (this.#restartedAfterClaim) this.#sendJson(res, 503, { status: "restarted" });
     else if (this.host.state === "ready")
       this.#sendJson(res, 200, { status: "ready", function: this.host.functionName });
-    else this.#sendJson(res, 503, { status: this.host.state === "loading" ? "loading" : "generic" });
+    else if (this.host.state === "loading") this.#sendJson(res, 503, { status: "loading" });
+    // A pool runner is ready to be claimed while generic; any other is not ready yet.
+    else this.#sendJson(res, this.config.poolClaimFile !== undefined ? 200 : 503, { status: "generic" });
   }
 
   async #specialize(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       if (this.#draining) throw new RunnerError("RUNNER_DRAINING", "runner is shutting down");
+      this.#checkMaySpecialize(req);
       const body = await readBody(req, this.config.maxSpecBytes);
       let parsed: unknown;
       try {
@@ -117,6 +127,27 @@ export class RunnerServer {
       const error = asRunnerError(err);
       this.#sendError(res, error);
       if (error.details.loadTimeoutMs !== undefined) res.once("finish", () => this.onLoadTimeout());
+    }
+  }
+
+  /** Throws 403 for a runner started with its code, 401 without the pool's token. */
+  #checkMaySpecialize(req: IncomingMessage): void {
+    if (this.config.codeDir !== undefined) {
+      throw new RunnerError(
+        "FORBIDDEN",
+        "this runner was started with its function's code (FAAS_CODE_DIR); it never specializes",
+      );
+    }
+    const token = this.config.specializeToken;
+    if (token !== undefined) {
+      const given = Buffer.from(req.headers.authorization ?? "");
+      const want = Buffer.from(`Bearer ${token}`);
+      if (given.length !== want.length || !timingSafeEqual(given, want)) {
+        throw new RunnerError("UNAUTHORIZED", "specialize needs the pool's bearer token");
+      }
+    }
+    if (this.#restartedAfterClaim) {
+      throw new RunnerError("CONFLICT", "this runner restarted after it was claimed; it is being replaced");
     }
   }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hmac
 import json
 import os
 import shutil
@@ -73,6 +74,8 @@ class Runner:
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-loader")
         self._loader.submit(_nothing).result()  # the thread exists before the first specialization
         self._loading: tuple[str | None, asyncio.Future[LoadedFunction]] | None = None
+        # A pool runner restarted after its claim comes back generic: never usable again.
+        self.restarted_after_claim = bool(config.pool_claim_file and os.path.exists(config.pool_claim_file))
 
     # ---- life cycle -------------------------------------------------------
 
@@ -246,13 +249,35 @@ class Runner:
     def _readiness(self) -> Outcome:
         if self.draining:
             return _json(503, {"status": "draining"})
+        if self.restarted_after_claim:
+            return _json(503, {"status": "restarted"})
         if self.function is None:
-            return _json(503, {"status": "loading" if self._loading is not None else "generic"})
+            if self._loading is not None:
+                return _json(503, {"status": "loading"})
+            # A pool runner is ready to be claimed while generic; any other is not ready yet.
+            return _json(200 if self.config.pool_claim_file else 503, {"status": "generic"})
         return _json(200, {"status": "ready", "function": self.function.spec.name})
+
+    def _may_specialize(self, head: RequestHead) -> Outcome | None:
+        if self.config.code_dir:
+            return _error(
+                403, "FORBIDDEN", "this runner was started with its function's code (FAAS_CODE_DIR); it never specializes"
+            )
+        token = self.config.specialize_token
+        if token is not None:
+            given = next((v for k, v in head.headers if k.lower() == "authorization"), "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _error(401, "UNAUTHORIZED", "specialize needs the pool's bearer token")
+        if self.restarted_after_claim:
+            return _error(409, "CONFLICT", "this runner restarted after it was claimed; it is being replaced")
+        return None
 
     async def _specialize(self, conn: Connection, head: RequestHead) -> Outcome:
         if self.draining:
             return _error(503, "RUNNER_DRAINING", "runner is draining")
+        refused = self._may_specialize(head)
+        if refused is not None:
+            return refused
         body = await self._read_body(conn, head)
         try:
             spec = parse_load_spec(json.loads(body))
@@ -304,6 +329,9 @@ class Runner:
         return _json(200, {"function": fn.spec.name, "loadMs": fn.load_ms})
 
     def _become(self, fn: LoadedFunction) -> None:
+        if self.config.pool_claim_file:
+            with open(self.config.pool_claim_file, "w") as f:
+                f.write(fn.spec.name)
         self.function = fn
         log.info("specialized", function=fn.spec.name, handler=fn.spec.handler, loadMs=fn.load_ms)
 

@@ -185,8 +185,47 @@ export interface BurstResult {
   byStatus: Record<number, number>;
   bodies: Set<string>;
   scalePatches: number;
+  /** Pool pods specialized for the burst, summed over every gateway. */
+  poolClaims: number;
   pods: number;
   seconds: number;
+}
+
+/** Pods gateways claimed from the warm pool for a function (not being deleted). */
+export async function claimedPods(namespace: string, fn: string): Promise<string[]> {
+  const pods = await kubectlJson<PodList>(["-n", namespace, "get", "pods", "-l", `faas.example.com/claimed-for=${fn}`]);
+  return pods.items.filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
+}
+
+/** Ready, unclaimed pool pods of a runtime. */
+export async function idlePoolPods(namespace: string, runtime: string): Promise<string[]> {
+  const pods = await kubectlJson<{
+    items: {
+      metadata: { name: string; deletionTimestamp?: string };
+      status?: { conditions?: { type: string; status: string }[] };
+    }[];
+  }>(["-n", namespace, "get", "pods", "-l", `faas.example.com/pool=${runtime},faas.example.com/pool-state=idle`]);
+  return pods.items
+    .filter(
+      (p) =>
+        !p.metadata.deletionTimestamp &&
+        p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true,
+    )
+    .map((p) => p.metadata.name);
+}
+
+/** Waits until the pool of a runtime has `size` ready idle pods. */
+export async function waitForPool(
+  namespace: string,
+  runtime: string,
+  size: number,
+  timeoutMs = 120_000,
+): Promise<void> {
+  await waitFor(
+    `${size} idle ${runtime} pool pods in ${namespace}`,
+    async () => ((await idlePoolPods(namespace, runtime)).length >= size ? true : undefined),
+    { timeoutMs, intervalMs: 250 },
+  );
 }
 
 /**
@@ -202,15 +241,19 @@ export async function burstFromZero(namespace: string, fn: string, count: number
     (await gatewayMetric("faas_replicas_ready", { function: fn })) === 0 ? true : undefined,
   );
   const patchesBefore = await gatewayMetric("faas_scale_patches_total", { function: fn });
+  const claimsBefore = await gatewayMetric("faas_pool_claims_total", { result: "claimed" });
   const t0 = performance.now();
   const replies = await Promise.all(Array.from({ length: count }, () => invoke(port, `/invoke/${fn}`)));
   const seconds = (performance.now() - t0) / 1000;
   const byStatus: Record<number, number> = {};
   for (const r of replies) byStatus[r.status] = (byStatus[r.status] ?? 0) + 1;
+  // A pool pod may have served the burst: the Deployment's own pod follows the scale patch.
+  await waitFor(`a pod of ${fn}`, async () => ((await functionPods(namespace, fn)).length > 0 ? true : undefined));
   return {
     byStatus,
     bodies: new Set(replies.map((r) => r.body)),
     scalePatches: (await gatewayMetric("faas_scale_patches_total", { function: fn })) - patchesBefore,
+    poolClaims: (await gatewayMetric("faas_pool_claims_total", { result: "claimed" })) - claimsBefore,
     pods: (await functionPods(namespace, fn)).length,
     seconds,
   };

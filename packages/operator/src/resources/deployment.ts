@@ -9,6 +9,7 @@
  * `spec.replicas` is deliberately absent: the gateway and the HPA own it.
  */
 import {
+  CODE_HASH_ANNOTATION,
   CODE_MOUNT_PATH,
   codeHash,
   configMapName,
@@ -21,7 +22,7 @@ import type { V1Deployment } from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
 import { childMetadata, type FunctionObject, functionLabels } from "./labels.js";
 
-export const CODE_HASH_ANNOTATION = "faas.example.com/code-hash";
+export { CODE_HASH_ANNOTATION };
 export const RUNNER_CONTAINER = "runner";
 export const RUNNER_UID = 10001;
 

@@ -1,10 +1,20 @@
-import { FUNCTION_LABEL, type FunctionSpecInput, makeFunction } from "@faas/api";
+import {
+  FUNCTION_LABEL,
+  type FunctionSpecInput,
+  makeFunction,
+  POOL_CLAIM_FILE,
+  POOL_LABEL,
+  POOL_STATE_IDLE,
+  POOL_STATE_LABEL,
+  POOL_TOKEN_SECRET,
+} from "@faas/api";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_OPERATOR_CONFIG } from "../config.js";
 import { buildConfigMap } from "./config-map.js";
 import { buildDeployment, buildDeploymentForCreate, CODE_HASH_ANNOTATION } from "./deployment.js";
 import { buildHpa, wantsHpa } from "./hpa.js";
 import type { FunctionObject } from "./labels.js";
+import { buildPoolDeployment, buildPoolTokenSecret } from "./pool.js";
 import { buildService } from "./service.js";
 
 const cfg = DEFAULT_OPERATOR_CONFIG;
@@ -191,5 +201,46 @@ describe("HPA", () => {
   it("carries a scale-down stabilization window when configured", () => {
     const h = buildHpa(fn("cpu", { minReplicas: 1, maxReplicas: 5 }), { hpaScaleDownStabilizationSeconds: 15 });
     expect(h.spec?.behavior).toEqual({ scaleDown: { stabilizationWindowSeconds: 15 } });
+  });
+});
+
+describe("buildPoolDeployment", () => {
+  const d = buildPoolDeployment("python", "team-a", 2, cfg);
+  const pod = d.spec?.template.spec;
+  const c = pod?.containers[0];
+  it("selects only idle pool pods, so a claimed pod (relabelled) leaves the ReplicaSet", () => {
+    expect(d.metadata?.name).toBe("faas-pool-python");
+    expect(d.metadata?.namespace).toBe("team-a");
+    expect(d.spec?.replicas).toBe(2);
+    expect(d.spec?.selector.matchLabels).toEqual({ [POOL_LABEL]: "python", [POOL_STATE_LABEL]: POOL_STATE_IDLE });
+    expect(d.spec?.template.metadata?.labels).toMatchObject(d.spec?.selector.matchLabels ?? { missing: true });
+    // Never the function label: Services, HPAs and function Deployments must not see pool pods.
+    expect(d.spec?.template.metadata?.labels?.[FUNCTION_LABEL]).toBeUndefined();
+  });
+  it("runs the runtime's image in pool mode with the token from the Secret, no code", () => {
+    expect(c?.image).toBe(cfg.images.python);
+    const env = Object.fromEntries((c?.env ?? []).map((e) => [e.name, e]));
+    expect(env.FAAS_POOL_CLAIM_FILE?.value).toBe(POOL_CLAIM_FILE);
+    expect(env.FAAS_SPECIALIZE_TOKEN?.valueFrom?.secretKeyRef).toEqual({ name: POOL_TOKEN_SECRET, key: "token" });
+    // Empty: the images default to FAAS_CODE_DIR=/code, and a runner started with its code never specializes.
+    expect(env.FAAS_CODE_DIR?.value).toBe("");
+    expect(pod?.volumes?.find((v) => v.name === "state")?.emptyDir).toBeDefined();
+    expect(c?.volumeMounts?.find((m) => m.name === "state")?.mountPath).toBe("/var/run/faas");
+  });
+  it("is locked down like a function pod, with small requests and the function limits", () => {
+    expect(pod?.automountServiceAccountToken).toBe(false);
+    expect(pod?.securityContext?.runAsNonRoot).toBe(true);
+    expect(c?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(c?.securityContext?.capabilities?.drop).toEqual(["ALL"]);
+    expect(c?.resources?.requests).toEqual(cfg.poolRequests);
+    expect(c?.resources?.limits).toEqual(cfg.limits);
+    // Long enough for the preStop sleep and the longest function timeout the spec allows.
+    expect(pod?.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(cfg.preStopSleepSeconds + 900);
+  });
+  it("gives each new token Secret a fresh random token", () => {
+    const a = buildPoolTokenSecret("ns").stringData?.token;
+    const b = buildPoolTokenSecret("ns").stringData?.token;
+    expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(a).not.toBe(b);
   });
 });

@@ -1,0 +1,364 @@
+/**
+ * The gateway's side of the warm pool (ADR 0008): a watch on pool pods, and
+ * the claim on a cold start — pick a ready idle pod of the function's runtime,
+ * `POST /specialize` to it directly with the pool token, route to it the moment
+ * it answers, then relabel it so the pool's ReplicaSet lets it go (and starts a
+ * replacement) and the function owns it. The runner takes one specialization
+ * for life, so the pod itself is the lock: a gateway that loses a race gets 409
+ * and takes the next pod. Any failure falls back to the Deployment path.
+ */
+import { request } from "node:http";
+import {
+  CLAIMED_AT_ANNOTATION,
+  CLAIMED_FOR_LABEL,
+  CODE_HASH_ANNOTATION,
+  FUNCTION_API_VERSION,
+  FUNCTION_KIND,
+  type FunctionResource,
+  GATEWAY_FIELD_MANAGER,
+  POOL_LABEL,
+  POOL_STATE_CLAIMED,
+  POOL_STATE_IDLE,
+  POOL_STATE_LABEL,
+  POOL_TOKEN_KEY,
+  POOL_TOKEN_SECRET,
+  parseErrorBody,
+  RUNNER_PORT,
+  type Runtime,
+  toLoadSpec,
+} from "@faas/api";
+import type { ColdStep, Endpoint } from "@faas/gateway";
+import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+
+export interface PoolConfig {
+  /** Claim pool pods on cold starts; off = the Deployment path only. */
+  enabled: boolean;
+  /** Longest a `POST /specialize` to a pool pod may take (the code's load included). */
+  specializeTimeoutMs: number;
+  /** Pods tried per cold start before falling back. */
+  maxAttempts: number;
+}
+
+export interface PodObject extends KubeObject {
+  status?: {
+    podIP?: string;
+    phase?: string;
+    conditions?: { type: string; status: string }[];
+    containerStatuses?: { restartCount: number }[];
+  };
+}
+
+export type FallbackReason = "disabled" | "empty" | "no_token" | "specialize_failed" | "load_failed";
+
+/** A claim that did not happen: the caller takes the Deployment path. */
+export class PoolFallback extends Error {
+  constructor(
+    readonly reason: FallbackReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = "PoolFallback";
+  }
+}
+
+export interface Claimed {
+  endpoint: Endpoint;
+  steps: ColdStep[];
+}
+
+interface Mine {
+  fn: string;
+  codeHash: string;
+  endpoint: Endpoint;
+}
+
+const isReady = (p: PodObject): boolean =>
+  p.status?.conditions?.some((c) => c.type === "Ready" && c.status === "True") === true;
+const restarted = (p: PodObject): boolean => (p.status?.containerStatuses ?? []).some((c) => c.restartCount > 0);
+const endpointOf = (p: PodObject, ip: string): Endpoint => ({
+  id: `${p.metadata.name}@${ip}`,
+  host: ip,
+  port: RUNNER_PORT,
+});
+
+export class PoolClaimer {
+  readonly pods: Reflector<PodObject>;
+  #token: string | undefined;
+  #tokenReadAt = 0;
+  /** Pods this gateway specialized, until the watch shows them claimed (or gone). */
+  readonly #mine = new Map<string, Mine>();
+  /** Pods tried recently (a claim in progress, or one that failed): not picked again for a while. */
+  readonly #tried = new Map<string, number>();
+  readonly #claims = new Counter({
+    name: "faas_pool_claims_total",
+    help: "Pool pods this gateway tried to specialize on cold starts, by runtime and result.",
+    labelNames: ["runtime", "result"],
+    registers: [],
+  });
+  readonly #fallbacks = new Counter({
+    name: "faas_pool_fallbacks_total",
+    help: "Cold starts that took the Deployment path instead of a pool pod, by reason.",
+    labelNames: ["runtime", "reason"],
+    registers: [],
+  });
+  readonly #idleGauge: Gauge;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly namespace: string,
+    private readonly cfg: PoolConfig,
+    private readonly log: Logger,
+    /** A claimed pod of this function appeared, changed or went: routing must be recomputed. */
+    private readonly onClaimedChanged: (fn: string) => void,
+  ) {
+    this.pods = new Reflector<PodObject>(
+      client,
+      { resource: { ...RESOURCES.pods, namespace }, labelSelector: POOL_LABEL },
+      log.child({ reflector: "pool-pods" }),
+    );
+    const idle = (runtime: string): number => this.#idle(runtime).length;
+    this.#idleGauge = new Gauge({
+      name: "faas_pool_idle_pods",
+      help: "Ready, unclaimed pool pods this gateway sees, by runtime.",
+      labelNames: ["runtime"],
+      registers: [],
+      collect() {
+        for (const runtime of ["python", "nodejs"]) this.set({ runtime }, idle(runtime));
+      },
+    });
+    const changed = (p: PodObject): void => {
+      const fn = p.metadata.labels?.[CLAIMED_FOR_LABEL] ?? this.#mine.get(p.metadata.name)?.fn;
+      if (fn !== undefined) this.onClaimedChanged(fn);
+    };
+    this.pods.on("add", changed);
+    this.pods.on("update", (p) => {
+      const mine = this.#mine.get(p.metadata.name);
+      // The watch now shows our claim: from here on the pod's own labels say whose it is.
+      if (mine !== undefined && p.metadata.labels?.[CLAIMED_FOR_LABEL] === mine.fn) this.#mine.delete(p.metadata.name);
+      changed(p);
+    });
+    this.pods.on("delete", (p) => {
+      changed(p);
+      this.#mine.delete(p.metadata.name);
+      this.#tried.delete(p.metadata.name);
+    });
+  }
+
+  registerMetrics(registry: Registry): void {
+    registry.registerMetric(this.#claims);
+    registry.registerMetric(this.#fallbacks);
+    registry.registerMetric(this.#idleGauge);
+  }
+
+  async start(): Promise<void> {
+    if (!this.cfg.enabled) return;
+    await this.pods.start();
+    await this.#readToken().catch(() => undefined);
+  }
+
+  stop(): void {
+    this.pods.stop();
+  }
+
+  /** Ready claimed pods serving `fn` with this code: where to route while the Deployment has none. */
+  endpoints(fn: string, codeHash: string): Endpoint[] {
+    const out: Endpoint[] = [];
+    const seen = new Set<string>();
+    for (const [name, m] of this.#mine) {
+      if (m.fn !== fn || m.codeHash !== codeHash) continue;
+      const pod = this.pods.get(`${this.namespace}/${name}`);
+      if (pod !== undefined && (pod.metadata.deletionTimestamp !== undefined || restarted(pod))) continue;
+      out.push(m.endpoint);
+      seen.add(name);
+    }
+    for (const pod of this.pods.list()) {
+      const labels = pod.metadata.labels ?? {};
+      if (labels[CLAIMED_FOR_LABEL] !== fn || seen.has(pod.metadata.name)) continue;
+      if (pod.metadata.annotations?.[CODE_HASH_ANNOTATION] !== codeHash) continue;
+      const ip = pod.status?.podIP;
+      if (!ip || pod.metadata.deletionTimestamp !== undefined || restarted(pod) || !isReady(pod)) continue;
+      out.push(endpointOf(pod, ip));
+    }
+    return out;
+  }
+
+  #idle(runtime: string): PodObject[] {
+    const now = performance.now();
+    return this.pods.list().filter((p) => {
+      const labels = p.metadata.labels ?? {};
+      if (labels[POOL_LABEL] !== runtime || labels[POOL_STATE_LABEL] !== POOL_STATE_IDLE) return false;
+      if (labels[CLAIMED_FOR_LABEL] !== undefined || this.#mine.has(p.metadata.name)) return false;
+      const tried = this.#tried.get(p.metadata.name);
+      if (tried !== undefined && tried > now) return false;
+      return !!p.status?.podIP && p.metadata.deletionTimestamp === undefined && isReady(p);
+    });
+  }
+
+  /**
+   * Specializes a pool pod as `fn` and returns its endpoint, or throws a
+   * PoolFallback saying why not. The relabelling follows in the background.
+   */
+  async claim(fn: FunctionResource, uid: string | undefined, codeHash: string): Promise<Claimed> {
+    const name = fn.metadata.name;
+    const runtime = fn.spec.runtime;
+    try {
+      return await this.#claim(fn, uid, codeHash);
+    } catch (err) {
+      const fallback =
+        err instanceof PoolFallback ? err : new PoolFallback("specialize_failed", (err as Error).message);
+      this.#fallbacks.inc({ runtime, reason: fallback.reason });
+      this.log.info(
+        { fn: name, reason: fallback.reason, err: fallback.message },
+        "pool: falling back to the Deployment",
+      );
+      throw fallback;
+    }
+  }
+
+  async #claim(fn: FunctionResource, uid: string | undefined, codeHash: string): Promise<Claimed> {
+    const runtime = fn.spec.runtime;
+    if (!this.cfg.enabled) throw new PoolFallback("disabled", "the warm pool is turned off in this gateway");
+    const t0 = performance.now();
+    const token = this.#token ?? (await this.#readToken().catch(() => undefined));
+    if (token === undefined) throw new PoolFallback("no_token", `no Secret ${POOL_TOKEN_SECRET} in ${this.namespace}`);
+    const body = JSON.stringify(toLoadSpec(fn));
+    let lastError = "no ready pool pod";
+    for (let attempt = 0; attempt < this.cfg.maxAttempts; attempt++) {
+      const candidates = this.#idle(runtime);
+      if (candidates.length === 0) break;
+      const pod = candidates[Math.floor(Math.random() * candidates.length)] as PodObject;
+      const ip = pod.status?.podIP as string;
+      this.#tried.set(pod.metadata.name, performance.now() + 30_000);
+      const t1 = performance.now();
+      const answer = await this.#specialize(ip, body, token).catch((err: Error) => ({
+        status: 0,
+        code: "",
+        message: err.message,
+      }));
+      const t2 = performance.now();
+      if (answer.status === 200) {
+        this.#claims.inc({ runtime, result: "claimed" });
+        const endpoint = endpointOf(pod, ip);
+        this.#mine.set(pod.metadata.name, { fn: fn.metadata.name, codeHash, endpoint });
+        void this.#label(pod, fn, uid, codeHash);
+        return {
+          endpoint,
+          steps: [
+            { name: "claim", ms: t1 - t0 },
+            { name: "specialize", ms: t2 - t1 },
+          ],
+        };
+      }
+      lastError = `${pod.metadata.name}: ${answer.status || "no answer"} ${answer.code} ${answer.message}`.trim();
+      if (answer.status === 400 || answer.code === "FUNCTION_LOAD_FAILED") {
+        // The function's code does not load: another pod would say the same.
+        this.#claims.inc({ runtime, result: "load_failed" });
+        this.#tried.delete(pod.metadata.name);
+        throw new PoolFallback("load_failed", lastError);
+      }
+      this.#claims.inc({ runtime, result: answer.status === 409 ? "conflict" : "error" });
+      // 403: not a pool runner at all (started with code); never try it again.
+      if (answer.status === 403) this.#tried.set(pod.metadata.name, Number.POSITIVE_INFINITY);
+      if (answer.status === 401) this.#token = undefined;
+    }
+    const anyPods = this.pods.list().some((p) => p.metadata.labels?.[POOL_LABEL] === runtime);
+    if (lastError === "no ready pool pod") {
+      throw new PoolFallback(anyPods ? "empty" : "disabled", `no ready ${runtime} pool pod in ${this.namespace}`);
+    }
+    throw new PoolFallback("specialize_failed", lastError);
+  }
+
+  #specialize(ip: string, body: string, token: string): Promise<{ status: number; code: string; message: string }> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: ip,
+          port: RUNNER_PORT,
+          method: "POST",
+          path: "/specialize",
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+            authorization: `Bearer ${token}`,
+          },
+          timeout: this.cfg.specializeTimeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", reject);
+          res.on("end", () => {
+            const status = res.statusCode ?? 0;
+            if (status === 200) {
+              resolve({ status, code: "", message: "" });
+              return;
+            }
+            let parsed: { code: string; message: string } | undefined;
+            try {
+              parsed = parseErrorBody(JSON.parse(Buffer.concat(chunks).toString("utf8")));
+            } catch {}
+            resolve({ status, code: parsed?.code ?? "", message: parsed?.message ?? "" });
+          });
+        },
+      );
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${this.cfg.specializeTimeoutMs} ms`)));
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+
+  /** Takes the pod out of the pool and gives it to the function (retried: the claim already holds). */
+  async #label(pod: PodObject, fn: FunctionResource, uid: string | undefined, codeHash: string): Promise<void> {
+    const patch = {
+      metadata: {
+        labels: { [POOL_STATE_LABEL]: POOL_STATE_CLAIMED, [CLAIMED_FOR_LABEL]: fn.metadata.name },
+        annotations: { [CODE_HASH_ANNOTATION]: codeHash, [CLAIMED_AT_ANNOTATION]: new Date().toISOString() },
+        // The function owns it now: deleting the Function deletes the pod.
+        ...(uid
+          ? {
+              ownerReferences: [
+                {
+                  apiVersion: FUNCTION_API_VERSION,
+                  kind: FUNCTION_KIND,
+                  name: fn.metadata.name,
+                  uid,
+                  controller: true,
+                },
+              ],
+            }
+          : {}),
+      },
+    };
+    const ref = { ...RESOURCES.pods, namespace: this.namespace, name: pod.metadata.name };
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        await this.client.mergePatch(ref, patch, GATEWAY_FIELD_MANAGER);
+        return;
+      } catch (err) {
+        this.log.warn({ pod: pod.metadata.name, err: (err as Error).message, attempt }, "pool: relabel failed");
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  async #readToken(): Promise<string | undefined> {
+    const now = performance.now();
+    if (now - this.#tokenReadAt < 2_000) return this.#token;
+    this.#tokenReadAt = now;
+    const secret = await this.client.find<{ data?: Record<string, string> }>({
+      ...RESOURCES.secrets,
+      namespace: this.namespace,
+      name: POOL_TOKEN_SECRET,
+    });
+    const raw = secret?.data?.[POOL_TOKEN_KEY];
+    this.#token = raw === undefined ? undefined : Buffer.from(raw, "base64").toString("utf8");
+    return this.#token;
+  }
+
+  /** For tests and status: idle pods per runtime. */
+  idleCount(runtime: Runtime): number {
+    return this.#idle(runtime).length;
+  }
+}
