@@ -10,12 +10,14 @@ import type { Backend, BackendListener, ColdStep, Endpoint, LoadView } from "./b
 import type { GatewayConfig } from "./config.js";
 import { type ColdEpisode, FunctionState, type Parked, type Slot } from "./function-state.js";
 import { type FunctionGaugeSource, FunctionTelemetry, GatewayMetrics } from "./metrics.js";
+import { Preconnections } from "./preconnections.js";
 
 type ScaleUpSteps = readonly ColdStep[];
 
 export class Activator implements BackendListener, LoadView, FunctionGaugeSource {
   readonly #states = new Map<string, FunctionState>();
   readonly metrics: GatewayMetrics;
+  readonly #preconnections: Preconnections;
   #parkedTotal = 0;
 
   constructor(
@@ -25,6 +27,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     opts: { defaultMetrics?: boolean } = {},
   ) {
     this.metrics = new GatewayMetrics(this, opts);
+    this.#preconnections = new Preconnections(cfg.upstreamKeepAliveMs);
   }
 
   /** The function's state, or undefined when no such function exists. */
@@ -38,9 +41,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
 
   #create(resource: FunctionResource): FunctionState {
     const name = resource.metadata.name;
-    const state = new FunctionState(resource, new FunctionTelemetry(), {
-      keepAliveMs: this.cfg.upstreamKeepAliveMs,
-    });
+    const state = new FunctionState(resource, new FunctionTelemetry(), (e) => this.#preconnections.take(e));
     this.#states.set(name, state);
     return state;
   }
@@ -138,6 +139,10 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     else this.#startColdEpisode(state);
   }
 
+  preconnect(endpoint: Endpoint): void {
+    this.#preconnections.open(endpoint);
+  }
+
   functionChanged(fn: string, resource: FunctionResource | undefined): void {
     const state = this.#states.get(fn);
     if (state === undefined) return;
@@ -200,8 +205,9 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     return this.#states.get(fn)?.telemetry.latency.quantile(0.5);
   }
 
-  /** Shutdown: everything still parked is refused. */
+  /** Shutdown: everything still parked is refused, pre-opened connections closed. */
   rejectAllParked(err: FaasError): void {
     for (const s of this.#states.values()) s.rejectAll(err);
+    this.#preconnections.close();
   }
 }

@@ -1,11 +1,11 @@
 import { FaasError, makeFunction } from "@faas/api";
 import { describe, expect, it } from "vitest";
-import { FunctionState } from "./function-state.js";
+import { FunctionState, replicaAgent } from "./function-state.js";
 import { FunctionTelemetry } from "./metrics.js";
 
 function newState(concurrency = 1): FunctionState {
   const fn = makeFunction("f", { runtime: "python", code: "x", concurrency });
-  return new FunctionState(fn, new FunctionTelemetry(), { keepAliveMs: 1000 });
+  return new FunctionState(fn, new FunctionTelemetry(), () => replicaAgent(1000));
 }
 const ep = (id: string) => ({ id, host: "127.0.0.1", port: 1 });
 

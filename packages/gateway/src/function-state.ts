@@ -121,7 +121,8 @@ export class FunctionState {
   constructor(
     resource: FunctionResource,
     readonly telemetry: FunctionTelemetry,
-    private readonly agentOptions: { keepAliveMs: number },
+    /** The connection pool for a new replica (a pre-opened one when the gateway has it). */
+    private readonly agentFor: (endpoint: Endpoint) => Agent,
   ) {
     this.#resource = resource;
   }
@@ -325,7 +326,7 @@ export class FunctionState {
         next.push(existing);
         old.delete(e.id);
       } else {
-        next.push(new Slot(e.id, e.host, e.port, replicaAgent(this.agentOptions.keepAliveMs)));
+        next.push(new Slot(e.id, e.host, e.port, this.agentFor(e)));
       }
     }
     for (const gone of old.values()) this.#retire(gone);

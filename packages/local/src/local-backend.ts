@@ -77,7 +77,14 @@ export class LocalBackend implements Backend, BackendAdmin {
   ) {
     this.#store = new FunctionStore(opts.dataDir, log);
     this.#logs = new LogStore(opts.dataDir);
-    this.#pool = new WarmPool(opts.runtimes, opts.poolSize, (rt) => this.#spawn(rt), log.child({ component: "pool" }));
+    this.#pool = new WarmPool(
+      opts.runtimes,
+      opts.poolSize,
+      (rt) => this.#spawn(rt),
+      log.child({ component: "pool" }),
+      100,
+      (runner) => this.#keepWarm(runner),
+    );
     this.#replicas = new Replicas(
       this.#pool,
       this.#logs,
@@ -114,6 +121,16 @@ export class LocalBackend implements Backend, BackendAdmin {
       });
       return runner;
     });
+  }
+
+  /**
+   * A pooled runner's connections are opened before any claim, and kept open
+   * while it waits: the supervisor's (for /specialize) and the gateway's (for
+   * the first request).
+   */
+  #keepWarm(runner: RunnerProcess): void {
+    void runner.ping();
+    this.#listener.preconnect?.({ id: runner.id, host: "127.0.0.1", port: runner.port });
   }
 
   async start(listener: BackendListener, load: LoadView): Promise<void> {

@@ -38,20 +38,21 @@ export class Replicas {
   async claimAndLoad(
     load: LoadSpec,
     hash: string,
-  ): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number }> {
+  ): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number; importMs: number }> {
     const t0 = performance.now();
     const { runner } = await this.pool.claim(load.runtime);
     this.#own(runner);
     const t1 = performance.now();
+    let importMs: number;
     try {
-      await runner.specialize(load, hash);
+      ({ importMs } = await runner.specialize(load, hash));
     } catch (err) {
       if (err instanceof FaasError && err.details?.loadTimeoutMs !== undefined)
         this.metrics.loadTimeouts.inc({ function: load.name });
       this.pool.giveBack(runner);
       throw err;
     }
-    return { runner, claimMs: t1 - t0, loadMs: performance.now() - t1 };
+    return { runner, claimMs: t1 - t0, loadMs: performance.now() - t1, importMs };
   }
 
   #own(runner: RunnerProcess): void {
@@ -80,7 +81,7 @@ export class Replicas {
     const { hash, load } = f;
     f.pending++;
     try {
-      const { runner, claimMs, loadMs } = await this.claimAndLoad(load, hash);
+      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash);
       if (this.host.stopped() || !this.host.isCurrent(f) || f.hash !== hash) {
         void runner.stop(1000);
         throw new FaasError("SCALE_UP_FAILED", `${load.name} changed while a replica was starting; retry`);
@@ -91,6 +92,8 @@ export class Replicas {
         steps: [
           { name: "scaleup", ms: claimMs },
           { name: "specialize", ms: loadMs },
+          // Part of `specialize`: the runner's own import of the code (its `loadMs`).
+          { name: "import", ms: importMs },
         ],
       };
     } finally {

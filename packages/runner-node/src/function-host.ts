@@ -162,8 +162,13 @@ export class FunctionHost implements WorkerEvents {
     return loaded.loadMs;
   }
 
+  /** Resolves once the worker started with the runner has warmed up: then the runner says it is listening. */
+  warm(): Promise<void> {
+    return this.#current?.warm ?? Promise.resolve();
+  }
+
   #startWorker(): FunctionWorker {
-    return new FunctionWorker(this, () => this.functionName ?? "");
+    return new FunctionWorker(this, () => this.functionName ?? "", { warmDir: this.#dir });
   }
 
   /** Loads into a replacement worker; calls sent meanwhile wait inside the worker. */

@@ -5,7 +5,7 @@
  */
 import { SHARE_ENV, Worker } from "node:worker_threads";
 import { RunnerError } from "./errors.js";
-import type { FromWorker, ToWorker } from "./worker-protocol.js";
+import type { FromWorker, ToWorker, WorkerInit } from "./worker-protocol.js";
 
 export type CallResult = Extract<FromWorker, { t: "result" }>;
 /** Receives exactly one outcome per call. */
@@ -48,12 +48,20 @@ export class FunctionWorker {
   loaded = false;
   readonly startedAt = performance.now();
 
+  /** Resolves once the thread has warmed up (or ended). */
+  readonly warm: Promise<void>;
+  #warmed: (() => void) | undefined;
+
   constructor(
     private readonly events: WorkerEvents,
     private readonly fn: () => string,
+    init: WorkerInit,
   ) {
+    this.warm = new Promise((resolve) => {
+      this.#warmed = resolve;
+    });
     // SHARE_ENV: a pre-started worker still sees the spec's `env`, applied at specialization.
-    this.#thread = new Worker(WORKER_URL, { env: SHARE_ENV });
+    this.#thread = new Worker(WORKER_URL, { env: SHARE_ENV, workerData: init });
     this.#thread.on("message", (msg: FromWorker) => this.#receive(msg));
     this.#thread.on("error", (err) => this.#end(`worker crashed: ${err.name}: ${err.message}`));
     this.#thread.on("exit", (code) => this.#end(`worker exited with code ${code}`));
@@ -147,6 +155,9 @@ export class FunctionWorker {
         this.#pings.get(msg.id)?.(true);
         this.#pings.delete(msg.id);
         break;
+      case "warm":
+        this.#warmed?.();
+        break;
       case "loaded":
         this.#loaded?.resolve();
         break;
@@ -192,6 +203,7 @@ export class FunctionWorker {
   }
 
   #end(reason: string): void {
+    this.#warmed?.();
     if (this.#ended) return;
     this.#ended = true;
     this.#loaded?.reject(new Error(reason));

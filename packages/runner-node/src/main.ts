@@ -55,6 +55,9 @@ const spec = codeDir ? await readSpecFromCodeDir(codeDir) : undefined;
 const loading =
   spec && codeDir ? runner.specialize(spec).catch((err: unknown) => failCodeDir(codeDir, err)) : undefined;
 const port = await runner.listen();
+// A pooled runner is taken as soon as it says it listens: say so once its worker is warm.
+await host.warm();
+await runner.warmUp();
 printListening(port);
 if (config.parentPid !== undefined) {
   // Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.

@@ -100,6 +100,8 @@ class Runner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         port = self._server.sockets[0].getsockname()[1]
+        # A pooled runner is taken as soon as it says it listens: warm first.
+        await self._warm_up(port)
         listening = {"event": "listening", "port": port, "pid": os.getpid(), "runtime": "python"}
         sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
         sys.stdout.flush()
@@ -110,6 +112,40 @@ class Runner:
         sweeper.cancel()
         await self._close_all()
         return self.exit_code
+
+    async def _warm_up(self, port: int, rounds: int = 12) -> None:
+        """Runs the cold path's code once off the cold path, while generic.
+
+        A throwaway module is imported on the loader thread (importlib's file
+        path), a sync and an async handler are called through the invoker (the
+        handler threads, the result hand-off, ``to_outcome``) and a few requests
+        go to this server over one kept-alive connection (parsing, routing,
+        ``serialize``). None of it changes the runner's state: a generic runner
+        answers those requests with 503 or 400.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._loader, _warm_loader, self._scratch_dir)
+            await self._invoker.warm_up()
+            reader, writer = await asyncio.open_connection(self.config.host if self.config.host != "0.0.0.0" else "127.0.0.1", port)
+        except (OSError, LoadError, SpecError) as err:
+            log.warn("warm_up_failed", error=str(err))
+            return
+        requests = [
+            b"GET /healthz HTTP/1.1\r\nhost: warm\r\n\r\n",
+            b"GET /readyz HTTP/1.1\r\nhost: warm\r\n\r\n",
+            b"GET /invoke/warm?x=1 HTTP/1.1\r\nhost: warm\r\n\r\n",
+            b"POST /specialize HTTP/1.1\r\nhost: warm\r\ncontent-length: 2\r\n\r\n{}",
+        ]
+        try:
+            for _ in range(rounds):
+                for raw in requests:
+                    writer.write(raw)
+                    await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+            log.warn("warm_up_failed", error=str(err))
+        finally:
+            writer.close()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("shutdown", signal=sig.name, inFlight=self._in_flight)
@@ -353,6 +389,26 @@ class Runner:
 
 def _nothing() -> None:
     pass
+
+
+def _warm_loader(scratch_dir: str) -> None:
+    """Imports and forgets a throwaway module through the loader, as a specialization would."""
+    spec = parse_load_spec({"name": "faas-warm", "handler": "faas_warm_up.handle", "code": "def handle(req):\n    return 'warm'\n"})
+    fn = load_function(spec, scratch_dir=scratch_dir)
+    sys.modules.pop("faas_warm_up", None)
+    if fn.temp_dir is not None:
+        shutil.rmtree(fn.temp_dir, ignore_errors=True)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
 
 
 def watch_parent(parent_pid: int) -> None:
