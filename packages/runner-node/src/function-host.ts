@@ -48,6 +48,8 @@ export class FunctionHost implements WorkerEvents {
   constructor(
     private readonly log: Logger,
     private readonly loadTimeoutMs: number,
+    /** Warm the first worker up (a generic runner); false when the code comes with the start. */
+    private readonly warmUp = true,
   ) {
     this.#current = this.#startWorker();
   }
@@ -168,7 +170,9 @@ export class FunctionHost implements WorkerEvents {
   }
 
   #startWorker(): FunctionWorker {
-    return new FunctionWorker(this, () => this.functionName ?? "", { warmDir: this.#dir });
+    // Workers of a generic runner warm up; replacements for a loaded function load its code at once.
+    const warmUp = this.warmUp && this.#loaded === undefined;
+    return new FunctionWorker(this, () => this.functionName ?? "", { warmDir: this.#dir, warmUp });
   }
 
   /** Loads into a replacement worker; calls sent meanwhile wait inside the worker. */

@@ -112,8 +112,9 @@ const WARM_IMPORTS = 24;
  * is listening (so a pooled runner is a warm one).
  */
 async function warmUp(): Promise<void> {
+  const { warmDir, warmUp: wanted } = workerData as WorkerInit;
+  if (!wanted) return;
   await import("./warm-module.js");
-  const { warmDir } = workerData as WorkerInit;
   for (let i = 0; i < WARM_IMPORTS; i++) {
     const file = join(warmDir, `faas-warm-${i}.mjs`);
     writeFileSync(file, `export const handle = (req) => new Response("warm ${i}");\n`);

@@ -11,7 +11,7 @@ import { RunnerServer } from "./runner-server.js";
 
 const log = createLogger({ runtime: "nodejs", pid: process.pid });
 const config = loadConfig(process.env);
-const host = new FunctionHost(log, config.loadTimeoutMs);
+const host = new FunctionHost(log, config.loadTimeoutMs, config.codeDir === undefined);
 // Code stuck at its top level may have left anything behind: this process is not reused.
 const runner = new RunnerServer(config, host, log, () => void shutdown("load-timeout", 3));
 
@@ -57,7 +57,7 @@ const loading =
 const port = await runner.listen();
 // A pooled runner is taken as soon as it says it listens: say so once its worker is warm.
 await host.warm();
-await runner.warmUp();
+if (config.codeDir === undefined) await runner.warmUp();
 printListening(port);
 if (config.parentPid !== undefined) {
   // Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.

@@ -31,4 +31,6 @@ export type FromWorker =
 export interface WorkerInit {
   /** A private directory where the warm-up may write throwaway modules. */
   warmDir: string;
+  /** Run the warm-up (a generic runner waiting for a specialization); not when the code is given at start. */
+  warmUp: boolean;
 }
