@@ -84,7 +84,12 @@ describe("FunctionState", () => {
     expect(slot?.retired).toBe(true);
     let destroyed = false;
     const destroy = slot?.agent.destroy.bind(slot.agent);
-    if (slot) slot.agent.destroy = () => ((destroyed = true), destroy?.());
+    if (slot) {
+      slot.agent.destroy = () => {
+        destroyed = true;
+        destroy?.();
+      };
+    }
     lease?.release();
     expect([destroyed, s.inFlight]).toEqual([true, 0]);
   });
