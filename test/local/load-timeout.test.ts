@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Runtime } from "@faas/api";
+import { RunnerProcess } from "@faas/local";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { alive, childrenOf, faas, ROOT, startUp } from "../support/cli.js";
 import { startTestPlatform, type TestPlatform, waitFor } from "../support/platform.js";
@@ -146,5 +147,27 @@ describe("faas up and faas deploy: code that never finishes loading", () => {
     );
     const run = await deploy;
     expect(run.code).not.toBe(0);
+  });
+});
+
+describe("a runner start that does not finish within the load timeout", () => {
+  it("fails with a clear error and the process is killed", async () => {
+    const dir = await tempDir("faas-start-");
+    const pidFile = join(dir, "pid");
+    // Never prints its listening line.
+    const script = `require("node:fs").writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setInterval(() => {}, 1000);`;
+    const started = performance.now();
+    const attempt = RunnerProcess.spawn(
+      "nodejs",
+      { command: process.execPath, args: ["-e", script], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } },
+      { loadTimeoutMs: 800 },
+    );
+    await expect(attempt).rejects.toMatchObject({
+      code: "SCALE_UP_FAILED",
+      message: expect.stringContaining('nodejs runner did not start: no "listening" line within 800 ms'),
+    });
+    expect(performance.now() - started).toBeLessThan(3000);
+    const pid = Number(await readFile(pidFile, "utf8"));
+    await waitFor(`runner ${pid} to be gone`, () => !alive(pid) || undefined, 3000);
   });
 });
