@@ -31,6 +31,8 @@ interface RunnerKind {
     syntaxError: string;
     noHandler: string;
     spins: string;
+    /** Answers how many times it has been called. */
+    counter: string;
     /** Pads code to `bytes` with a comment. */
     pad(code: string, bytes: number): string;
   };
@@ -50,6 +52,7 @@ const KINDS: RunnerKind[] = [
       syntaxError: "def handle(req:\n",
       noHandler: "other = 1\n",
       spins: "while True:\n    pass\n",
+      counter: "calls = 0\ndef handle(req):\n    global calls\n    calls += 1\n    return str(calls)\n",
       pad: (code, bytes) => code + "#".repeat(bytes - Buffer.byteLength(code) - 1) + "\n",
     },
   },
@@ -66,6 +69,7 @@ const KINDS: RunnerKind[] = [
       syntaxError: "export function handle( {\n",
       noHandler: "export const other = 1;\n",
       spins: "while (true) {}\n",
+      counter: "let calls = 0;\nexport const handle = () => String(++calls);\n",
       pad: (code, bytes) => `${code}//${"x".repeat(bytes - Buffer.byteLength(code) - 3)}\n`,
     },
   },
@@ -286,6 +290,29 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
       expect(code, what).toBe(1);
       expect(stderr, what).toMatch(/code.dir.load.failed/);
     }
+  });
+
+  it("a runner started with its code directory serves it, and nothing calls the handler before the first request", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "faas-contract-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, "function.json"), JSON.stringify(spec(kind, { name: "counted", code: undefined })));
+    await writeFile(join(dir, kind.moduleFile), kind.code.counter);
+    const r = await start(kind, { FAAS_CODE_DIR: dir });
+    // The import may still run when the runner says it listens (readyz: loading).
+    let ready = await send(r, "GET", "/readyz");
+    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      ready = await send(r, "GET", "/readyz");
+    }
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([200, { status: "ready", function: "counted" }]);
+    expect((await send(r, "GET", "/invoke")).body).toBe("1");
+    expect((await send(r, "GET", "/invoke")).body).toBe("2");
+  });
+
+  it("a generic runner's warm-up leaves no trace: the first function's handler is called only by requests", async () => {
+    const r = await start(kind);
+    expect((await specialize(r, spec(kind, { name: "counted", code: kind.code.counter }))).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe("1");
   });
 
   it("accepts every load spec at the api's limits (name length, code size, timeout, handler and env names)", async () => {

@@ -100,8 +100,10 @@ class Runner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         port = self._server.sockets[0].getsockname()[1]
-        # A pooled runner is taken as soon as it says it listens: warm first.
-        await self._warm_up(port)
+        # A pooled runner is taken as soon as it says it listens: warm first. Not a
+        # runner specialized from its code directory (its /invoke is the real handler).
+        if self.function is None:
+            await self._warm_up(port)
         listening = {"event": "listening", "port": port, "pid": os.getpid(), "runtime": "python"}
         sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
         sys.stdout.flush()
