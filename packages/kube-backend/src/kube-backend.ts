@@ -183,7 +183,13 @@ export class KubeBackend implements Backend {
     this.#slices.on("add", onSlice);
     this.#slices.on("update", onSlice);
     this.#slices.on("delete", onSlice);
-    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start(), this.#pool.start()]);
+    await Promise.all([
+      this.#functions.start(),
+      this.#slices.start(),
+      this.#deployments.start(),
+      this.#pool.start(),
+      this.#prober.start(),
+    ]);
     this.#announceAll();
     this.#started = true;
     // Timer callbacks must never throw out: that would end the process.
