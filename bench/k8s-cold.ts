@@ -113,6 +113,11 @@ class Bench {
       [join(ROOT, "packages/operator/dist/main.js"), "--namespace", this.ns, "--kubeconfig", this.kubeconfig],
       { env: { ...process.env, FAAS_POOL_SIZE: String(poolSize), FAAS_LOG_LEVEL: "warn" }, stdio: "ignore" },
     );
+    const child = this.#operator;
+    // However the benchmark ends (an error, Ctrl-C), its operator ends with it.
+    process.once("exit", () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    });
   }
 
   async stopOperator(): Promise<void> {
@@ -161,6 +166,12 @@ class Bench {
     await until(`deployment of ${name}`, () =>
       this.client.find({ ...RESOURCES.deployments, namespace: this.ns, name: `fn-${name}-deploy` }),
     );
+  }
+
+  /** Deletes every Function this benchmark may have left (an interrupted run). */
+  async deleteAll(): Promise<void> {
+    const list = await this.client.list<{ metadata: { name: string } }>({ ...RESOURCES.functions, namespace: this.ns });
+    for (const f of list.items) if (f.metadata.name.startsWith("bench-")) await this.deleteFunction(f.metadata.name);
   }
 
   async deleteFunction(name: string): Promise<void> {
@@ -290,6 +301,8 @@ async function main(): Promise<void> {
   const ip = await b.install();
   const url = `http://${ip}:8000`;
   const results: PathResult[] = [];
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
+  await b.deleteAll();
   try {
     await b.startOperator(2);
     for (const rt of runtimes) {
@@ -302,6 +315,7 @@ async function main(): Promise<void> {
       results.push(await measure(b, url, "deployment", rt, samples, log));
     }
   } finally {
+    await b.deleteAll().catch(() => undefined);
     // Leave the namespace's pool at its default size, as the operator would.
     await b.startOperator(2);
     await sleep(2_000);

@@ -54,10 +54,16 @@ describe("HA: 2 gateways, 2 operators with leader election", () => {
     expect(await systemPods("faas-gateway")).toHaveLength(2);
     const names = await systemPods("faas-operator");
     expect(names).toHaveLength(2);
-    const holder = await waitFor("a lease holder", async () => {
-      const lease = await kubectlJson<Lease>(["-n", "faas-system", "get", "lease", "faas-operator"]);
-      return lease.spec.holderIdentity || undefined;
-    });
+    // A Lease left by operators of an earlier run expires first; then one of these two holds it.
+    const holder = await waitFor(
+      "a lease holder among the running operators",
+      async () => {
+        const lease = await kubectlJson<Lease>(["-n", "faas-system", "get", "lease", "faas-operator"]);
+        const h = lease.spec.holderIdentity;
+        return h && names.includes(h) ? h : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
     expect(names).toContain(holder);
   });
 

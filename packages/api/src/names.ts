@@ -15,7 +15,14 @@ export const RUNNER_PORT = 8080;
 
 export const deploymentName = (fn: string): string => `fn-${fn}-deploy`;
 export const serviceName = (fn: string): string => `fn-${fn}`;
-export const configMapName = (fn: string): string => `fn-${fn}-code`;
+/**
+ * The code ConfigMap of one version of a function: named by its code hash, so a
+ * pod always mounts the code its template was made for (never a newer version
+ * written in place), and immutable.
+ */
+export const configMapName = (fn: string, codeHash: string): string => `fn-${fn}-code-${codeHash}`;
+/** Every code ConfigMap of a function, whatever its version, starts with this. */
+export const configMapPrefix = (fn: string): string => `fn-${fn}-code`;
 export const hpaName = (fn: string): string => `fn-${fn}`;
 
 export const RUNTIMES = ["python", "nodejs"] as const;
@@ -65,6 +72,12 @@ export const CLAIMED_FOR_LABEL = `${API_GROUP}/claimed-for`;
 export const CODE_HASH_ANNOTATION = `${API_GROUP}/code-hash`;
 /** On a claimed pod: when it was claimed (RFC 3339). */
 export const CLAIMED_AT_ANNOTATION = `${API_GROUP}/claimed-at`;
+/**
+ * On a pool pod a gateway gave up on mid-claim (no answer to `/specialize` in
+ * time, or an error): taken out of the pool like a claim, never routed to, and
+ * retired by the operator — its runner may be stuck in the code it was loading.
+ */
+export const CLAIM_FAILED_ANNOTATION = `${API_GROUP}/claim-failed`;
 /** Secret (key `token`) a pool pod's runner wants on `POST /specialize`; only gateways read it. */
 export const POOL_TOKEN_SECRET = "faas-pool-token";
 export const POOL_TOKEN_KEY = "token";

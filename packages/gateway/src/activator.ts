@@ -168,6 +168,9 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
   endpointInFlight(fn: string, endpointId: string): number {
     return this.#states.get(fn)?.endpointInFlight(endpointId) ?? 0;
   }
+  routableEndpoints(fn: string): number {
+    return this.#states.get(fn)?.slots.length ?? 0;
+  }
   get parkedTotal(): number {
     return this.#parkedTotal;
   }

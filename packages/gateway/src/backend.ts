@@ -40,6 +40,8 @@ export interface LoadView {
   lastActivityMs(fn: string): number;
   /** Requests in flight on one replica (0 for one the gateway does not know). */
   endpointInFlight(fn: string, endpointId: string): number;
+  /** Replicas the gateway routes to now: a backend checks it against what it announced. */
+  routableEndpoints?(fn: string): number;
 }
 
 export interface BackendListener {
@@ -96,4 +98,6 @@ export interface Backend {
   readonly admin?: BackendAdmin;
   /** Adds the backend's own metrics to the gateway's registry. */
   registerMetrics?(registry: Registry): void;
+  /** False while the backend's view cannot be trusted (caches not synced, or found inconsistent); `/readyz` says so. */
+  ready?(): boolean;
 }

@@ -77,7 +77,7 @@ export class Gateway {
       return;
     }
     if (url === "/readyz") {
-      const ready = this.#ready && this.#stopping === undefined;
+      const ready = this.#ready && this.#stopping === undefined && this.backend.ready?.() !== false;
       sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", backend: this.backend.kind });
       return;
     }

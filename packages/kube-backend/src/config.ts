@@ -22,7 +22,7 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
   if (!["on", "off", "true", "false", "1", "0"].includes(pool)) {
     throw new FaasError("BAD_REQUEST", `FAAS_POOL=${env.FAAS_POOL}: must be on or off`);
   }
-  const specializeTimeoutMs = Number(env.FAAS_POOL_SPECIALIZE_TIMEOUT_MS ?? 10_000);
+  const specializeTimeoutMs = Number(env.FAAS_POOL_SPECIALIZE_TIMEOUT_MS ?? 15_000);
   if (!Number.isInteger(specializeTimeoutMs) || specializeTimeoutMs <= 0) {
     throw new FaasError(
       "BAD_REQUEST",

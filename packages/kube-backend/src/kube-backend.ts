@@ -4,6 +4,12 @@
  * to max(current, n) — idempotent across gateway replicas — and waits on the
  * EndpointSlice watch for a ready pod. Activity is stamped on the Function so
  * the operator can scale idle functions to zero without cutting off requests.
+ *
+ * Endpoints are announced to the gateway only for Functions it can know (the
+ * Function is in the cache), and each announcement is remembered: whichever
+ * of the lists and watch events lands first, a Function that appears gets its
+ * current endpoints, and a scale-up resolves only once a ready endpoint has
+ * been announced.
  */
 import {
   codeHash,
@@ -22,6 +28,8 @@ import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { deploymentSteps, PodProber } from "./pod-prober.js";
 import { PoolClaimer, type PoolConfig } from "./pool.js";
+import { RoutingCheck } from "./routing-check.js";
+import { ScaleGate } from "./scale-gate.js";
 
 export interface KubeBackendConfig {
   /** Namespace whose Functions this gateway serves. */
@@ -32,6 +40,13 @@ export interface KubeBackendConfig {
   activityTickMs: number;
   /** The warm pool of generic runner pods (ADR 0008). */
   pool: PoolConfig;
+  /** How often announced endpoints are checked against what the gateway routes to. */
+  routingCheckMs?: number;
+  /** How long a ready endpoint may stay unroutable in the gateway before it counts as a violation. */
+  routingGraceMs?: number;
+  /** First delay of a scale-up that follows one that found a ready endpoint at once; doubles per repeat. */
+  scaleBackoffBaseMs?: number;
+  scaleBackoffMaxMs?: number;
 }
 
 interface EndpointSlice extends KubeObject {
@@ -59,7 +74,10 @@ export class KubeBackend implements Backend {
   readonly #slices: Reflector<EndpointSlice>;
   readonly #deployments: Reflector<Deployment>;
   readonly #parsed = new Map<string, { rv: string | undefined; fn: FunctionResource | undefined }>();
+  /** Ready, routable endpoints per function, as the caches say. */
   readonly #endpoints = new Map<string, Endpoint[]>();
+  /** What the listener was last told per function; scale-ups wait on this, not on the caches. */
+  readonly #announced = new Map<string, readonly Endpoint[]>();
   readonly #failed = new Map<string, Set<string>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   readonly #stamped = new Map<string, { at: number; activity: number }>();
@@ -70,6 +88,10 @@ export class KubeBackend implements Backend {
   #listener: BackendListener | undefined;
   #load: LoadView | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #checkTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  readonly #gate: ScaleGate<ScaleUpResult>;
+  readonly #routing: RoutingCheck;
   readonly #scalePatches = new Counter({
     name: "faas_scale_patches_total",
     help: "Scale subresource patches this gateway sent (Kubernetes backend).",
@@ -83,6 +105,12 @@ export class KubeBackend implements Backend {
     private readonly log: Logger,
   ) {
     const ns = cfg.namespace;
+    this.#gate = new ScaleGate({
+      backoffBaseMs: cfg.scaleBackoffBaseMs ?? 100,
+      backoffMaxMs: cfg.scaleBackoffMaxMs ?? 5000,
+      repeatWindowMs: 10_000,
+    });
+    this.#routing = new RoutingCheck({ graceMs: cfg.routingGraceMs ?? 2000 });
     this.#functions = new Reflector(client, { resource: { ...RESOURCES.functions, namespace: ns } }, log);
     this.#slices = new Reflector<EndpointSlice>(
       client,
@@ -100,7 +128,21 @@ export class KubeBackend implements Backend {
 
   registerMetrics(registry: Registry): void {
     registry.registerMetric(this.#scalePatches);
+    registry.registerMetric(this.#gate.backoffs);
+    registry.registerMetric(this.#routing.violations);
     this.#pool.registerMetrics(registry);
+    this.client.metrics.register(registry);
+  }
+
+  /** Synced caches, and no announced replica the gateway fails to route to. */
+  ready(): boolean {
+    return (
+      this.#started &&
+      this.#functions.synced &&
+      this.#slices.synced &&
+      this.#deployments.synced &&
+      this.#routing.violated.size === 0
+    );
   }
 
   #codeHash(fn: FunctionResource): string {
@@ -119,17 +161,20 @@ export class KubeBackend implements Backend {
       const name = obj.metadata.name;
       const before = this.#parsed.get(name)?.fn;
       const after = this.getFunction(name);
-      if (before !== after) {
-        listener.functionChanged(name, after);
-        // New code: claimed pool pods holding the old code leave routing.
-        this.#recompute(name);
-      }
+      if (before !== after) listener.functionChanged(name, after);
+      // Its slices may have landed first: the gateway hears of them now that it can know the function.
+      // New code: claimed pool pods holding the old code leave routing.
+      this.#recompute(name);
     };
     this.#functions.on("add", onFunction);
     this.#functions.on("update", onFunction);
     this.#functions.on("delete", (obj) => {
-      this.#parsed.delete(obj.metadata.name);
-      listener.functionChanged(obj.metadata.name, undefined);
+      const name = obj.metadata.name;
+      this.#parsed.delete(name);
+      this.#announced.delete(name);
+      this.#routing.forget(name);
+      this.#gate.forget(name);
+      listener.functionChanged(name, undefined);
     });
     const onSlice = (s: EndpointSlice): void => {
       const fn = sliceFunction(s);
@@ -138,14 +183,37 @@ export class KubeBackend implements Backend {
     this.#slices.on("add", onSlice);
     this.#slices.on("update", onSlice);
     this.#slices.on("delete", onSlice);
-    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start(), this.#pool.start()]);
-    for (const s of this.#slices.list()) onSlice(s);
-    this.#timer = setInterval(() => void this.#stampActivity(), this.cfg.activityTickMs);
+    await Promise.all([
+      this.#functions.start(),
+      this.#slices.start(),
+      this.#deployments.start(),
+      this.#pool.start(),
+      this.#prober.start(),
+    ]);
+    this.#announceAll();
+    this.#started = true;
+    // Timer callbacks must never throw out: that would end the process.
+    this.#timer = setInterval(
+      () =>
+        void this.#stampActivity().catch((err: unknown) =>
+          this.log.error({ err: (err as Error)?.stack ?? String(err) }, "activity stamping failed"),
+        ),
+      this.cfg.activityTickMs,
+    );
     this.#timer.unref();
+    this.#checkTimer = setInterval(() => {
+      try {
+        this.checkRouting();
+      } catch (err) {
+        this.log.error({ err: (err as Error)?.stack ?? String(err) }, "routing check failed");
+      }
+    }, this.cfg.routingCheckMs ?? 500);
+    this.#checkTimer.unref();
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    clearInterval(this.#checkTimer);
     this.#functions.stop();
     this.#slices.stop();
     this.#deployments.stop();
@@ -194,7 +262,36 @@ export class KubeBackend implements Backend {
     return this.#deployments.get(`${this.cfg.namespace}/${deploymentName(name)}`);
   }
 
-  #recompute(fn: string): void {
+  /** Tells the listener every known function's endpoints, whether or not they changed. */
+  #announceAll(): void {
+    for (const o of this.#functions.list()) this.#recompute(o.metadata.name, true);
+  }
+
+  /**
+   * Compares each function's announced endpoints with what the gateway routes
+   * to; heals a lasting mismatch by relisting and announcing everything again.
+   */
+  checkRouting(): void {
+    const load = this.#load;
+    if (load?.routableEndpoints === undefined || !this.#started) return;
+    let heal = false;
+    for (const [fn, eps] of this.#announced) {
+      const routable = load.routableEndpoints(fn);
+      if (this.#routing.observe(fn, eps.length, routable) !== "violated") continue;
+      this.log.error(
+        { fn, ready: eps.length, routable },
+        "ready replicas known here are not routable in the gateway; resyncing",
+      );
+      heal = true;
+    }
+    if (heal) {
+      this.#slices.resync();
+      this.#functions.resync();
+      this.#announceAll();
+    }
+  }
+
+  #recompute(fn: string, force = false): void {
     const failed = this.#failed.get(fn);
     const eps: Endpoint[] = [];
     const terminating = new Set<string>();
@@ -224,17 +321,42 @@ export class KubeBackend implements Backend {
       }
     }
     eps.sort((a, b) => a.id.localeCompare(b.id));
-    const before = this.#endpoints.get(fn) ?? [];
-    if (before.length === eps.length && before.every((e, i) => e.id === eps[i]?.id && e.port === eps[i]?.port)) return;
     this.#endpoints.set(fn, eps);
-    this.#listener?.endpointsChanged(fn, eps);
+    this.#announce(fn, eps, force);
+  }
+
+  /** Tells the listener, if it can know the function and has not been told these endpoints yet. */
+  #announce(fn: string, eps: readonly Endpoint[], force: boolean): void {
+    const listener = this.#listener;
+    if (listener === undefined || this.getFunction(fn) === undefined) return;
+    const before = this.#announced.get(fn);
+    if (!force && before !== undefined && sameEndpoints(before, eps)) return;
+    this.#announced.set(fn, eps);
+    listener.endpointsChanged(fn, eps);
     if (eps.length > 0) {
       for (const w of this.#waiters.get(fn) ?? []) w.resolve();
       this.#waiters.delete(fn);
     }
   }
 
-  async scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+  scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
+    // Whatever the caches hold reaches the gateway before anything is decided.
+    this.#recompute(fn);
+    if ((this.#announced.get(fn)?.length ?? 0) > 0) {
+      // A routable replica was announced (its own pod, or a claimed pool pod while the Deployment's
+      // comes up): the cold start is done or under way, and nothing is claimed or patched. Asked
+      // again while the gateway routes to none, the announcement was lost: say it again, and let
+      // the gate delay repeats, so a caller that keeps asking cannot spin.
+      return this.#gate.run(fn, async () => {
+        if (this.#load?.routableEndpoints?.(fn) === 0) this.#recompute(fn, true);
+        return { result: { steps: [] }, immediate: true };
+      });
+    }
+    // One scale-up in flight per function; callers meanwhile share it.
+    return this.#gate.run(fn, async () => ({ result: await this.#scaleUp(fn, replicas), immediate: false }));
+  }
+
+  async #scaleUp(fn: string, replicas: number): Promise<ScaleUpResult> {
     const resource = this.getFunction(fn);
     if (resource === undefined) throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
     const started = performance.now();
@@ -245,13 +367,12 @@ export class KubeBackend implements Backend {
     const pod = this.#prober.track(fn);
     let scaledAt = started;
     try {
-      // Fresh activity first, so the operator never mistakes this scale-up for an idle function.
+      // The activity stamp and the scale patch go together: the operator counts a scale-up from
+      // zero as activity too (ADR 0005), so it never takes this one for an idle function.
       // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
-      const deployment = this.#stamp(fn)
-        .then(() => this.#ensureScale(fn, target))
-        .then(() => {
-          scaledAt = performance.now();
-        });
+      const deployment = Promise.all([this.#stamp(fn), this.#ensureScale(fn, target)]).then(() => {
+        scaledAt = performance.now();
+      });
       if (this.cfg.pool.enabled) {
         const claimed = await this.#pool
           .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
@@ -261,11 +382,12 @@ export class KubeBackend implements Backend {
             this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),
           );
           this.#recompute(fn);
-          if ((this.#endpoints.get(fn)?.length ?? 0) > 0) return { steps: claimed.steps };
+          if ((this.#announced.get(fn)?.length ?? 0) > 0) return { steps: claimed.steps };
         }
       }
       await deployment;
-      if ((this.#endpoints.get(fn)?.length ?? 0) === 0) await ready.promise;
+      // Resolved only once a ready endpoint was announced to the gateway, not merely seen here.
+      if ((this.#announced.get(fn)?.length ?? 0) === 0) await ready.promise;
     } finally {
       ready.cancel();
       pod.stop();
@@ -385,6 +507,12 @@ export class KubeBackend implements Backend {
       GATEWAY_FIELD_MANAGER,
     );
   }
+}
+
+function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): boolean {
+  return (
+    a.length === b.length && a.every((e, i) => e.id === b[i]?.id && e.host === b[i]?.host && e.port === b[i]?.port)
+  );
 }
 
 /** `fn-hello` EndpointSlices belong to function `hello`. */

@@ -9,6 +9,7 @@
  */
 import { request } from "node:http";
 import {
+  CLAIM_FAILED_ANNOTATION,
   CLAIMED_AT_ANNOTATION,
   CLAIMED_FOR_LABEL,
   CODE_HASH_ANNOTATION,
@@ -35,7 +36,10 @@ import { Counter, Gauge, type Registry } from "prom-client";
 export interface PoolConfig {
   /** Claim pool pods on cold starts; off = the Deployment path only. */
   enabled: boolean;
-  /** Longest a `POST /specialize` to a pool pod may take (the code's load included). */
+  /**
+   * Longest a `POST /specialize` to a pool pod may take (the code's load included); above the
+   * runner's own load timeout, so a runner's answer comes first.
+   */
   specializeTimeoutMs: number;
   /** Pods tried per cold start before falling back. */
   maxAttempts: number;
@@ -177,6 +181,7 @@ export class PoolClaimer {
       const labels = pod.metadata.labels ?? {};
       if (labels[CLAIMED_FOR_LABEL] !== fn || seen.has(pod.metadata.name)) continue;
       if (pod.metadata.annotations?.[CODE_HASH_ANNOTATION] !== codeHash) continue;
+      if (pod.metadata.annotations?.[CLAIM_FAILED_ANNOTATION] !== undefined) continue;
       const ip = pod.status?.podIP;
       if (!ip || pod.metadata.deletionTimestamp !== undefined || restarted(pod) || !isReady(pod)) continue;
       out.push(endpointOf(pod, ip));
@@ -259,6 +264,12 @@ export class PoolClaimer {
         throw new PoolFallback("load_failed", lastError);
       }
       this.#claims.inc({ runtime, result: answer.status === 409 ? "conflict" : "error" });
+      if (answer.status === 0 || answer.status >= 500) {
+        // No answer, or a broken one: the runner may be stuck loading this code. Out of the pool with it.
+        void this.#label(pod, fn, uid, codeHash, lastError);
+        // Code that does not finish loading in time would do the same to every pod: stop here.
+        if (answer.message.startsWith("no answer within")) throw new PoolFallback("specialize_failed", lastError);
+      }
       // 403: not a pool runner at all (started with code); never try it again.
       if (answer.status === 403) this.#tried.set(pod.metadata.name, Number.POSITIVE_INFINITY);
       if (answer.status === 401) this.#token = undefined;
@@ -310,11 +321,21 @@ export class PoolClaimer {
   }
 
   /** Takes the pod out of the pool and gives it to the function (retried: the claim already holds). */
-  async #label(pod: PodObject, fn: FunctionResource, uid: string | undefined, codeHash: string): Promise<void> {
+  async #label(
+    pod: PodObject,
+    fn: FunctionResource,
+    uid: string | undefined,
+    codeHash: string,
+    failure?: string,
+  ): Promise<void> {
     const patch = {
       metadata: {
         labels: { [POOL_STATE_LABEL]: POOL_STATE_CLAIMED, [CLAIMED_FOR_LABEL]: fn.metadata.name },
-        annotations: { [CODE_HASH_ANNOTATION]: codeHash, [CLAIMED_AT_ANNOTATION]: new Date().toISOString() },
+        annotations: {
+          [CODE_HASH_ANNOTATION]: codeHash,
+          [CLAIMED_AT_ANNOTATION]: new Date().toISOString(),
+          ...(failure === undefined ? {} : { [CLAIM_FAILED_ANNOTATION]: failure.slice(0, 500) }),
+        },
         // The function owns it now: deleting the Function deletes the pod.
         ...(uid
           ? {

@@ -1,4 +1,5 @@
 export * from "./crd.js";
 export * from "./kube-client.js";
+export * from "./kube-metrics.js";
 export * from "./leader-election.js";
 export * from "./reflector.js";

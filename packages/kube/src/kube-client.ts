@@ -8,6 +8,7 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent, request as httpsRequest, type RequestOptions } from "node:https";
 import { createInterface } from "node:readline";
 import { KubeConfig } from "@kubernetes/client-node";
+import { KubeMetrics, requestLabels } from "./kube-metrics.js";
 
 export interface KubeObject {
   apiVersion?: string;
@@ -77,6 +78,7 @@ export function resourcePath(r: ResourceRef): string {
 export const RESOURCES = {
   functions: { group: "faas.example.com", version: "v1", plural: "functions" },
   deployments: { group: "apps", version: "v1", plural: "deployments" },
+  namespaces: { group: "", version: "v1", plural: "namespaces" },
   services: { group: "", version: "v1", plural: "services" },
   configmaps: { group: "", version: "v1", plural: "configmaps" },
   pods: { group: "", version: "v1", plural: "pods" },
@@ -100,6 +102,8 @@ function withQuery(path: string, query: Query | undefined): string {
 export class KubeClient {
   readonly #server: URL;
   readonly #agent: Agent | undefined;
+  /** Every API call this client makes, by verb, resource and status; register them with `metrics.register`. */
+  readonly metrics = new KubeMetrics();
 
   private constructor(
     readonly config: KubeConfig,
@@ -137,15 +141,27 @@ export class KubeClient {
     return opts;
   }
 
+  /** Sends one request; counts it once its status is known (or it failed without one). */
   #send(opts: RequestOptions, body: string | undefined, timeoutMs: number): Promise<IncomingMessage> {
-    return new Promise((resolve, reject) => {
+    const headers = opts.headers as Record<string, string> | undefined;
+    const labels = requestLabels(opts.method ?? "GET", opts.path ?? "/", headers?.["content-type"]);
+    return new Promise<IncomingMessage>((resolve, reject) => {
       const req = (this.#server.protocol === "https:" ? httpsRequest : httpRequest)(opts, resolve);
       req.setTimeout(timeoutMs, () =>
         req.destroy(new Error(`kube-apiserver did not answer ${opts.method} ${opts.path} within ${timeoutMs} ms`)),
       );
       req.on("error", reject);
       req.end(body);
-    });
+    }).then(
+      (res) => {
+        this.metrics.requests.inc({ ...labels, code: String(res.statusCode ?? 0) });
+        return res;
+      },
+      (err: unknown) => {
+        this.metrics.requests.inc({ ...labels, code: "error" });
+        throw err;
+      },
+    );
   }
 
   async request<T>(

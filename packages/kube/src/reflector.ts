@@ -1,8 +1,11 @@
 /**
  * Keeps a local cache of one kind of object by list + watch, and tells
  * listeners what changed. Unlike client-node's informer it restarts itself:
- * jittered backoff after errors, a relist on 410 Gone, bookmarks, and a
- * watchdog that drops a watch on which nothing arrives.
+ * every list (the first one too) and every watch is retried with jittered
+ * backoff; a watch that ends resumes from the last resourceVersion seen, one
+ * that expires (410 Gone) or keeps failing relists; bookmarks keep the
+ * resourceVersion fresh, and a watchdog drops a watch on which nothing
+ * arrives. A listener that throws is logged and counted; the watch goes on.
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
@@ -14,6 +17,13 @@ export interface ReflectorOptions {
   fieldSelector?: string;
   /** Server-side watch timeout; the watch is renewed after it. */
   watchSeconds?: number;
+  /** First retry delay after a failure; doubles per failure up to `backoffMaxMs`, ×[0.5, 1.5) jitter. */
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  /** A watch that ends normally sooner than this, with no event, counts as a failure (no busy loop). */
+  minWatchMs?: number;
+  /** For tests: the jitter's source. */
+  random?: () => number;
 }
 
 export type ReflectorEvents<T> = {
@@ -25,14 +35,29 @@ export type ReflectorEvents<T> = {
 export const objectKey = (o: KubeObject): string =>
   o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
+type Change<T> = ["add", T] | ["update", T, T] | ["delete", T];
+
+type ListReason = "start" | "expired" | "error" | "resync";
+
+/** Why resync() aborted a watch. */
+class ResyncRequest extends Error {}
+
 export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvents<T>> {
   readonly #cache = new Map<string, T>();
   #resourceVersion = "";
-  #abort = new AbortController();
+  /** Aborted by stop(): ends the loop, its sleeps and its watch. */
+  readonly #stopped = new AbortController();
+  /** Aborted by resync(): ends the current watch only. */
+  #watchAbort = new AbortController();
+  /** Aborted by resync(): ends a backoff sleep. */
+  #wake = new AbortController();
   #running = false;
-  #synced: Promise<void>;
+  #synced = false;
+  readonly #syncedPromise: Promise<void>;
   #markSynced!: () => void;
   #failures = 0;
+  #relistReason: ListReason | undefined = "start";
+  #resyncRequested = false;
 
   constructor(
     private readonly client: KubeClient,
@@ -41,23 +66,38 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
   ) {
     super();
     this.setMaxListeners(0);
-    this.#synced = new Promise((r) => {
+    this.#syncedPromise = new Promise((r) => {
       this.#markSynced = r;
     });
   }
 
-  /** Starts the loop; resolves after the first complete list. */
+  /** Starts the loop; resolves after the first complete list (or when stopped before one). */
   start(): Promise<void> {
-    if (!this.#running) {
+    if (!this.#running && !this.#stopped.signal.aborted) {
       this.#running = true;
       void this.#loop();
     }
-    return this.#synced;
+    return this.#syncedPromise;
   }
 
   stop(): void {
     this.#running = false;
-    this.#abort.abort();
+    this.#stopped.abort();
+    this.#markSynced();
+  }
+
+  /** True once a list has completed. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** Drops the current watch and relists: the cache is rebuilt from the API server. */
+  resync(): void {
+    if (!this.#running) return;
+    this.#relistReason ??= "resync";
+    this.#resyncRequested = true;
+    this.#watchAbort.abort(new ResyncRequest("resync"));
+    this.#wake.abort();
   }
 
   get(key: string): T | undefined {
@@ -67,65 +107,127 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
     return [...this.#cache.values()];
   }
 
+  get #resourceName(): string {
+    return this.opts.resource.plural;
+  }
+
   async #loop(): Promise<void> {
-    let needList = true;
     while (this.#running) {
+      let events = 0;
+      const started = performance.now();
       try {
-        if (needList) {
-          await this.#list();
-          needList = false;
+        const reason = this.#relistReason;
+        if (reason !== undefined) {
+          this.#relistReason = undefined;
+          this.#resyncRequested = false;
+          try {
+            await this.#list(reason);
+          } catch (err) {
+            this.#relistReason ??= reason;
+            throw err;
+          }
         }
-        await this.#watch();
+        events = await this.#watch();
+        if (events === 0 && performance.now() - started < (this.opts.minWatchMs ?? 1000)) {
+          throw new Error("watch ended at once with no event");
+        }
         this.#failures = 0;
       } catch (err) {
         if (!this.#running) return;
+        if (this.#resyncRequested) {
+          this.#resyncRequested = false;
+          continue;
+        }
         if (err instanceof KubeError && err.status === 410) {
-          needList = true;
+          // Our resourceVersion is older than etcd keeps: only a fresh list can catch up.
+          this.#relistReason = "expired";
+          this.log.info({ resource: this.#resourceName }, "watch expired; relisting");
           continue;
         }
         this.#failures++;
-        needList = this.#failures > 2;
-        const delay = Math.min(30_000, 200 * 2 ** Math.min(this.#failures, 8)) * (0.5 + Math.random());
+        if (this.#failures > 2) this.#relistReason ??= "error";
+        const base = this.opts.backoffBaseMs ?? 200;
+        const delay =
+          Math.min(this.opts.backoffMaxMs ?? 30_000, base * 2 ** Math.min(this.#failures - 1, 16)) *
+          (0.5 + (this.opts.random ?? Math.random)());
         this.log.warn(
-          { resource: this.opts.resource.plural, err: (err as Error).message, retryInMs: Math.round(delay) },
-          "watch failed",
+          {
+            resource: this.#resourceName,
+            err: (err as Error).message,
+            failures: this.#failures,
+            synced: this.#synced,
+            retryInMs: Math.round(delay),
+          },
+          this.#synced ? "watch failed" : "list failed; retrying",
         );
-        await sleep(delay, this.#abort.signal);
+        this.#wake = new AbortController();
+        await sleep(delay, AbortSignal.any([this.#stopped.signal, this.#wake.signal]));
       }
     }
   }
 
-  async #list(): Promise<void> {
+  async #list(reason: ListReason): Promise<void> {
+    this.client.metrics.relists.inc({ resource: this.#resourceName, reason });
     const list = await this.client.list<T>(this.opts.resource, {
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
     });
+    if (!this.#running) return;
+    // Replace first, then tell: listeners that read the cache see the listed state.
+    const changes: Change<T>[] = [];
     const seen = new Set<string>();
     for (const item of list.items) {
       const key = objectKey(item);
       seen.add(key);
-      this.#upsert(key, item);
+      const change = this.#upsert(key, item);
+      if (change) changes.push(change);
     }
     for (const [key, old] of this.#cache) {
       if (!seen.has(key)) {
         this.#cache.delete(key);
-        this.emit("delete", old);
+        changes.push(["delete", old]);
       }
     }
     this.#resourceVersion = list.metadata.resourceVersion;
+    this.#synced = true;
+    for (const change of changes) this.#tell(...change);
     this.#markSynced();
   }
 
-  #upsert(key: string, obj: T): void {
+  /** Stores `obj`; returns what to tell listeners, or undefined when nothing changed. */
+  #upsert(key: string, obj: T): Change<T> | undefined {
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
-    if (old === undefined) this.emit("add", obj);
-    else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit("update", obj, old);
+    if (old === undefined) return ["add", obj];
+    if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) return ["update", obj, old];
+    return undefined;
   }
 
-  async #watch(): Promise<void> {
-    this.#abort = new AbortController();
+  /**
+   * Calls each listener of one change in turn. A listener's exception is its
+   * own bug, not the watch's: it is logged and counted, and the other
+   * listeners and the watch go on.
+   */
+  #tell(...[event, ...args]: Change<T>): void {
+    for (const listener of this.listeners(event) as ((...a: unknown[]) => void)[]) {
+      try {
+        listener.apply(this, args);
+      } catch (err) {
+        this.client.metrics.handlerErrors.inc({ resource: this.#resourceName });
+        this.log.error(
+          { resource: this.#resourceName, event, err: (err as Error)?.stack ?? String(err) },
+          "a watch event handler threw; the event is skipped for that handler",
+        );
+      }
+    }
+  }
+
+  /** One watch request; resolves with the number of events received when the server ends it. */
+  async #watch(): Promise<number> {
+    this.#watchAbort = new AbortController();
+    const signal = AbortSignal.any([this.#stopped.signal, this.#watchAbort.signal]);
     const seconds = this.opts.watchSeconds ?? 240 + Math.floor(Math.random() * 60);
+    let events = 0;
     await this.client.watch<T>(
       this.opts.resource,
       {
@@ -135,40 +237,49 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
         labelSelector: this.opts.labelSelector,
         fieldSelector: this.opts.fieldSelector,
       },
-      (e: WatchEvent<T>) => this.#onEvent(e),
-      { signal: this.#abort.signal, idleTimeoutMs: (seconds + 30) * 1000 },
+      (e: WatchEvent<T>) => {
+        events++;
+        this.#onEvent(e);
+      },
+      { signal, idleTimeoutMs: (seconds + 30) * 1000 },
     );
+    return events;
   }
 
   #onEvent(e: WatchEvent<T>): void {
     if (e.type === "ERROR") {
-      const status = e.object as unknown as { code?: number; message?: string };
-      throw new KubeError(status.code ?? 500, "WatchError", status.message ?? "watch error");
+      const status = e.object as unknown as { code?: number; reason?: string; message?: string };
+      throw new KubeError(status.code ?? 500, status.reason ?? "WatchError", status.message ?? "watch error");
     }
+    if (!this.#running) return;
     const rv = e.object.metadata?.resourceVersion;
-    if (rv) this.#resourceVersion = rv;
-    if (e.type === "BOOKMARK") return;
+    if (e.type === "BOOKMARK") {
+      if (rv) this.#resourceVersion = rv;
+      return;
+    }
     const key = objectKey(e.object);
     if (e.type === "DELETED") {
       const old = this.#cache.get(key);
       this.#cache.delete(key);
-      this.emit("delete", old ?? e.object);
+      if (rv) this.#resourceVersion = rv;
+      this.#tell("delete", old ?? e.object);
       return;
     }
-    this.#upsert(key, e.object);
+    const change = this.#upsert(key, e.object);
+    if (rv) this.#resourceVersion = rv;
+    if (change) this.#tell(...change);
   }
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      "abort",
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
+    const done = (): void => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 }

@@ -1,6 +1,7 @@
 /** The faas operator: reconciles Function resources into runnable functions on Kubernetes. */
 import { KubeClient } from "@faas/kube";
 import type { Logger } from "pino";
+import { Registry } from "prom-client";
 import type { OperatorConfig } from "./config.js";
 import { startHealthServer } from "./health.js";
 import { Operator } from "./operator.js";
@@ -36,7 +37,10 @@ export async function runOperator(config: OperatorConfig, log: Logger, signal?: 
     { namespace: config.namespace ?? "(all)", leaderElection: config.leaderElection, identity: config.identity },
     "operator starting",
   );
-  const health = config.healthPort > 0 ? await startHealthServer(config.healthPort, () => operator.synced) : undefined;
+  const registry = new Registry();
+  client.metrics.register(registry);
+  const health =
+    config.healthPort > 0 ? await startHealthServer(config.healthPort, () => operator.synced, registry) : undefined;
   try {
     const stopped = new Promise<void>((resolve) => {
       if (stopSignal.aborted) resolve();

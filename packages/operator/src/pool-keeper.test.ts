@@ -5,6 +5,7 @@ const NOW = 1_000_000;
 const T = { handoffMs: 2_000, orphanMs: 30_000 };
 const base: ClaimedPodInput = {
   terminating: false,
+  claimFailed: false,
   functionCodeHash: "aaaa",
   podCodeHash: "aaaa",
   restarted: false,
@@ -35,6 +36,11 @@ describe("decideClaimedPod", () => {
       name: "a claimed pod without a code hash is not trusted",
       given: { podCodeHash: undefined },
       want: { delete: true, reason: "stale-code" },
+    },
+    {
+      name: "a gateway gave up on it mid-claim (runner maybe stuck loading): retire",
+      given: { claimFailed: true },
+      want: { delete: true, reason: "claim-failed" },
     },
     {
       name: "the runner restarted (it came back generic): retire",

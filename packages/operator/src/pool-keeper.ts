@@ -8,6 +8,7 @@
  * function went back to zero without them.
  */
 import {
+  CLAIM_FAILED_ANNOTATION,
   CLAIMED_AT_ANNOTATION,
   CLAIMED_FOR_LABEL,
   CODE_HASH_ANNOTATION,
@@ -27,6 +28,8 @@ import { buildPoolDeployment, buildPoolTokenSecret } from "./resources/pool.js";
 
 export interface ClaimedPodInput {
   terminating: boolean;
+  /** A gateway gave up on this pod mid-claim (its runner may be stuck loading the code). */
+  claimFailed: boolean;
   /** The Function's current code hash; undefined when the Function is gone or invalid. */
   functionCodeHash: string | undefined;
   podCodeHash: string | undefined;
@@ -47,11 +50,15 @@ export interface ClaimedPodTimings {
 
 export type ClaimedPodDecision =
   | { delete: false }
-  | { delete: true; reason: "function-gone" | "restarted" | "stale-code" | "handed-off" | "scaled-to-zero" };
+  | {
+      delete: true;
+      reason: "function-gone" | "claim-failed" | "restarted" | "stale-code" | "handed-off" | "scaled-to-zero";
+    };
 
 export function decideClaimedPod(p: ClaimedPodInput, t: ClaimedPodTimings, nowMs: number): ClaimedPodDecision {
   if (p.terminating) return { delete: false };
   if (p.functionCodeHash === undefined) return { delete: true, reason: "function-gone" };
+  if (p.claimFailed) return { delete: true, reason: "claim-failed" };
   if (p.restarted) return { delete: true, reason: "restarted" };
   if (p.podCodeHash !== p.functionCodeHash) return { delete: true, reason: "stale-code" };
   if (p.deploymentReadySinceMs !== undefined && nowMs - p.deploymentReadySinceMs >= t.handoffMs) {
@@ -168,6 +175,7 @@ export class PoolKeeper {
       const decision = decideClaimedPod(
         {
           terminating: pod.metadata.deletionTimestamp !== undefined,
+          claimFailed: pod.metadata.annotations?.[CLAIM_FAILED_ANNOTATION] !== undefined,
           functionCodeHash: this.#codeHash(`${ns}/${fnName}`),
           podCodeHash: pod.metadata.annotations?.[CODE_HASH_ANNOTATION],
           restarted: (pod.status?.containerStatuses ?? []).some((c) => c.restartCount > 0),
@@ -202,12 +210,22 @@ export class PoolKeeper {
   async #delete(pod: PodObject, fn: string, reason: string): Promise<void> {
     const key = objectKey(pod);
     this.#deleting.add(key);
+    // A pod that never served (a failed claim, maybe stuck in the code it was loading) or whose
+    // runner restarted generic has nothing to drain: no grace period to sit out.
+    const serving = reason !== "claim-failed" && reason !== "restarted";
     try {
       // Preconditioned on the uid: never a pod that took the name since.
       await this.deps.client.request(
         "DELETE",
         `/api/v1/namespaces/${encodeURIComponent(pod.metadata.namespace ?? "default")}/pods/${encodeURIComponent(pod.metadata.name)}`,
-        { body: { kind: "DeleteOptions", apiVersion: "v1", preconditions: { uid: pod.metadata.uid } } },
+        {
+          body: {
+            kind: "DeleteOptions",
+            apiVersion: "v1",
+            preconditions: { uid: pod.metadata.uid },
+            ...(serving ? {} : { gracePeriodSeconds: 0 }),
+          },
+        },
       );
       this.deps.log.info({ pod: key, fn, reason }, "pool: claimed pod retired");
     } catch (err) {
