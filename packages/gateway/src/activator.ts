@@ -169,7 +169,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     return this.#states.get(fn)?.endpointInFlight(endpointId) ?? 0;
   }
   routableEndpoints(fn: string): number {
-    return this.#states.get(fn)?.slots.length ?? 0;
+    return this.#states.get(fn)?.ready ?? 0;
   }
   get parkedTotal(): number {
     return this.#parkedTotal;
