@@ -137,8 +137,10 @@ class Runner:
             b"GET /healthz HTTP/1.1\r\nhost: warm\r\n\r\n",
             b"GET /readyz HTTP/1.1\r\nhost: warm\r\n\r\n",
             b"GET /invoke/warm?x=1 HTTP/1.1\r\nhost: warm\r\n\r\n",
-            b"POST /specialize HTTP/1.1\r\nhost: warm\r\ncontent-length: 2\r\n\r\n{}",
         ]
+        if self._may_specialize_unchecked():
+            # Refused before its body is read, it would close the connection: only when it gets parsed.
+            requests.append(b"POST /specialize HTTP/1.1\r\nhost: warm\r\ncontent-length: 2\r\n\r\n{}")
         try:
             for _ in range(rounds):
                 for raw in requests:
@@ -295,6 +297,10 @@ class Runner:
             # A pool runner is ready to be claimed while generic; any other is not ready yet.
             return _json(200 if self.config.pool_claim_file else 503, {"status": "generic"})
         return _json(200, {"status": "ready", "function": self.function.spec.name})
+
+    def _may_specialize_unchecked(self) -> bool:
+        """Whether /specialize reads its body without a token or other check first."""
+        return not (self.config.code_dir or self.config.specialize_token or self.restarted_after_claim)
 
     def _may_specialize(self, head: RequestHead) -> Outcome | None:
         if self.config.code_dir:
