@@ -377,7 +377,13 @@ class Runner:
             with open(self.config.pool_claim_file, "w") as f:
                 f.write(fn.spec.name)
         self.function = fn
-        log.info("specialized", function=fn.spec.name, handler=fn.spec.handler, loadMs=fn.load_ms)
+        fields = {"function": fn.spec.name, "handler": fn.spec.handler, "loadMs": fn.load_ms}
+        try:
+            # After the answer is written: the line goes down a pipe the supervisor reads,
+            # which would wake it on the cold path before the answer does.
+            asyncio.get_running_loop().call_soon(lambda: log.info("specialized", **fields))
+        except RuntimeError:  # specialized from the code directory, before the loop runs
+            log.info("specialized", **fields)
 
     async def _invoke(self, conn: Connection, head: RequestHead, raw_path: str, query: str) -> Outcome:
         fn = self.function
