@@ -284,9 +284,14 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
         env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir },
         stdio: ["ignore", "ignore", "pipe"],
       });
+      const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+      cleanups.push(async () => {
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+        await exited;
+      });
       let stderr = "";
       proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      const code = await new Promise<number | null>((resolve) => proc.once("exit", resolve));
+      const code = await exited;
       expect(code, what).toBe(1);
       expect(stderr, what).toMatch(/code.dir.load.failed/);
     }
