@@ -123,6 +123,8 @@ export class KubeBackend implements Backend {
       log,
     );
     this.#pool = new PoolClaimer(client, ns, cfg.pool, log.child({ component: "pool" }), (fn) => this.#recompute(fn));
+    // The gateway opens its connection to each idle pool pod ahead, so a claim's first request skips it.
+    this.#pool.onIdlePod = (e) => this.#listener?.preconnect?.(e);
     this.#prober = new PodProber(client, ns, log.child({ component: "pod-prober" }), (fn) => this.#recompute(fn));
   }
 
