@@ -27,7 +27,7 @@ import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/ku
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { deploymentSteps, PodProber } from "./pod-prober.js";
-import { PoolClaimer, type PoolConfig } from "./pool.js";
+import { PoolClaimer, type PoolConfig, PoolFallback } from "./pool.js";
 import { RoutingCheck } from "./routing-check.js";
 import { ScaleGate } from "./scale-gate.js";
 
@@ -378,7 +378,18 @@ export class KubeBackend implements Backend {
       if (this.cfg.pool.enabled) {
         const claimed = await this.#pool
           .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
-          .catch(() => undefined);
+          .catch((err: unknown) => {
+            // The code does not load (a pool runner said so, in the same image the Deployment runs):
+            // the parked requests get that error now, not a timeout later. The Deployment is still
+            // asked for its pod, whose status will say the same.
+            if (err instanceof PoolFallback && err.reason === "load_failed") {
+              deployment.catch(() => undefined);
+              throw new FaasError("FUNCTION_LOAD_FAILED", `function ${fn} could not be loaded: ${err.message}`, {
+                cause: err,
+              });
+            }
+            return undefined;
+          });
         if (claimed !== undefined) {
           deployment.catch((err: unknown) =>
             this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),
