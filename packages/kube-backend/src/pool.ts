@@ -112,6 +112,8 @@ export class PoolClaimer {
   readonly #idleGauge: Gauge;
   /** A kept-alive connection per idle pool pod, opened ahead: `/specialize` skips the connect. */
   readonly #agents = new Map<string, Agent>();
+  /** Pods with a `/specialize` in flight from this gateway: their connection stays whatever the watch says. */
+  readonly #claiming = new Set<string>();
   #refresh: NodeJS.Timeout | undefined;
   /** Told about each ready idle pool pod, so the gateway can open its own connection ahead too. */
   onIdlePod: ((endpoint: Endpoint) => void) | undefined;
@@ -199,7 +201,8 @@ export class PoolClaimer {
       ip !== undefined &&
       isReady(p);
     if (!idle) {
-      if (!this.#mine.has(name)) {
+      // A pod being specialized turns unready while it loads: that must not cut its request.
+      if (!this.#mine.has(name) && !this.#claiming.has(name)) {
         this.#agents.get(name)?.destroy();
         this.#agents.delete(name);
       }
@@ -291,13 +294,14 @@ export class PoolClaimer {
       const ip = pod.status?.podIP as string;
       this.#tried.set(pod.metadata.name, performance.now() + 30_000);
       const t1 = performance.now();
-      const answer = await this.#specialize(ip, body, token, this.#agents.get(pod.metadata.name)).catch(
-        (err: Error) => ({
+      this.#claiming.add(pod.metadata.name);
+      const answer = await this.#specialize(ip, body, token, this.#agents.get(pod.metadata.name))
+        .finally(() => this.#claiming.delete(pod.metadata.name))
+        .catch((err: Error) => ({
           status: 0,
           code: "",
           message: err.message,
-        }),
-      );
+        }));
       const t2 = performance.now();
       // The connection opened ahead served its purpose (or failed): the pod is no longer idle.
       this.#agents.get(pod.metadata.name)?.destroy();
