@@ -3,7 +3,7 @@
  * answers a proxy reorders, fails and cuts. Each case runs an operator in its
  * own namespace (no leader election) with an injected clock.
  */
-import { configMapName, deploymentName, LAST_REQUEST_ANNOTATION, serviceName } from "@faas/api";
+import { configMapPrefix, deploymentName, LAST_REQUEST_ANNOTATION, serviceName } from "@faas/api";
 import { type KubeClient, type KubeObject, RESOURCES } from "@faas/kube";
 import { DEFAULT_OPERATOR_CONFIG, Operator } from "@faas/operator";
 import { pino } from "pino";
@@ -51,13 +51,22 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
   const get = <T extends KubeObject>(r: (typeof RESOURCES)[keyof typeof RESOURCES], ns: string, name: string) =>
     admin.find<T>({ ...r, namespace: ns, name });
 
+  /** The Function's code ConfigMaps (one per code version; normally just the current one). */
+  async function codeConfigMaps(ns: string, fn: string): Promise<(KubeObject & { data?: Record<string, string> })[]> {
+    const list = await admin.list<KubeObject & { data?: Record<string, string> }>({
+      ...RESOURCES.configmaps,
+      namespace: ns,
+    });
+    return list.items.filter((cm) => cm.metadata.name.startsWith(`${configMapPrefix(fn)}-`));
+  }
+
   /** The Function's children exist and its status was written. */
   async function expectReconciled(ns: string, fn: string): Promise<void> {
     await eventually(
       async () =>
         (await get(RESOURCES.deployments, ns, deploymentName(fn))) !== undefined &&
         (await get(RESOURCES.services, ns, serviceName(fn))) !== undefined &&
-        (await get(RESOURCES.configmaps, ns, configMapName(fn))) !== undefined &&
+        (await codeConfigMaps(ns, fn)).length > 0 &&
         (await get<KubeObject & { status?: { conditions?: unknown[] } }>(RESOURCES.functions, ns, fn))?.status
           ?.conditions !== undefined,
       10_000,
@@ -141,8 +150,7 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
         );
         await expectReconciled(ns, second);
         await eventually(
-          async () =>
-            JSON.stringify((await get(RESOURCES.configmaps, ns, configMapName(first)))?.data ?? {}).includes("v2"),
+          async () => (await codeConfigMaps(ns, first)).some((cm) => JSON.stringify(cm.data ?? {}).includes("v2")),
           15_000,
           "the code change applied",
         );

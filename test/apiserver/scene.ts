@@ -5,8 +5,6 @@
  * server that plays the function's pod.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
-import { networkInterfaces } from "node:os";
 import { deploymentName, FUNCTION_LABEL, serviceName } from "@faas/api";
 import { type KubeClient, type KubeObject, RESOURCES } from "@faas/kube";
 
@@ -78,7 +76,7 @@ export async function putSlice(
   client: KubeClient,
   ns: string,
   fn: string,
-  pods: { name: string; port: number; ready?: boolean }[],
+  pods: { name: string; address: string; port: number; ready?: boolean }[],
   sliceName = `${serviceName(fn)}-abcde`,
 ): Promise<KubeObject> {
   const ports = [...new Set(pods.map((p) => p.port))];
@@ -89,7 +87,7 @@ export async function putSlice(
     metadata: { name: sliceName, labels: { "kubernetes.io/service-name": serviceName(fn) } },
     addressType: "IPv4",
     endpoints: pods.map((p) => ({
-      addresses: [podAddress()],
+      addresses: [p.address],
       conditions: { ready: p.ready ?? true },
       targetRef: { kind: "Pod", name: p.name, namespace: ns },
     })),
@@ -103,49 +101,11 @@ export async function createWarmFunction(
   client: KubeClient,
   ns: string,
   fn: string,
-  runnerPort: number,
+  runner: { address: string; port: number },
 ): Promise<void> {
   await createFunction(client, ns, fn);
   await createDeployment(client, ns, fn, 1);
-  await putSlice(client, ns, fn, [{ name: `${fn}-pod`, port: runnerPort }]);
-}
-
-/**
- * The address fake pods listen on: EndpointSlices refuse loopback addresses,
- * so one of this machine's other IPv4 addresses.
- */
-export function podAddress(): string {
-  const all = Object.values(networkInterfaces())
-    .flat()
-    .filter((a) => a !== undefined && a.family === "IPv4")
-    .filter((a) => !a.address.startsWith("127.") && !a.address.startsWith("169.254."));
-  const pick = all.find((a) => !a.internal) ?? all[0];
-  if (pick === undefined) throw new Error("no non-loopback IPv4 address on this machine for fake pods");
-  return pick.address;
-}
-
-/** A local HTTP server that answers every request as a runner would: `pod:<path>`. */
-export async function startFakeRunner(): Promise<{ port: number; served: number; close(): Promise<void> }> {
-  let served = 0;
-  const server: Server = createServer((req, res) => {
-    served++;
-    req.resume();
-    res.writeHead(200, { "content-type": "text/plain" });
-    res.end(`pod:${req.url}`);
-  });
-  await new Promise<void>((r) => server.listen(0, podAddress(), r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    port,
-    get served() {
-      return served;
-    },
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
+  await putSlice(client, ns, fn, [{ name: `${fn}-pod`, address: runner.address, port: runner.port }]);
 }
 
 /** Polls `check` every 20 ms until it returns true, or fails after `timeoutMs`. */

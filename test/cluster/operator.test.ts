@@ -213,13 +213,13 @@ describe("operator, one process", () => {
     const f = await waitForReady("hello", "Available");
     console.log(`hello: Function applied → Ready=Available in ${Date.now() - t0} ms`);
 
-    const cm = await kubectlJson<{ data: Record<string, string> }>([
-      "-n",
-      ns.name,
-      "get",
-      "configmap",
-      "fn-hello-code",
-    ]);
+    // One code ConfigMap, named by the code hash, immutable, and the one the pods mount.
+    const cms = await kubectlJson<{
+      items: { metadata: { name: string }; data: Record<string, string>; immutable?: boolean }[];
+    }>(["-n", ns.name, "get", "configmap", "-l", "faas.example.com/function=hello"]);
+    expect(cms.items.map((c) => c.metadata.name)).toEqual([expect.stringMatching(/^fn-hello-code-[0-9a-f]{16}$/)]);
+    const cm = cms.items[0] as (typeof cms.items)[number];
+    expect(cm.immutable).toBe(true);
     expect(Object.keys(cm.data).sort()).toEqual(["function.json", "main.py"]);
     expect(JSON.parse(cm.data["function.json"] ?? "")).toMatchObject({
       name: "hello",
@@ -378,6 +378,19 @@ describe("operator, one process", () => {
     expect(counts.v1).toBeGreaterThan(0);
     expect(counts.v2).toBeGreaterThan(0);
     expect((await getOnce(url)).body).toBe("hello v2");
+    // The old version's code ConfigMap goes once no pod of it is left; the new one stays.
+    await waitFor("only the new code's ConfigMap", async () => {
+      const cms = await kubectlJson<{ items: { metadata: { name: string } }[] }>([
+        "-n",
+        ns.name,
+        "get",
+        "configmap",
+        "-l",
+        "faas.example.com/function=hello",
+      ]);
+      const names = cms.items.map((c) => c.metadata.name);
+      return names.length === 1 && names[0]?.endsWith(after.status?.codeHash ?? "?") ? true : undefined;
+    });
     expect(condition(after, "Ready")?.reason).toBe("Available");
     // Ready stayed True throughout, so its transition time did not move.
     expect(condition(after, "Ready")?.lastTransitionTime).toBe(condition(before, "Ready")?.lastTransitionTime);

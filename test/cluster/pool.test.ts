@@ -26,7 +26,7 @@ import {
 } from "./support/platform.js";
 
 const NS = "default";
-const FNS = ["pool-hello", "pool-node", "pool-update", "pool-crash", "pool-off"];
+const FNS = ["pool-hello", "pool-node", "pool-update", "pool-crash", "pool-spin", "pool-off"];
 
 interface Pod {
   metadata: { name: string; labels?: Record<string, string>; ownerReferences?: { kind: string; name: string }[] };
@@ -240,6 +240,45 @@ spec:
     );
     await operator.stop();
     operator = await startLocalOperator(NS);
+  });
+
+  it("code that never finishes loading: a cold call fails fast naming the function, the Function reports its pod failing", async () => {
+    await waitForPool(NS, "python", 1);
+    await applyFunction(
+      NS,
+      pythonFunction("pool-spin", "while True:\n    pass\ndef handle(req):\n    return 'never'"),
+      "pool-spin",
+    );
+    const t0 = performance.now();
+    const r = await invoke(pf.localPort, "/invoke/pool-spin");
+    const seconds = (performance.now() - t0) / 1000;
+    expect(r.status).toBe(500);
+    expect(JSON.parse(r.body)).toMatchObject({ error: { code: "FUNCTION_LOAD_FAILED" } });
+    expect(r.body).toMatch(/pool-spin/);
+    expect(r.body).toMatch(/did not finish loading within/);
+    // The runner's load timeout (10 s) answered, not the gateway's 60 s park timeout.
+    expect(seconds).toBeLessThan(30);
+    // The Deployment's own pod never gets ready either: the Function says so.
+    const reason = await waitFor(
+      "the Function to report its failing pod",
+      async () => {
+        const f = await kubectlJson<{ status?: { conditions?: { type: string; status: string; reason: string }[] } }>([
+          "-n",
+          NS,
+          "get",
+          "function",
+          "pool-spin",
+        ]);
+        const ready = f.status?.conditions?.find((c) => c.type === "Ready");
+        return ready?.status === "False" && ready.reason === "CrashLoop" ? ready.reason : undefined;
+      },
+      { timeoutMs: 180_000, intervalMs: 1_000 },
+    );
+    expect(reason).toBe("CrashLoop");
+    // The pool pod that tried it went back to the pool (its runner exited and restarted generic).
+    await waitForPool(NS, "python", 2);
+    await deleteFunction(NS, "pool-spin");
+    console.log(`pool: spinning module refused in ${seconds.toFixed(1)} s`);
   });
 
   it("falls back to the Deployment path when the pool is empty, and counts why", async () => {

@@ -260,7 +260,9 @@ describe("faas CLI against a running `faas up`", () => {
     expect(cold.code).toBe(0);
     expect(cold.stdout).toContain("x-faas-cold-start: true");
     expect(cold.stdout.endsWith("\n\nhi from node ada")).toBe(true);
-    expect(cold.stderr).toMatch(/^cold start: parked [\d.]+ ms, scaleup [\d.]+ ms, specialize [\d.]+ ms$/m);
+    expect(cold.stderr).toMatch(
+      /^cold start: parked [\d.]+ ms, scaleup [\d.]+ ms, specialize [\d.]+ ms, import [\d.]+ ms$/m,
+    );
     // Warm, without -i and without a TTY: only the body, nothing on stderr.
     const warm = await faas(up.dataDir, ["invoke", "hi-node", "--path", "?who=bob"]);
     expect(warm.code).toBe(0);

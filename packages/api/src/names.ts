@@ -15,7 +15,14 @@ export const RUNNER_PORT = 8080;
 
 export const deploymentName = (fn: string): string => `fn-${fn}-deploy`;
 export const serviceName = (fn: string): string => `fn-${fn}`;
-export const configMapName = (fn: string): string => `fn-${fn}-code`;
+/**
+ * The code ConfigMap of one version of a function: named by its code hash, so a
+ * pod always mounts the code its template was made for (never a newer version
+ * written in place), and immutable.
+ */
+export const configMapName = (fn: string, codeHash: string): string => `fn-${fn}-code-${codeHash}`;
+/** Every code ConfigMap of a function, whatever its version, starts with this. */
+export const configMapPrefix = (fn: string): string => `fn-${fn}-code`;
 export const hpaName = (fn: string): string => `fn-${fn}`;
 
 export const RUNTIMES = ["python", "nodejs"] as const;

@@ -13,6 +13,7 @@ describe("loadCliConfig", () => {
       python: "python3",
       node: process.execPath,
       runnerBaseEnv: { PATH: "/bin", HOME: "/home/ada" },
+      loadTimeoutMs: 10_000,
       gateway: DEFAULT_GATEWAY_CONFIG,
       operatorEnv: {},
     });
@@ -26,8 +27,10 @@ describe("loadCliConfig", () => {
       FAAS_ADMIN_TOKEN: "t0ken",
       NO_COLOR: "1",
       FAAS_GATEWAY_PORT: "9001",
+      FAAS_LOAD_TIMEOUT_MS: "2500",
     });
     expect(cfg).toMatchObject({
+      loadTimeoutMs: 2500,
       dataDir: "/data",
       gatewayUrl: "http://gw:9000",
       adminToken: "t0ken",
@@ -39,6 +42,7 @@ describe("loadCliConfig", () => {
       "FAAS_DATA_DIR",
       "FAAS_GATEWAY",
       "FAAS_GATEWAY_PORT",
+      "FAAS_LOAD_TIMEOUT_MS",
     ]);
   });
 
@@ -53,6 +57,12 @@ describe("loadCliConfig", () => {
       GITHUB_TOKEN: "secret",
     });
     expect(cfg.runnerBaseEnv).toEqual({ PATH: "/usr/bin", HOME: "/h", LANG: "C.UTF-8", TZ: "UTC" });
+  });
+
+  it("refuses a load timeout that is not a positive whole number of ms", () => {
+    for (const bad of ["0", "-5", "1.5", "ten"]) {
+      expect(() => loadCliConfig({ FAAS_LOAD_TIMEOUT_MS: bad })).toThrow(/FAAS_LOAD_TIMEOUT_MS/);
+    }
   });
 
   it("FORCE_COLOR turns colour on without a TTY; NO_COLOR wins over it", () => {

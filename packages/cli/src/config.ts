@@ -4,6 +4,7 @@
  */
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { FaasError } from "@faas/api";
 import { type GatewayConfig, loadGatewayConfig } from "@faas/gateway";
 
 export interface CliConfig {
@@ -24,6 +25,11 @@ export interface CliConfig {
    * run, never the caller's tokens or credentials.
    */
   runnerBaseEnv: Record<string, string>;
+  /**
+   * A runner start, trial load or specialization that takes longer fails and its
+   * runner is killed (FAAS_LOAD_TIMEOUT_MS, default 10 s).
+   */
+  loadTimeoutMs: number;
   /** Gateway settings for `faas up` (FAAS_GATEWAY_PORT, FAAS_LOG_LEVEL, …). */
   gateway: GatewayConfig;
   /** Operator settings for `faas operator` (FAAS_* read by the operator's own loadConfig). */
@@ -49,9 +55,20 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
     python: env.FAAS_PYTHON || "python3",
     node: process.execPath,
     runnerBaseEnv,
+    loadTimeoutMs: positiveInt(env, "FAAS_LOAD_TIMEOUT_MS", 10_000),
     gateway: loadGatewayConfig(env),
     operatorEnv: Object.fromEntries(
       Object.entries(env).filter(([k]) => k.startsWith("FAAS_") || k === "KUBECONFIG" || k === "POD_NAMESPACE"),
     ),
   };
+}
+
+function positiveInt(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new FaasError("BAD_REQUEST", `${key}=${raw}: must be an integer >= 1 (milliseconds)`);
+  }
+  return value;
 }

@@ -3,14 +3,13 @@
  * `run*` functions in `commands/` and return an exit code.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { runDelete } from "./commands/delete.js";
-import { runDeploy } from "./commands/deploy.js";
-import { runInvoke } from "./commands/invoke.js";
-import { runList } from "./commands/list.js";
-import { runLogs } from "./commands/logs.js";
-import { type OperatorOptions, runOperatorCommand } from "./commands/operator.js";
-import { runStress } from "./commands/stress.js";
-import { runUp } from "./commands/up.js";
+// Commands are imported when they run, so a command loads only what it needs:
+// `faas list` never loads the operator, nor through it the Kubernetes client (ADR 0001).
+import type { runDeploy } from "./commands/deploy.js";
+import type { runInvoke } from "./commands/invoke.js";
+import type { OperatorOptions } from "./commands/operator.js";
+import type { runStress } from "./commands/stress.js";
+import type { runUp } from "./commands/up.js";
 import { type CommandContext, type GlobalOptions, withGlobals } from "./context.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
 
@@ -91,7 +90,9 @@ Examples:
 
 Functions deployed with \`faas deploy\` are kept in the data dir and come back on the next \`faas up\`.`,
     )
-    .action((opts: Parameters<typeof runUp>[1], cmd: Command) => run(runUp(configured(cmd), opts)));
+    .action((opts: Parameters<typeof runUp>[1], cmd: Command) =>
+      run(import("./commands/up.js").then((m) => m.runUp(configured(cmd), opts))),
+    );
 
   program
     .command("deploy")
@@ -121,7 +122,9 @@ Handlers: Python \`def handle(req)\` returns str, bytes, dict or a response;
 Node.js \`export function handle(req: Request)\` returns a Response, string or object.
 The spec is checked before anything is sent: every wrong field is listed (exit 2).`,
     )
-    .action((opts: Parameters<typeof runDeploy>[1], cmd: Command) => run(runDeploy(configured(cmd), opts)));
+    .action((opts: Parameters<typeof runDeploy>[1], cmd: Command) =>
+      run(import("./commands/deploy.js").then((m) => m.runDeploy(configured(cmd), opts))),
+    );
 
   program
     .command("invoke")
@@ -147,7 +150,7 @@ Exit status 1 when the function answers HTTP >= 400, 4 when it does not exist.
 A cold call prints its breakdown (parked / scale-up / specialize) on stderr.`,
     )
     .action((name: string, opts: Parameters<typeof runInvoke>[2], cmd: Command) =>
-      run(runInvoke(configured(cmd), name, opts)),
+      run(import("./commands/invoke.js").then((m) => m.runInvoke(configured(cmd), name, opts))),
     );
 
   program
@@ -165,7 +168,9 @@ Example:
 
 READY is ready/desired replicas; 0/0 means scaled to zero (the next call is a cold start).`,
     )
-    .action((opts: { json?: boolean }, cmd: Command) => run(runList(configured(cmd), opts)));
+    .action((opts: { json?: boolean }, cmd: Command) =>
+      run(import("./commands/list.js").then((m) => m.runList(configured(cmd), opts))),
+    );
 
   program
     .command("logs")
@@ -181,7 +186,7 @@ Examples:
   $ faas logs hello -f --tail 0             # only new lines`,
     )
     .action((name: string, opts: { follow?: boolean; tail: number }, cmd: Command) =>
-      run(runLogs(configured(cmd), name, opts)),
+      run(import("./commands/logs.js").then((m) => m.runLogs(configured(cmd), name, opts))),
     );
 
   program
@@ -191,7 +196,9 @@ Examples:
     .argument("<name>", "function name")
     .option("--json", "print the result as JSON")
     .addHelpText("after", "\nExample:\n  $ faas delete greet")
-    .action((name: string, opts: { json?: boolean }, cmd: Command) => run(runDelete(configured(cmd), name, opts)));
+    .action((name: string, opts: { json?: boolean }, cmd: Command) =>
+      run(import("./commands/delete.js").then((m) => m.runDelete(configured(cmd), name, opts))),
+    );
 
   program
     .command("operator")
@@ -210,7 +217,9 @@ Examples:
 
 Logs are JSON lines on stderr. Ctrl-C stops (a leader steps down at once).`,
     )
-    .action((opts: OperatorOptions, cmd: Command) => run(runOperatorCommand(configured(cmd), opts)));
+    .action((opts: OperatorOptions, cmd: Command) =>
+      run(import("./commands/operator.js").then((m) => m.runOperatorCommand(configured(cmd), opts))),
+    );
 
   program
     .command("stress")
@@ -236,7 +245,7 @@ Examples:
 Prints one line a second (req/s, p50, p99, errors), then a summary. Ctrl-C stops early.`,
     )
     .action((name: string, opts: Parameters<typeof runStress>[2], cmd: Command) =>
-      run(runStress(configured(cmd), name, opts)),
+      run(import("./commands/stress.js").then((m) => m.runStress(configured(cmd), name, opts))),
     );
 
   return program;

@@ -6,19 +6,18 @@
  */
 import { FaasError, type FunctionResource } from "@faas/api";
 import type { Logger } from "pino";
-import type { Backend, BackendListener, Endpoint, LoadView } from "./backend.js";
+import type { Backend, BackendListener, ColdStep, Endpoint, LoadView } from "./backend.js";
 import type { GatewayConfig } from "./config.js";
-import { type ColdEpisode, FunctionState, type Slot, type Waiter } from "./function-state.js";
+import { type ColdEpisode, FunctionState, type Parked, type Slot } from "./function-state.js";
 import { type FunctionGaugeSource, FunctionTelemetry, GatewayMetrics } from "./metrics.js";
+import { Preconnections } from "./preconnections.js";
 
-export interface Parked {
-  readonly promise: Promise<Slot>;
-  readonly waiter: Waiter;
-}
+type ScaleUpSteps = readonly ColdStep[];
 
 export class Activator implements BackendListener, LoadView, FunctionGaugeSource {
   readonly #states = new Map<string, FunctionState>();
   readonly metrics: GatewayMetrics;
+  readonly #preconnections: Preconnections;
   #parkedTotal = 0;
 
   constructor(
@@ -28,6 +27,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     opts: { defaultMetrics?: boolean } = {},
   ) {
     this.metrics = new GatewayMetrics(this, opts);
+    this.#preconnections = new Preconnections(cfg.upstreamKeepAliveMs);
   }
 
   /** The function's state, or undefined when no such function exists. */
@@ -41,14 +41,16 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
 
   #create(resource: FunctionResource): FunctionState {
     const name = resource.metadata.name;
-    const state = new FunctionState(resource, new FunctionTelemetry(), {
-      keepAliveMs: this.cfg.upstreamKeepAliveMs,
-    });
+    const state = new FunctionState(resource, new FunctionTelemetry(), (e) => this.#preconnections.take(e));
     this.#states.set(name, state);
     return state;
   }
 
-  /** Parks a request until a replica has room; throws at once when full. */
+  /**
+   * Parks a request until a replica has room; throws at once when the bounds
+   * are reached. Opens a cold episode when the function has no replica, or
+   * asks for more replicas when it has some but they are full.
+   */
   park(state: FunctionState, budgetMs: number): Parked {
     if (state.queued >= this.cfg.maxParkedPerFunction) {
       this.metrics.parkRejections.inc({ function: state.name, reason: "overflow" });
@@ -58,61 +60,21 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
       this.metrics.parkRejections.inc({ function: state.name, reason: "overflow" });
       throw new FaasError("GATEWAY_OVERLOADED", `the gateway has ${this.#parkedTotal} requests waiting; retry later`);
     }
-    if (state.slots.length === 0) {
-      if (state.coldEpisode === undefined) this.#startColdEpisode(state);
-    } else {
-      this.#maybeScaleOut(state, 1);
-    }
-    const parkedAt = performance.now();
-    const episode = state.coldEpisode;
-    let waiter!: Waiter;
-    const promise = new Promise<Slot>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined;
-      const settle = (): void => {
-        clearTimeout(timer);
-        this.#parkedTotal--;
-      };
-      waiter = {
-        parkedAt,
-        episode,
-        cancelled: false,
-        resolve: (slot) => {
-          settle();
-          resolve(slot);
-        },
-        reject: (err) => {
-          settle();
-          reject(err);
-        },
-      };
-      timer = setTimeout(() => {
-        if (waiter.cancelled) return;
-        state.cancel(waiter);
-        this.metrics.parkRejections.inc({ function: state.name, reason: "deadline" });
-        const why = state.slots.length === 0 ? "no replica became ready" : "all replicas stayed busy";
-        waiter.reject(
-          new FaasError("DEADLINE_EXCEEDED", `waited ${budgetMs} ms for a replica of ${state.name}: ${why}`),
-        );
-      }, budgetMs);
-    });
+    if (state.ready === 0) this.#startColdEpisode(state);
+    else this.#maybeScaleOut(state, 1);
     this.#parkedTotal++;
-    state.enqueue(waiter);
-    // A backend may have announced a replica while this request was being parked.
-    if (state.slots.length > 0) state.dispatch();
-    return { promise, waiter };
+    const parked = state.park(budgetMs, () => this.#parkedTotal--);
+    parked.promise.catch((err: unknown) => {
+      if (err instanceof FaasError && err.code === "DEADLINE_EXCEEDED")
+        this.metrics.parkRejections.inc({ function: state.name, reason: "deadline" });
+    });
+    return parked;
   }
 
-  /** The client went away while parked: forget the request (its promise rejects). */
-  unpark(state: FunctionState, waiter: Waiter): void {
-    if (waiter.cancelled) return;
-    state.cancel(waiter);
-    waiter.reject(new FaasError("BAD_REQUEST", "client closed the connection while parked"));
-  }
-
+  /** Opens a cold episode if none is open: exactly one scale-up however many requests arrive. */
   #startColdEpisode(state: FunctionState): void {
-    const episode: ColdEpisode = { startedAt: performance.now(), steps: [], settled: false };
-    state.coldEpisode = episode;
-    state.coldStarts++;
+    const episode = state.openColdEpisode();
+    if (episode === undefined) return;
     const fn = state.name;
     this.metrics.coldStarts.inc({ function: fn });
     this.metrics.scaleUps.inc({ function: fn, reason: "cold" });
@@ -121,50 +83,49 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     Promise.resolve()
       .then(() => this.backend.scaleUp(fn, 1))
       .then(
-        (r) => {
-          episode.steps = r.steps;
-          episode.settled = true;
-          this.metrics.coldStartDuration.observe({ function: fn }, (performance.now() - episode.startedAt) / 1000);
-          if (state.coldEpisode === episode) state.coldEpisode = undefined;
-          // Replicas may have gone again already (crash): keep parked requests moving.
-          if (state.slots.length === 0 && state.queued > 0) this.#startColdEpisode(state);
-        },
-        (err: unknown) => {
-          episode.settled = true;
-          if (state.coldEpisode === episode) state.coldEpisode = undefined;
-          const e =
-            err instanceof FaasError
-              ? err
-              : new FaasError("SCALE_UP_FAILED", `could not start ${fn}: ${String(err)}`, { cause: err });
-          this.log.warn({ fn, err: e.message }, "scale-up failed");
-          if (state.slots.length === 0) {
-            const n = state.rejectAll(e);
-            if (n > 0) this.metrics.parkRejections.inc({ function: fn, reason: "scale_up_failed" }, n);
-          }
-        },
+        (r) => this.#coldEpisodeDone(state, episode, r.steps),
+        (err: unknown) => this.#coldEpisodeFailed(state, episode, err),
       );
   }
 
+  #coldEpisodeDone(state: FunctionState, episode: ColdEpisode, steps: ScaleUpSteps): void {
+    state.closeColdEpisode(episode, steps);
+    this.metrics.coldStartDuration.observe({ function: state.name }, (performance.now() - episode.startedAt) / 1000);
+    // Replicas may have gone again already (crash): keep parked requests moving.
+    if (state.ready === 0 && state.queued > 0) this.#startColdEpisode(state);
+  }
+
+  #coldEpisodeFailed(state: FunctionState, episode: ColdEpisode, err: unknown): void {
+    state.closeColdEpisode(episode, undefined);
+    const fn = state.name;
+    const e =
+      err instanceof FaasError
+        ? err
+        : new FaasError("SCALE_UP_FAILED", `could not start ${fn}: ${String(err)}`, { cause: err });
+    this.log.warn({ fn, err: e.message }, "scale-up failed");
+    if (state.ready === 0) {
+      const n = state.rejectAll(e);
+      if (n > 0) this.metrics.parkRejections.inc({ function: fn, reason: "scale_up_failed" }, n);
+    }
+  }
+
+  /** Replicas exist but are full: ask for as many as the load needs, one request at a time. */
   #maybeScaleOut(state: FunctionState, extra: number): void {
-    if (state.scaleOutPending) return;
     const spec = state.resource.spec;
     const wanted = Math.min(spec.maxReplicas, Math.ceil((state.inFlight + state.queued + extra) / spec.concurrency));
-    const desired = this.backend.status(state.name)?.desiredReplicas ?? state.slots.length;
-    if (wanted <= desired) return;
-    state.scaleOutPending = true;
+    const desired = this.backend.status(state.name)?.desiredReplicas ?? state.ready;
+    if (wanted <= desired || !state.beginScaleOut()) return;
     this.metrics.scaleUps.inc({ function: state.name, reason: "load" });
     this.backend
       .scaleUp(state.name, wanted)
       .catch((err: unknown) => this.log.warn({ fn: state.name, err: String(err) }, "scale-out failed"))
-      .finally(() => {
-        state.scaleOutPending = false;
-      });
+      .finally(() => state.endScaleOut());
   }
 
   /** A replica refused a connection or said it is draining: stop routing to it. */
   replicaFailed(state: FunctionState, slot: Slot, reason: string): void {
     if (state.retire(slot.id)) this.backend.endpointFailed(state.name, slot.id, reason);
-    if (state.slots.length === 0 && state.queued > 0 && state.coldEpisode === undefined) this.#startColdEpisode(state);
+    if (state.ready === 0 && state.queued > 0) this.#startColdEpisode(state);
   }
 
   // BackendListener
@@ -174,8 +135,12 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     state.setEndpoints(endpoints);
     if (state.queued === 0) return;
     // Requests still waiting: more replicas (load), or a new cold episode if all went away.
-    if (state.slots.length > 0) this.#maybeScaleOut(state, 0);
-    else if (state.coldEpisode === undefined) this.#startColdEpisode(state);
+    if (state.ready > 0) this.#maybeScaleOut(state, 0);
+    else this.#startColdEpisode(state);
+  }
+
+  preconnect(endpoint: Endpoint): void {
+    this.#preconnections.open(endpoint);
   }
 
   functionChanged(fn: string, resource: FunctionResource | undefined): void {
@@ -187,8 +152,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
       this.#states.delete(fn);
       return;
     }
-    state.resource = resource;
-    state.dispatch();
+    state.update(resource);
   }
 
   // LoadView
@@ -202,10 +166,10 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     return this.#states.get(fn)?.lastActivityMs ?? 0;
   }
   endpointInFlight(fn: string, endpointId: string): number {
-    return this.#states.get(fn)?.slots.find((s) => s.id === endpointId)?.inFlight ?? 0;
+    return this.#states.get(fn)?.endpointInFlight(endpointId) ?? 0;
   }
   routableEndpoints(fn: string): number {
-    return this.#states.get(fn)?.slots.length ?? 0;
+    return this.#states.get(fn)?.ready ?? 0;
   }
   get parkedTotal(): number {
     return this.#parkedTotal;
@@ -227,7 +191,7 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
       visit(name, {
         inFlight: state?.inFlight ?? 0,
         queued: state?.queued ?? 0,
-        ready: status?.readyReplicas ?? state?.slots.length ?? 0,
+        ready: status?.readyReplicas ?? state?.ready ?? 0,
         desired: status?.desiredReplicas ?? 0,
       });
     }
@@ -244,8 +208,9 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     return this.#states.get(fn)?.telemetry.latency.quantile(0.5);
   }
 
-  /** Shutdown: everything still parked is refused. */
+  /** Shutdown: everything still parked is refused, pre-opened connections closed. */
   rejectAllParked(err: FaasError): void {
     for (const s of this.#states.values()) s.rejectAll(err);
+    this.#preconnections.close();
   }
 }

@@ -24,8 +24,9 @@ export interface ColdStep {
 /** Where a cold start's time went, as far as the backend can tell, in order. */
 export interface ScaleUpResult {
   /**
-   * Local mode: `scaleup` (claiming a pooled runner or spawning one) and `specialize`
-   * (loading the code). Kubernetes: the steps of the path that served it (pool claim,
+   * Local mode: `scaleup` (claiming a pooled runner or spawning one), `specialize`
+   * (the load's round trip) and `import` (the part of it the runner spent importing
+   * the code). Kubernetes: the steps of the path that served it (pool claim,
    * or scale request, pod scheduled, container started, runner ready).
    */
   steps: readonly ColdStep[];
@@ -46,6 +47,12 @@ export interface LoadView {
 export interface BackendListener {
   endpointsChanged(fn: string, endpoints: readonly Endpoint[]): void;
   functionChanged(fn: string, resource: FunctionResource | undefined): void;
+  /**
+   * A replica that is likely to serve soon (a pooled runner, before any claim):
+   * the gateway opens a connection to it now, so the first request routed to it
+   * does not pay for one. A hint; calling it again refreshes the connection.
+   */
+  preconnect?(endpoint: Endpoint): void;
 }
 
 export interface FunctionStatus {

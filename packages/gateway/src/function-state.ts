@@ -1,10 +1,12 @@
 /**
- * One function's routing state in the gateway: its ready replicas with their
- * in-flight counts, and the requests parked until a replica has room.
- * Least-loaded choice, per-replica concurrency limit, bounded FIFO of waiters.
+ * One function's routing state in the gateway, and the only code that changes
+ * it: its ready replicas with their in-flight counts, the requests parked
+ * until a replica has room (bounded FIFO, least-loaded choice, per-replica
+ * concurrency limit), and its cold episode. Capacity is handed out as a
+ * `Lease`, whose `release()` is idempotent.
  */
 import { Agent } from "node:http";
-import type { FaasError, FunctionResource } from "@faas/api";
+import { FaasError, type FunctionResource } from "@faas/api";
 import type { ColdStep, Endpoint } from "./backend.js";
 import type { FunctionTelemetry } from "./metrics.js";
 
@@ -17,66 +19,164 @@ export class Slot {
     readonly id: string,
     readonly host: string,
     readonly port: number,
-    agentOptions: { keepAliveMs: number; maxSockets: number },
+    agent: Agent,
   ) {
-    this.agent = new Agent({
-      keepAlive: true,
-      keepAliveMsecs: agentOptions.keepAliveMs,
-      maxSockets: agentOptions.maxSockets,
-      maxFreeSockets: Math.min(256, agentOptions.maxSockets),
-      timeout: agentOptions.keepAliveMs,
-      scheduling: "lifo",
-    });
+    this.agent = agent;
   }
 }
 
-export interface ColdEpisode {
-  readonly startedAt: number;
-  steps: readonly ColdStep[];
-  settled: boolean;
+/** The keep-alive pool to one replica, made once per replica. */
+export function replicaAgent(keepAliveMs: number, maxSockets = 1024): Agent {
+  return new Agent({
+    keepAlive: true,
+    keepAliveMsecs: keepAliveMs,
+    maxSockets,
+    maxFreeSockets: Math.min(256, maxSockets),
+    timeout: keepAliveMs,
+    scheduling: "lifo",
+  });
 }
 
-export interface Waiter {
+/**
+ * One scale-from-zero: opened by the first request that finds no replica,
+ * closed when the backend's scale-up settles. The steps are the backend's.
+ */
+export class ColdEpisode {
+  readonly startedAt = performance.now();
+  #steps: readonly ColdStep[] | undefined;
+  #settled = false;
+
+  get settled(): boolean {
+    return this.#settled;
+  }
+  /** The backend's steps; undefined until the scale-up has resolved. */
+  get steps(): readonly ColdStep[] | undefined {
+    return this.#steps;
+  }
+
+  /** @internal FunctionState only. */
+  settle(steps: readonly ColdStep[] | undefined): void {
+    this.#settled = true;
+    this.#steps = steps;
+  }
+}
+
+/** What a request learned about the cold start that served it. */
+export interface ColdTimings {
+  /** Time the request waited parked for a replica. */
+  readonly parkedMs: number;
+  /** The episode it waited on, when it opened or joined one (a cold start). */
+  readonly episode: ColdEpisode | undefined;
+}
+
+/** Capacity on one replica, held by one request until `release()` (idempotent). */
+export class Lease {
+  #released = false;
+  constructor(
+    readonly slot: Slot,
+    readonly timings: ColdTimings | undefined,
+    private readonly owner: FunctionState,
+  ) {}
+
+  get released(): boolean {
+    return this.#released;
+  }
+
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.owner.returnSlot(this.slot);
+  }
+}
+
+/** A parked request. Settles exactly once: with a lease, or with an error. */
+export interface Parked {
+  readonly promise: Promise<Lease>;
+  /** Gives up (client gone, deadline): the promise rejects with `err`. No-op once settled. */
+  cancel(err: FaasError): void;
+}
+
+interface Waiter {
   readonly parkedAt: number;
   readonly episode: ColdEpisode | undefined;
-  resolve(slot: Slot): void;
+  settled: boolean;
+  resolve(lease: Lease): void;
   reject(err: FaasError): void;
-  /** Set when it gave up (deadline, client gone) while still queued. */
-  cancelled: boolean;
 }
 
 export class FunctionState {
-  slots: Slot[] = [];
-  readonly waiters: Waiter[] = [];
+  #resource: FunctionResource;
+  #slots: Slot[] = [];
+  readonly #waiters: Array<Waiter | undefined> = [];
   #waitersHead = 0;
-  inFlight = 0;
+  #inFlight = 0;
   /** Parked requests not yet given a replica nor given up. */
-  parked = 0;
-  lastActivityMs = 0;
-  coldEpisode: ColdEpisode | undefined;
-  scaleOutPending = false;
-  coldStarts = 0;
+  #parked = 0;
+  #lastActivityMs = 0;
+  #coldEpisode: ColdEpisode | undefined;
+  #coldStarts = 0;
+  #scaleOutPending = false;
   #rr = 0;
 
   constructor(
-    public resource: FunctionResource,
+    resource: FunctionResource,
     readonly telemetry: FunctionTelemetry,
-    private readonly agentOptions: { keepAliveMs: number },
-  ) {}
+    /** The connection pool for a new replica (a pre-opened one when the gateway has it). */
+    private readonly agentFor: (endpoint: Endpoint) => Agent,
+  ) {
+    this.#resource = resource;
+  }
 
   get name(): string {
-    return this.resource.metadata.name;
+    return this.#resource.metadata.name;
+  }
+  get resource(): FunctionResource {
+    return this.#resource;
   }
   get concurrency(): number {
-    return this.resource.spec.concurrency;
+    return this.#resource.spec.concurrency;
+  }
+  get inFlight(): number {
+    return this.#inFlight;
   }
   get queued(): number {
-    return this.parked;
+    return this.#parked;
+  }
+  get ready(): number {
+    return this.#slots.length;
+  }
+  get coldStarts(): number {
+    return this.#coldStarts;
+  }
+  get lastActivityMs(): number {
+    return this.#lastActivityMs;
+  }
+  get coldEpisodeOpen(): boolean {
+    return this.#coldEpisode !== undefined;
+  }
+  endpointInFlight(id: string): number {
+    return this.#slots.find((s) => s.id === id)?.inFlight ?? 0;
   }
 
-  /** The least-loaded ready replica with room, taken; or undefined. */
-  tryAcquire(): Slot | undefined {
-    const slots = this.slots;
+  /** A request started or ended now (idle scaling reads it). */
+  touch(nowMs: number): void {
+    this.#lastActivityMs = nowMs;
+  }
+
+  /** The spec changed (same function): parked requests may fit under a new concurrency. */
+  update(resource: FunctionResource): void {
+    this.#resource = resource;
+    this.#dispatch();
+  }
+
+  /** The least-loaded ready replica with room, as a lease; or undefined. */
+  tryAcquire(): Lease | undefined {
+    const slot = this.#pick();
+    return slot === undefined ? undefined : new Lease(slot, undefined, this);
+  }
+
+  #pick(): Slot | undefined {
+    const slots = this.#slots;
     const n = slots.length;
     if (n === 0) return undefined;
     const start = this.#rr++ % n;
@@ -88,80 +188,137 @@ export class FunctionState {
         if (s.inFlight === 0) break;
       }
     }
-    if (best !== undefined) this.#take(best);
+    if (best !== undefined) {
+      best.inFlight++;
+      this.#inFlight++;
+    }
     return best;
   }
 
-  #take(slot: Slot): void {
-    slot.inFlight++;
-    this.inFlight++;
+  /** @internal Lease.release only. */
+  returnSlot(slot: Slot): void {
+    slot.inFlight--;
+    this.#inFlight--;
+    if (slot.retired) {
+      if (slot.inFlight === 0) slot.agent.destroy();
+      return;
+    }
+    if (this.#waitersHead < this.#waiters.length) this.#dispatch();
   }
 
-  enqueue(w: Waiter): void {
-    this.waiters.push(w);
-    this.parked++;
-  }
-
-  /** A parked request gave up; it stays in the array until dispatch skips it. */
-  cancel(w: Waiter): void {
-    if (w.cancelled) return;
-    w.cancelled = true;
-    this.parked--;
+  /**
+   * Parks a request until a replica has room or `budgetMs` passes (then it
+   * rejects with DEADLINE_EXCEEDED). The caller has checked the bounds and
+   * opened a cold episode if one was needed.
+   */
+  park(budgetMs: number, onSettled: () => void): Parked {
+    const parkedAt = performance.now();
+    let waiter!: Waiter;
+    let timer: NodeJS.Timeout | undefined;
+    const promise = new Promise<Lease>((resolve, reject) => {
+      waiter = {
+        parkedAt,
+        episode: this.#coldEpisode,
+        settled: false,
+        resolve: (lease) => {
+          clearTimeout(timer);
+          onSettled();
+          resolve(lease);
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          onSettled();
+          reject(err);
+        },
+      };
+    });
+    const cancel = (err: FaasError): void => {
+      if (waiter.settled) return;
+      waiter.settled = true;
+      this.#parked--;
+      waiter.reject(err);
+    };
+    timer = setTimeout(() => {
+      const why = this.#slots.length === 0 ? "no replica became ready" : "all replicas stayed busy";
+      cancel(new FaasError("DEADLINE_EXCEEDED", `waited ${budgetMs} ms for a replica of ${this.name}: ${why}`));
+    }, budgetMs);
+    this.#waiters.push(waiter);
+    this.#parked++;
+    // A backend may have announced a replica while this request was being parked.
+    if (this.#slots.length > 0) this.#dispatch();
+    return { promise, cancel };
   }
 
   /** Gives free capacity to parked requests, oldest first. */
-  dispatch(): void {
-    while (this.#waitersHead < this.waiters.length) {
-      const w = this.waiters[this.#waitersHead] as Waiter;
-      if (w.cancelled) {
+  #dispatch(): void {
+    while (this.#waitersHead < this.#waiters.length) {
+      const w = this.#waiters[this.#waitersHead] as Waiter;
+      if (w.settled) {
         this.#shift();
         continue;
       }
-      const slot = this.tryAcquire();
+      const slot = this.#pick();
       if (slot === undefined) return;
       this.#shift();
-      this.parked--;
-      w.resolve(slot);
+      this.#parked--;
+      w.settled = true;
+      w.resolve(new Lease(slot, { parkedMs: performance.now() - w.parkedAt, episode: w.episode }, this));
     }
   }
 
   #shift(): void {
-    this.waiters[this.#waitersHead] = undefined as unknown as Waiter;
+    this.#waiters[this.#waitersHead] = undefined;
     this.#waitersHead++;
-    if (this.#waitersHead > 1024 && this.#waitersHead * 2 > this.waiters.length) {
-      this.waiters.splice(0, this.#waitersHead);
+    if (this.#waitersHead > 1024 && this.#waitersHead * 2 > this.#waiters.length) {
+      this.#waiters.splice(0, this.#waitersHead);
       this.#waitersHead = 0;
     }
   }
 
-  /** Rejects every parked request (scale-up failed, function deleted, shutdown). */
+  /** Rejects every parked request (scale-up failed, function deleted, shutdown); returns how many. */
   rejectAll(err: FaasError): number {
     let n = 0;
-    while (this.#waitersHead < this.waiters.length) {
-      const w = this.waiters[this.#waitersHead] as Waiter;
+    while (this.#waitersHead < this.#waiters.length) {
+      const w = this.#waiters[this.#waitersHead] as Waiter;
       this.#shift();
-      if (!w.cancelled) {
+      if (!w.settled) {
+        w.settled = true;
         n++;
-        this.parked--;
+        this.#parked--;
         w.reject(err);
       }
     }
     return n;
   }
 
-  release(slot: Slot): void {
-    slot.inFlight--;
-    this.inFlight--;
-    if (slot.retired) {
-      if (slot.inFlight === 0) slot.agent.destroy();
-      return;
-    }
-    if (this.#waitersHead < this.waiters.length) this.dispatch();
+  /** Opens a cold episode unless one is open; returns the new one, or undefined. */
+  openColdEpisode(): ColdEpisode | undefined {
+    if (this.#coldEpisode !== undefined) return undefined;
+    const episode = new ColdEpisode();
+    this.#coldEpisode = episode;
+    this.#coldStarts++;
+    return episode;
+  }
+
+  /** The backend's scale-up for `episode` settled (steps when it succeeded). */
+  closeColdEpisode(episode: ColdEpisode, steps: readonly ColdStep[] | undefined): void {
+    episode.settle(steps);
+    if (this.#coldEpisode === episode) this.#coldEpisode = undefined;
+  }
+
+  /** Marks a load-driven scale-out in progress; false if one already is. */
+  beginScaleOut(): boolean {
+    if (this.#scaleOutPending) return false;
+    this.#scaleOutPending = true;
+    return true;
+  }
+  endScaleOut(): void {
+    this.#scaleOutPending = false;
   }
 
   /** Replaces the replica list; known replicas keep their counts and sockets. */
   setEndpoints(endpoints: readonly Endpoint[]): void {
-    const old = new Map(this.slots.map((s) => [s.id, s]));
+    const old = new Map(this.#slots.map((s) => [s.id, s]));
     const next: Slot[] = [];
     for (const e of endpoints) {
       const existing = old.get(e.id);
@@ -169,19 +326,19 @@ export class FunctionState {
         next.push(existing);
         old.delete(e.id);
       } else {
-        next.push(new Slot(e.id, e.host, e.port, { keepAliveMs: this.agentOptions.keepAliveMs, maxSockets: 1024 }));
+        next.push(new Slot(e.id, e.host, e.port, this.agentFor(e)));
       }
     }
     for (const gone of old.values()) this.#retire(gone);
-    this.slots = next;
-    this.dispatch();
+    this.#slots = next;
+    this.#dispatch();
   }
 
   /** Takes one replica out of routing at once (it failed or is draining). */
   retire(id: string): boolean {
-    const slot = this.slots.find((s) => s.id === id);
+    const slot = this.#slots.find((s) => s.id === id);
     if (slot === undefined) return false;
-    this.slots = this.slots.filter((s) => s !== slot);
+    this.#slots = this.#slots.filter((s) => s !== slot);
     this.#retire(slot);
     return true;
   }
@@ -192,7 +349,7 @@ export class FunctionState {
   }
 
   close(): void {
-    for (const s of this.slots) this.#retire(s);
-    this.slots = [];
+    for (const s of this.#slots) this.#retire(s);
+    this.#slots = [];
   }
 }

@@ -9,7 +9,7 @@ import { FaasError } from "@faas/api";
 import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
 import type { GatewayConfig } from "./config.js";
-import type { ColdEpisode, FunctionState, Slot } from "./function-state.js";
+import type { ColdEpisode, FunctionState, Lease } from "./function-state.js";
 import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
 
 const PREFIX = "/invoke/";
@@ -29,6 +29,8 @@ interface Call {
   episode: ColdEpisode | undefined;
   attempts: number;
   done: boolean;
+  /** The capacity this attempt holds; released in #endAttempt only. */
+  lease: Lease | undefined;
   /** The request to the runner while one is open, and when to give up on it. */
   upstream: ClientRequest | undefined;
   deadline: number;
@@ -109,11 +111,12 @@ export class Invoker {
       episode: undefined,
       attempts: 0,
       done: false,
+      lease: undefined,
       upstream: undefined,
       deadline: 0,
       activeIndex: -1,
     };
-    state.lastActivityMs = call.startedAt;
+    state.touch(call.startedAt);
     this.#dispatch(call);
   }
 
@@ -125,32 +128,30 @@ export class Invoker {
     );
   }
 
+  /** Warm: a replica with room now. Otherwise the request parks. */
   #dispatch(call: Call): void {
-    const slot = call.state.tryAcquire();
-    if (slot !== undefined) this.#forward(call, slot);
+    const lease = call.state.tryAcquire();
+    if (lease !== undefined) this.#forward(call, lease);
     else this.#park(call);
   }
 
   #park(call: Call): void {
     const { state, res } = call;
-    const budget = parkBudget(call.req, this.cfg.parkTimeoutMs);
     let parked: ReturnType<Activator["park"]>;
     try {
-      parked = this.activator.park(state, budget);
+      parked = this.activator.park(state, parkBudget(call.req, this.cfg.parkTimeoutMs));
     } catch (err) {
       this.#fail(call, err);
       return;
     }
-    const onClose = (): void => this.activator.unpark(state, parked.waiter);
+    const onClose = (): void =>
+      parked.cancel(new FaasError("BAD_REQUEST", "client closed the connection while parked"));
     res.once("close", onClose);
-    const parkedAt = parked.waiter.parkedAt;
-    call.episode ??= parked.waiter.episode;
     parked.promise
       .then(
-        (slot) => {
+        (lease) => {
           res.off("close", onClose);
-          call.parkedMs += performance.now() - parkedAt;
-          this.#forward(call, slot);
+          this.#forward(call, lease);
         },
         (err: unknown) => {
           res.off("close", onClose);
@@ -160,8 +161,48 @@ export class Invoker {
       .catch((err: unknown) => this.#internal(call, err));
   }
 
-  #forward(call: Call, slot: Slot): void {
-    const { state, req, res } = call;
+  /** One attempt on one replica: the upstream request, its answer or failure, the client going away. */
+  #forward(call: Call, lease: Lease): void {
+    call.lease = lease;
+    if (lease.timings !== undefined) {
+      call.parkedMs += lease.timings.parkedMs;
+      call.episode ??= lease.timings.episode;
+    }
+    const upstream = this.#openUpstream(call, lease);
+    // A bug in an event handler fails this call, never the process.
+    const guard =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A): void => {
+        try {
+          fn(...args);
+        } catch (err) {
+          upstream.destroy();
+          this.#endAttempt(call);
+          this.#internal(call, err);
+        }
+      };
+    upstream.on(
+      "response",
+      guard((ures: IncomingMessage) => this.#relayResponse(call, lease, ures)),
+    );
+    upstream.on(
+      "error",
+      guard((err: NodeJS.ErrnoException) => this.#upstreamFailed(call, lease, err)),
+    );
+    call.res.once(
+      "close",
+      guard(() => {
+        if (call.res.writableFinished) return;
+        upstream.destroy();
+        this.#endAttempt(call);
+        this.#record(call, 499);
+      }),
+    );
+    this.#sendBody(call, upstream);
+  }
+
+  #openUpstream(call: Call, lease: Lease): ClientRequest {
+    const { req, state } = call;
     const headers = req.headers;
     // Hop-by-hop headers stay between client and gateway; `delete` only when present
     // (deleting turns V8 objects into slower dictionaries).
@@ -175,25 +216,7 @@ export class Invoker {
     // Transfer-Encoding is hop-by-hop: the body node decoded goes on plain chunked, so a runner
     // never sees codings node let through before the final "chunked" ("x, chunked").
     if (headers["transfer-encoding"] !== undefined) headers["transfer-encoding"] = "chunked";
-    let released = false;
-    const release = (): void => {
-      if (released) return;
-      released = true;
-      this.#untrack(call);
-      state.release(slot);
-    };
-    // A bug in an event handler fails this call, never the process.
-    const guard =
-      <A extends unknown[]>(fn: (...args: A) => void) =>
-      (...args: A): void => {
-        try {
-          fn(...args);
-        } catch (err) {
-          release();
-          upstream.destroy();
-          this.#internal(call, err);
-        }
-      };
+    const slot = lease.slot;
     const upstream = request({
       host: slot.host,
       port: slot.port,
@@ -206,87 +229,85 @@ export class Invoker {
     call.deadline = performance.now() + state.resource.spec.timeoutSeconds * 1000 + UPSTREAM_GRACE_MS;
     call.activeIndex = this.#active.length;
     this.#active.push(call);
-    upstream.on(
-      "response",
-      guard((ures: IncomingMessage) => {
-        const status = ures.statusCode ?? 502;
-        const raw = ures.rawHeaders;
-        const out: string[] = [];
-        for (let i = 0; i < raw.length; i += 2) {
-          const name = raw[i] as string;
-          if (name.length === 10) {
-            const lower = name.toLowerCase();
-            if (lower === "connection" || lower === "keep-alive") continue;
-          } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state" && raw[i + 1] === "draining") {
-            this.activator.replicaFailed(state, slot, "draining");
-          }
-          out.push(name, raw[i + 1] as string);
-        }
-        if (call.episode !== undefined) {
-          out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
-        } else if (call.parkedMs > 0) {
-          out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
-        }
-        res.writeHead(status, out);
-        ures.pipe(res);
-        ures.once("end", () => {
-          release();
-          this.#record(call, status);
-        });
-        ures.once("error", () => {
-          release();
-          res.destroy();
-          this.#record(call, 502);
-        });
-      }),
-    );
-    upstream.on(
-      "error",
-      guard((err: NodeJS.ErrnoException) => {
-        release();
-        if (call.done) return;
-        if (res.headersSent) {
-          res.destroy();
-          this.#record(call, 502);
-          return;
-        }
-        if (err instanceof FaasError) {
-          this.#fail(call, err, err.code === "BODY_TOO_LARGE" ? { connection: "close" } : undefined);
-          return;
-        }
-        const refused = err.code === "ECONNREFUSED";
-        this.activator.replicaFailed(state, slot, err.code ?? "error");
-        const retryable = !call.hasBody && (refused || IDEMPOTENT.has(req.method ?? ""));
-        if (retryable && ++call.attempts < MAX_ATTEMPTS && !res.destroyed) {
-          this.activator.metrics.retries.inc({ function: state.name });
-          this.log.debug({ fn: state.name, err: err.code }, "retrying on another replica");
-          this.#dispatch(call);
-          return;
-        }
-        this.#fail(
-          call,
-          refused
-            ? new FaasError("RUNNER_UNAVAILABLE", `no runner of ${state.name} accepted the connection; retry`)
-            : new FaasError(
-                "RUNNER_CRASHED",
-                `the runner of ${state.name} closed the connection before answering (${err.code ?? err.message}); the request may have partly run`,
-              ),
-        );
-      }),
-    );
-    res.once(
-      "close",
-      guard(() => {
-        if (!res.writableFinished) {
-          upstream.destroy();
-          release();
-          if (!call.done) this.#record(call, 499);
-        }
-      }),
-    );
+    return upstream;
+  }
+
+  #sendBody(call: Call, upstream: ClientRequest): void {
     if (!call.hasBody) upstream.end();
-    else if (headers["content-length"] !== undefined) req.pipe(upstream);
-    else this.#pipeLimited(req, upstream);
+    else if (call.req.headers["content-length"] !== undefined) call.req.pipe(upstream);
+    else this.#pipeLimited(call.req, upstream);
+  }
+
+  #relayResponse(call: Call, lease: Lease, ures: IncomingMessage): void {
+    const { res, state } = call;
+    const status = ures.statusCode ?? 502;
+    const raw = ures.rawHeaders;
+    const out: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i] as string;
+      if (name.length === 10) {
+        const lower = name.toLowerCase();
+        if (lower === "connection" || lower === "keep-alive") continue;
+      } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state" && raw[i + 1] === "draining") {
+        this.activator.replicaFailed(state, lease.slot, "draining");
+      }
+      out.push(name, raw[i + 1] as string);
+    }
+    if (call.episode !== undefined) {
+      out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
+    } else if (call.parkedMs > 0) {
+      out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
+    }
+    res.writeHead(status, out);
+    ures.pipe(res);
+    ures.once("end", () => {
+      this.#endAttempt(call);
+      this.#record(call, status);
+    });
+    ures.once("error", () => {
+      this.#endAttempt(call);
+      res.destroy();
+      this.#record(call, 502);
+    });
+  }
+
+  #upstreamFailed(call: Call, lease: Lease, err: NodeJS.ErrnoException): void {
+    const { req, res, state } = call;
+    this.#endAttempt(call);
+    if (call.done) return;
+    if (res.headersSent) {
+      res.destroy();
+      this.#record(call, 502);
+      return;
+    }
+    if (err instanceof FaasError) {
+      this.#fail(call, err, err.code === "BODY_TOO_LARGE" ? { connection: "close" } : undefined);
+      return;
+    }
+    const refused = err.code === "ECONNREFUSED";
+    this.activator.replicaFailed(state, lease.slot, err.code ?? "error");
+    const retryable = !call.hasBody && (refused || IDEMPOTENT.has(req.method ?? ""));
+    if (retryable && ++call.attempts < MAX_ATTEMPTS && !res.destroyed) {
+      this.activator.metrics.retries.inc({ function: state.name });
+      this.log.debug({ fn: state.name, err: err.code }, "retrying on another replica");
+      this.#dispatch(call);
+      return;
+    }
+    this.#fail(
+      call,
+      refused
+        ? new FaasError("RUNNER_UNAVAILABLE", `no runner of ${state.name} accepted the connection; retry`)
+        : new FaasError(
+            "RUNNER_CRASHED",
+            `the runner of ${state.name} closed the connection before answering (${err.code ?? err.message}); the request may have partly run`,
+          ),
+    );
+  }
+
+  /** The one place an attempt's capacity is given back (the lease makes a second call a no-op). */
+  #endAttempt(call: Call): void {
+    this.#untrack(call);
+    call.lease?.release();
   }
 
   /**
@@ -353,14 +374,22 @@ export class Invoker {
     if (call.done) return;
     call.done = true;
     const now = performance.now();
-    call.state.lastActivityMs = now;
+    call.state.touch(now);
     call.state.telemetry.observe(status, now - call.startedAt);
   }
 }
 
+/**
+ * `parked` then the backend's steps. The steps are known once the backend's
+ * scale-up has resolved, which is normally before the runner answers; if it
+ * has not (a backend that announces the replica long before it resolves), the
+ * header says so instead of guessing.
+ */
 function serverTiming(parkedMs: number, e: ColdEpisode): string {
   let out = `parked;dur=${parkedMs.toFixed(2)}`;
-  for (const s of e.steps) out += `, ${s.name};dur=${s.ms.toFixed(2)}`;
+  const steps = e.steps;
+  if (steps === undefined) return `${out}, scaleup;desc="pending"`;
+  for (const s of steps) out += `, ${s.name};dur=${s.ms.toFixed(2)}`;
   return out;
 }
 

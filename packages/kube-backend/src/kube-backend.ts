@@ -27,7 +27,7 @@ import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/ku
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { deploymentSteps, PodProber } from "./pod-prober.js";
-import { PoolClaimer, type PoolConfig } from "./pool.js";
+import { PoolClaimer, type PoolConfig, PoolFallback } from "./pool.js";
 import { RoutingCheck } from "./routing-check.js";
 import { ScaleGate } from "./scale-gate.js";
 
@@ -123,6 +123,8 @@ export class KubeBackend implements Backend {
       log,
     );
     this.#pool = new PoolClaimer(client, ns, cfg.pool, log.child({ component: "pool" }), (fn) => this.#recompute(fn));
+    // The gateway opens its connection to each idle pool pod ahead, so a claim's first request skips it.
+    this.#pool.onIdlePod = (e) => this.#listener?.preconnect?.(e);
     this.#prober = new PodProber(client, ns, log.child({ component: "pod-prober" }), (fn) => this.#recompute(fn));
   }
 
@@ -183,7 +185,13 @@ export class KubeBackend implements Backend {
     this.#slices.on("add", onSlice);
     this.#slices.on("update", onSlice);
     this.#slices.on("delete", onSlice);
-    await Promise.all([this.#functions.start(), this.#slices.start(), this.#deployments.start(), this.#pool.start()]);
+    await Promise.all([
+      this.#functions.start(),
+      this.#slices.start(),
+      this.#deployments.start(),
+      this.#pool.start(),
+      this.#prober.start(),
+    ]);
     this.#announceAll();
     this.#started = true;
     // Timer callbacks must never throw out: that would end the process.
@@ -370,7 +378,18 @@ export class KubeBackend implements Backend {
       if (this.cfg.pool.enabled) {
         const claimed = await this.#pool
           .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
-          .catch(() => undefined);
+          .catch((err: unknown) => {
+            // The code does not load (a pool runner said so, in the same image the Deployment runs):
+            // the parked requests get that error now, not a timeout later. The Deployment is still
+            // asked for its pod, whose status will say the same.
+            if (err instanceof PoolFallback && err.reason === "load_failed") {
+              deployment.catch(() => undefined);
+              throw new FaasError("FUNCTION_LOAD_FAILED", `function ${fn} could not be loaded: ${err.message}`, {
+                cause: err,
+              });
+            }
+            return undefined;
+          });
         if (claimed !== undefined) {
           deployment.catch((err: unknown) =>
             this.log.warn({ fn, err: (err as Error).message }, "scale-up behind a pool pod failed"),

@@ -7,7 +7,7 @@
  * for life, so the pod itself is the lock: a gateway that loses a race gets 409
  * and takes the next pod. Any failure falls back to the Deployment path.
  */
-import { request } from "node:http";
+import { type Agent, request } from "node:http";
 import {
   CLAIM_FAILED_ANNOTATION,
   CLAIMED_AT_ANNOTATION,
@@ -28,7 +28,7 @@ import {
   type Runtime,
   toLoadSpec,
 } from "@faas/api";
-import type { ColdStep, Endpoint } from "@faas/gateway";
+import { type ColdStep, type Endpoint, replicaAgent } from "@faas/gateway";
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
@@ -86,6 +86,8 @@ const endpointOf = (p: PodObject, ip: string): Endpoint => ({
   host: ip,
   port: RUNNER_PORT,
 });
+/** Idle pool pods' connections are refreshed this often (runners keep idle connections 75 s). */
+const PRECONNECT_REFRESH_MS = 20_000;
 
 export class PoolClaimer {
   readonly pods: Reflector<PodObject>;
@@ -108,6 +110,13 @@ export class PoolClaimer {
     registers: [],
   });
   readonly #idleGauge: Gauge;
+  /** A kept-alive connection per idle pool pod, opened ahead: `/specialize` skips the connect. */
+  readonly #agents = new Map<string, Agent>();
+  /** Pods with a `/specialize` in flight from this gateway: their connection stays whatever the watch says. */
+  readonly #claiming = new Set<string>();
+  #refresh: NodeJS.Timeout | undefined;
+  /** Told about each ready idle pool pod, so the gateway can open its own connection ahead too. */
+  onIdlePod: ((endpoint: Endpoint) => void) | undefined;
 
   constructor(
     private readonly client: KubeClient,
@@ -136,14 +145,20 @@ export class PoolClaimer {
       const fn = p.metadata.labels?.[CLAIMED_FOR_LABEL] ?? this.#mine.get(p.metadata.name)?.fn;
       if (fn !== undefined) this.onClaimedChanged(fn);
     };
-    this.pods.on("add", changed);
+    this.pods.on("add", (p) => {
+      this.#preconnect(p);
+      changed(p);
+    });
     this.pods.on("update", (p) => {
+      this.#preconnect(p);
       const mine = this.#mine.get(p.metadata.name);
       // The watch now shows our claim: from here on the pod's own labels say whose it is.
       if (mine !== undefined && p.metadata.labels?.[CLAIMED_FOR_LABEL] === mine.fn) this.#mine.delete(p.metadata.name);
       changed(p);
     });
     this.pods.on("delete", (p) => {
+      this.#agents.get(p.metadata.name)?.destroy();
+      this.#agents.delete(p.metadata.name);
       changed(p);
       this.#mine.delete(p.metadata.name);
       this.#tried.delete(p.metadata.name);
@@ -160,10 +175,52 @@ export class PoolClaimer {
     if (!this.cfg.enabled) return;
     await this.pods.start();
     await this.#readToken().catch(() => undefined);
+    this.#refresh = setInterval(() => {
+      for (const p of this.pods.list()) this.#preconnect(p, true);
+    }, PRECONNECT_REFRESH_MS);
+    this.#refresh.unref();
   }
 
   stop(): void {
     this.pods.stop();
+    clearInterval(this.#refresh);
+    for (const a of this.#agents.values()) a.destroy();
+    this.#agents.clear();
+  }
+
+  /** Opens (or, with `refresh`, renews) connections to a ready idle pool pod: ours and the gateway's. */
+  #preconnect(p: PodObject, refresh = false): void {
+    const name = p.metadata.name;
+    const labels = p.metadata.labels ?? {};
+    const ip = p.status?.podIP;
+    const idle =
+      labels[POOL_STATE_LABEL] === POOL_STATE_IDLE &&
+      labels[CLAIMED_FOR_LABEL] === undefined &&
+      !this.#mine.has(name) &&
+      p.metadata.deletionTimestamp === undefined &&
+      ip !== undefined &&
+      isReady(p);
+    if (!idle) {
+      // A pod being specialized turns unready while it loads: that must not cut its request.
+      if (!this.#mine.has(name) && !this.#claiming.has(name)) {
+        this.#agents.get(name)?.destroy();
+        this.#agents.delete(name);
+      }
+      return;
+    }
+    let agent = this.#agents.get(name);
+    if (agent !== undefined && !refresh) return;
+    if (agent === undefined) {
+      agent = replicaAgent(PRECONNECT_REFRESH_MS * 4, 1);
+      this.#agents.set(name, agent);
+    }
+    const req = request({ host: ip, port: RUNNER_PORT, path: "/healthz", agent }, (res) => res.resume());
+    req.on("error", () => {
+      this.#agents.get(name)?.destroy();
+      this.#agents.delete(name);
+    });
+    req.end();
+    this.onIdlePod?.(endpointOf(p, ip));
   }
 
   /** Ready claimed pods serving `fn` with this code: where to route while the Deployment has none. */
@@ -237,12 +294,18 @@ export class PoolClaimer {
       const ip = pod.status?.podIP as string;
       this.#tried.set(pod.metadata.name, performance.now() + 30_000);
       const t1 = performance.now();
-      const answer = await this.#specialize(ip, body, token).catch((err: Error) => ({
-        status: 0,
-        code: "",
-        message: err.message,
-      }));
+      this.#claiming.add(pod.metadata.name);
+      const answer = await this.#specialize(ip, body, token, this.#agents.get(pod.metadata.name))
+        .finally(() => this.#claiming.delete(pod.metadata.name))
+        .catch((err: Error) => ({
+          status: 0,
+          code: "",
+          message: err.message,
+        }));
       const t2 = performance.now();
+      // The connection opened ahead served its purpose (or failed): the pod is no longer idle.
+      this.#agents.get(pod.metadata.name)?.destroy();
+      this.#agents.delete(pod.metadata.name);
       if (answer.status === 200) {
         this.#claims.inc({ runtime, result: "claimed" });
         const endpoint = endpointOf(pod, ip);
@@ -281,10 +344,16 @@ export class PoolClaimer {
     throw new PoolFallback("specialize_failed", lastError);
   }
 
-  #specialize(ip: string, body: string, token: string): Promise<{ status: number; code: string; message: string }> {
+  #specialize(
+    ip: string,
+    body: string,
+    token: string,
+    agent: Agent | undefined,
+  ): Promise<{ status: number; code: string; message: string }> {
     return new Promise((resolve, reject) => {
       const req = request(
         {
+          agent: agent ?? false,
           host: ip,
           port: RUNNER_PORT,
           method: "POST",

@@ -4,4 +4,5 @@ export * from "./log-store.js";
 export * from "./platform.js";
 export * from "./runner-commands.js";
 export * from "./runner-process.js";
+export * from "./scale-policy.js";
 export * from "./warm-pool.js";

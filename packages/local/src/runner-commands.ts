@@ -3,8 +3,10 @@ import { fileURLToPath } from "node:url";
 import type { Runtime } from "@faas/api";
 import type { RunnerCommand } from "./runner-process.js";
 
+/** The Python runner is not an npm package: it sits beside this one in the checkout (ADR 0001). */
 const PYTHON_RUNNER_DIR = fileURLToPath(new URL("../../runner-python", import.meta.url));
-const NODE_RUNNER_MAIN = fileURLToPath(new URL("../../runner-node/dist/main.js", import.meta.url));
+/** A declared dependency: resolved like any import, so a missing build fails here, not at the first spawn. */
+const NODE_RUNNER_MAIN = fileURLToPath(import.meta.resolve("@faas/runner-node/main"));
 
 export interface RunnerCommandOptions {
   python: string;

@@ -8,11 +8,15 @@ import type { RunnerProcess } from "./runner-process.js";
 
 export type SpawnRunner = (runtime: Runtime) => Promise<RunnerProcess>;
 
+/** How often idle runners' connections are refreshed (below the gateway's 30 s and the runners' 75 s idle timeouts). */
+const REFRESH_MS = 20_000;
+
 export class WarmPool {
   readonly #idle = new Map<Runtime, RunnerProcess[]>();
   readonly #starting = new Map<Runtime, number>();
   readonly #refillTimers = new Map<Runtime, NodeJS.Timeout>();
   #stopped = false;
+  #refresher: NodeJS.Timeout | undefined;
   spawned = 0;
 
   constructor(
@@ -21,6 +25,8 @@ export class WarmPool {
     private readonly spawnRunner: SpawnRunner,
     private readonly log: Logger,
     private readonly refillDelayMs = 100,
+    /** Called for each runner that joins the pool, and again every 20 s while it waits there. */
+    private readonly onIdle: (runner: RunnerProcess) => void = () => {},
   ) {
     for (const r of runtimes) {
       this.#idle.set(r, []);
@@ -31,6 +37,10 @@ export class WarmPool {
   /** Fills every runtime's pool; resolves when the first fill is done. */
   async start(): Promise<void> {
     await Promise.all(this.runtimes.map((r) => this.#refill(r)));
+    this.#refresher = setInterval(() => {
+      for (const list of this.#idle.values()) for (const r of list) this.onIdle(r);
+    }, REFRESH_MS);
+    this.#refresher.unref();
   }
 
   idleCount(runtime: Runtime): number {
@@ -50,13 +60,15 @@ export class WarmPool {
 
   /** A runner that is still generic (its specialization failed) goes back. */
   giveBack(runner: RunnerProcess): void {
-    if (this.#stopped || !runner.alive || runner.state !== "generic") {
+    if (this.#stopped || !runner.alive || runner.stopRequested || runner.state !== "generic") {
       void runner.stop(1000);
       return;
     }
     const idle = this.#idle.get(runner.runtime);
-    if (idle !== undefined && idle.length < this.size) idle.push(runner);
-    else void runner.stop(1000);
+    if (idle !== undefined && idle.length < this.size) {
+      idle.push(runner);
+      this.onIdle(runner);
+    } else void runner.stop(1000);
   }
 
   /**
@@ -94,6 +106,7 @@ export class WarmPool {
             }
           });
           idle.push(runner);
+          this.onIdle(runner);
         } catch (err) {
           this.log.error({ runtime, err: (err as Error).message }, "warm pool could not start a runner");
         } finally {
@@ -105,6 +118,7 @@ export class WarmPool {
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#refresher);
     for (const t of this.#refillTimers.values()) clearTimeout(t);
     this.#refillTimers.clear();
     const all = [...this.#idle.values()].flat();

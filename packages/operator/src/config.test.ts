@@ -23,7 +23,7 @@ describe("loadConfig", () => {
       healthPort: 0,
       logLevel: "info",
       poolSize: { python: 2, nodejs: 2 },
-      poolRequests: { cpu: "10m", memory: "32Mi" },
+      poolRequests: { cpu: "100m", memory: "64Mi" },
     });
     expect(c).toEqual({ ...DEFAULT_OPERATOR_CONFIG, identity: c.identity });
   });

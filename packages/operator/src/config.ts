@@ -78,7 +78,8 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   requests: { cpu: "100m", memory: "64Mi" },
   limits: { cpu: "1", memory: "256Mi" },
   poolSize: { python: 2, nodejs: 2 },
-  poolRequests: { cpu: "10m", memory: "32Mi" },
+  // As much CPU weight as a function pod: a claimed pod serves a cold start under contention.
+  poolRequests: { cpu: "100m", memory: "64Mi" },
   poolResyncSeconds: 60,
   poolHandoffMs: 2_000,
   poolOrphanMs: 30_000,

@@ -5,7 +5,9 @@
  * to minReplicas), so the gateway and the HPA own them afterwards.
  */
 import {
+  CODE_HASH_ANNOTATION,
   configMapName,
+  configMapPrefix,
   deploymentName,
   FUNCTION_KIND,
   FUNCTION_LABEL,
@@ -128,7 +130,7 @@ export class FunctionReconciler {
         hash = functionCodeHash(fn);
         const cached = fingerprint(
           raw,
-          caches.configmaps.get(`${ns}/${configMapName(name)}`),
+          caches.configmaps.get(`${ns}/${configMapName(name, hash)}`),
           deployment,
           caches.services.get(`${ns}/${serviceName(name)}`),
           caches.hpas.get(`${ns}/${hpaName(name)}`),
@@ -141,6 +143,7 @@ export class FunctionReconciler {
           log[changed ? "info" : "debug"]({ fn: key, generation: raw.metadata.generation, codeHash: hash }, "applied");
         }
         if (deployment) deployment = await this.#ensureMinReplicas(fn, deployment, opts.signal);
+        if (deployment) await this.#pruneCode(fn, hash, deployment, opts.signal);
         this.#failed.delete(key);
       } catch (err) {
         const permanent = asPermanent(err);
@@ -197,7 +200,7 @@ export class FunctionReconciler {
       RESOURCES.configmaps,
       caches.configmaps,
       fn,
-      configMapName(name),
+      configMapName(name, functionCodeHash(fn)),
       buildConfigMap(fn),
     );
     const created = await this.#createDeploymentOnce(fn, signal);
@@ -283,6 +286,37 @@ export class FunctionReconciler {
     }
     assertOwned(existing, fn, "Deployment");
     return false;
+  }
+
+  /**
+   * Deletes the code ConfigMaps of older versions once the Deployment runs only
+   * the current one: until then an old pod (or its restart) still mounts its own.
+   */
+  async #pruneCode(fn: FunctionObject, hash: string, dep: DeploymentObject, signal: AbortSignal): Promise<void> {
+    const ns = fn.metadata.namespace;
+    const current = configMapName(fn.metadata.name, hash);
+    const prefix = configMapPrefix(fn.metadata.name);
+    const old = this.deps.caches.configmaps
+      .list()
+      .filter(
+        (cm) =>
+          cm.metadata.namespace === ns &&
+          cm.metadata.name !== current &&
+          (cm.metadata.name === prefix || cm.metadata.name.startsWith(`${prefix}-`)) &&
+          isOwnedBy(cm, fn),
+      );
+    if (old.length === 0) return;
+    const s = dep.status;
+    const rolledOut =
+      (s?.observedGeneration ?? 0) >= (dep.metadata.generation ?? 0) &&
+      (s?.replicas ?? 0) === (s?.updatedReplicas ?? 0) &&
+      dep.spec?.template?.metadata?.annotations?.[CODE_HASH_ANNOTATION] === hash;
+    if (!rolledOut) return;
+    for (const cm of old) {
+      signal.throwIfAborted();
+      await this.deps.client.delete(ref(RESOURCES.configmaps, ns, cm.metadata.name));
+      this.deps.log.debug({ fn: `${ns}/${fn.metadata.name}`, configMap: cm.metadata.name }, "old code removed");
+    }
   }
 
   async #ensureMinReplicas(fn: FunctionObject, dep: DeploymentObject, signal: AbortSignal): Promise<DeploymentObject> {

@@ -14,6 +14,12 @@ export interface RunnerConfig {
   maxSpecBytes: number;
   /** FAAS_PARENT_PID (local mode): the supervising process; the runner exits when it is gone. */
   parentPid: number | undefined;
+  /**
+   * FAAS_LOAD_TIMEOUT_MS: a module that has not finished loading by then fails
+   * the specialization (400 FUNCTION_LOAD_FAILED with `loadTimeoutMs`), and the
+   * runner exits with status 3 once it has answered.
+   */
+  loadTimeoutMs: number;
   /** FAAS_SPECIALIZE_TOKEN: when set, `POST /specialize` needs `Authorization: Bearer <token>` (pool pods). */
   specializeToken: string | undefined;
   /**
@@ -23,6 +29,8 @@ export interface RunnerConfig {
    */
   poolClaimFile: string | undefined;
 }
+
+export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
 
 function readNumber(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number): number {
   const raw = env[key];
@@ -43,6 +51,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     headersTimeoutSeconds: 10,
     maxSpecBytes: 16 * 1024 * 1024,
     parentPid: readNumber(env, "FAAS_PARENT_PID", 0, 0) || undefined,
+    loadTimeoutMs: readNumber(env, "FAAS_LOAD_TIMEOUT_MS", DEFAULT_LOAD_TIMEOUT_MS, 1),
     specializeToken: env.FAAS_SPECIALIZE_TOKEN || undefined,
     poolClaimFile: env.FAAS_POOL_CLAIM_FILE || undefined,
   };

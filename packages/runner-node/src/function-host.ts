@@ -9,7 +9,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describeThrown, RunnerError } from "./errors.js";
-import { type CallDone, type CallMessage, FunctionWorker, type WorkerEvents } from "./function-worker.js";
+import {
+  type CallDone,
+  type CallMessage,
+  FunctionWorker,
+  LoadTimeoutError,
+  type WorkerEvents,
+} from "./function-worker.js";
 import { type LoadSpec, parseHandler, sameFunction } from "./load-spec.js";
 import type { Logger } from "./log.js";
 
@@ -39,7 +45,12 @@ export class FunctionHost implements WorkerEvents {
   /** Private directory for the module, made once at start so specializing only writes a file. */
   readonly #dir = mkdtempSync(join(tmpdir(), "faas-fn-"));
 
-  constructor(private readonly log: Logger) {
+  constructor(
+    private readonly log: Logger,
+    private readonly loadTimeoutMs: number,
+    /** Warm the first worker up (a generic runner); false when the code comes with the start. */
+    private readonly warmUp = true,
+  ) {
     this.#current = this.#startWorker();
   }
 
@@ -123,7 +134,7 @@ export class FunctionHost implements WorkerEvents {
     const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
     this.#current = worker;
     try {
-      await worker.load(loaded.url, exportName, loaded.timeoutMs);
+      await worker.load(loaded.url, exportName, this.loadTimeoutMs);
     } catch (err) {
       // The failed import may have run top-level code: start clean for the next spec.
       worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", "load failed"));
@@ -132,6 +143,14 @@ export class FunctionHost implements WorkerEvents {
       for (const key of Object.keys(spec.env)) delete process.env[key];
       rmSync(file, { force: true });
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
+      if (err instanceof LoadTimeoutError) {
+        throw new RunnerError(
+          "FUNCTION_LOAD_FAILED",
+          `code did not finish loading within ${err.timeoutMs} ms`,
+          { function: spec.name, loadTimeoutMs: err.timeoutMs },
+          { status: 400 },
+        );
+      }
       // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
       throw new RunnerError(
         "FUNCTION_LOAD_FAILED",
@@ -145,14 +164,21 @@ export class FunctionHost implements WorkerEvents {
     return loaded.loadMs;
   }
 
+  /** Resolves once the worker started with the runner has warmed up: then the runner says it is listening. */
+  warm(): Promise<void> {
+    return this.#current?.warm ?? Promise.resolve();
+  }
+
   #startWorker(): FunctionWorker {
-    return new FunctionWorker(this, () => this.functionName ?? "");
+    // Workers of a generic runner warm up; replacements for a loaded function load its code at once.
+    const warmUp = this.warmUp && this.#loaded === undefined;
+    return new FunctionWorker(this, () => this.functionName ?? "", { warmDir: this.#dir, warmUp });
   }
 
   /** Loads into a replacement worker; calls sent meanwhile wait inside the worker. */
   #loadInto(worker: FunctionWorker, loaded: Loaded): void {
     this.#current = worker;
-    void worker.load(loaded.url, loaded.exportName, loaded.timeoutMs).catch((err: unknown) => {
+    void worker.load(loaded.url, loaded.exportName, this.loadTimeoutMs).catch((err: unknown) => {
       this.log.error("reload-failed", { fn: loaded.spec.name, message: describeThrown(err) });
     });
   }

@@ -5,7 +5,7 @@
  */
 import { SHARE_ENV, Worker } from "node:worker_threads";
 import { RunnerError } from "./errors.js";
-import type { FromWorker, ToWorker } from "./worker-protocol.js";
+import type { FromWorker, ToWorker, WorkerInit } from "./worker-protocol.js";
 
 export type CallResult = Extract<FromWorker, { t: "result" }>;
 /** Receives exactly one outcome per call. */
@@ -27,6 +27,14 @@ export interface WorkerEvents {
   handlerThrew(message: string, stack: string | undefined): void;
 }
 
+/** The module's import did not finish in time (its top-level code may still be running). */
+export class LoadTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the module did not finish loading within ${timeoutMs} ms`);
+    this.name = "LoadTimeoutError";
+  }
+}
+
 const WORKER_URL = new URL("./handler-worker.js", import.meta.url);
 
 export class FunctionWorker {
@@ -40,12 +48,20 @@ export class FunctionWorker {
   loaded = false;
   readonly startedAt = performance.now();
 
+  /** Resolves once the thread has warmed up (or ended). */
+  readonly warm: Promise<void>;
+  #warmed: (() => void) | undefined;
+
   constructor(
     private readonly events: WorkerEvents,
     private readonly fn: () => string,
+    init: WorkerInit,
   ) {
+    this.warm = new Promise((resolve) => {
+      this.#warmed = resolve;
+    });
     // SHARE_ENV: a pre-started worker still sees the spec's `env`, applied at specialization.
-    this.#thread = new Worker(WORKER_URL, { env: SHARE_ENV });
+    this.#thread = new Worker(WORKER_URL, { env: SHARE_ENV, workerData: init });
     this.#thread.on("message", (msg: FromWorker) => this.#receive(msg));
     this.#thread.on("error", (err) => this.#end(`worker crashed: ${err.name}: ${err.message}`));
     this.#thread.on("exit", (code) => this.#end(`worker exited with code ${code}`));
@@ -62,10 +78,7 @@ export class FunctionWorker {
   /** Imports the module; rejects with the import's error (or after `timeoutMs`). */
   load(url: string, exportName: string, timeoutMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`module did not finish loading within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => reject(new LoadTimeoutError(timeoutMs)), timeoutMs);
       this.#loaded = {
         resolve: () => {
           clearTimeout(timer);
@@ -142,6 +155,9 @@ export class FunctionWorker {
         this.#pings.get(msg.id)?.(true);
         this.#pings.delete(msg.id);
         break;
+      case "warm":
+        this.#warmed?.();
+        break;
       case "loaded":
         this.#loaded?.resolve();
         break;
@@ -187,6 +203,7 @@ export class FunctionWorker {
   }
 
   #end(reason: string): void {
+    this.#warmed?.();
     if (this.#ended) return;
     this.#ended = true;
     this.#loaded?.reject(new Error(reason));

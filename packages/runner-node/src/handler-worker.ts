@@ -4,9 +4,12 @@
  * result message. Everything that can hang or crash lives here, so the HTTP
  * thread can terminate this thread and start another.
  */
-import { parentPort } from "node:worker_threads";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parentPort, workerData } from "node:worker_threads";
 import { describeThrown } from "./errors.js";
-import type { FromWorker, ToWorker } from "./worker-protocol.js";
+import type { FromWorker, ToWorker, WorkerInit } from "./worker-protocol.js";
 
 type Handler = (req: Request) => unknown;
 
@@ -97,30 +100,44 @@ async function call(msg: Extract<ToWorker, { t: "call" }>): Promise<void> {
   }
 }
 
+/** Modules imported while generic: node's ESM file loader takes ~2-6 ms an import until it is warm, ~1 ms after. */
+const WARM_IMPORTS = 24;
+
 /**
- * Runs the call path on a throwaway request while the runner is still generic:
- * `Request`/`Response` load undici lazily (~20 ms) and the ESM loader starts
- * on first file import. Paid here, they stay off a cold start.
+ * Runs the load and call paths on throwaway modules and requests while the
+ * runner is generic: `Request`/`Response` load undici lazily (~20 ms), the ESM
+ * loader starts on the first file import and stays slow for the next few, and
+ * the reply path (structured clone, transfer) is cold. Paid here, they stay
+ * off a cold start. Ends by telling the HTTP thread, which only then says it
+ * is listening (so a pooled runner is a warm one).
  */
 async function warmUp(): Promise<void> {
+  const { warmDir, warmUp: wanted } = workerData as WorkerInit;
+  if (!wanted) return;
   await import("./warm-module.js");
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < WARM_IMPORTS; i++) {
+    const file = join(warmDir, `faas-warm-${i}.mjs`);
+    writeFileSync(file, `export const handle = (req) => new Response("warm ${i}");\n`);
+    const mod = (await import(pathToFileURL(file).href)) as { handle: Handler };
+    rmSync(file, { force: true });
     const req = buildRequest({
       t: "call",
       id: 0,
-      method: "POST",
+      method: i % 2 === 0 ? "GET" : "POST",
       path: "/?warm=1",
       headers: ["content-type", "text/plain"],
-      body: new ArrayBuffer(1),
+      body: i % 2 === 0 ? null : new ArrayBuffer(1),
     });
     new URL(req.url).searchParams.get("warm");
-    await req.text();
-    const res = new Response("warm", { status: 200, headers: { "x-warm": "1" } });
-    for (const _ of res.headers);
-    await res.arrayBuffer();
+    if (req.body) await req.text();
+    // id 0 is never a call: the HTTP thread drops the result after the same steps as a real one.
+    await reply(0, await mod.handle(req));
+    await reply(0, `warm ${i}`);
   }
 }
-const warm = warmUp().catch(() => undefined);
+const warm = warmUp()
+  .catch(() => undefined)
+  .then(() => post({ t: "warm" }));
 
 port.on("message", (msg: ToWorker) => {
   switch (msg.t) {

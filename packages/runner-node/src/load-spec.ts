@@ -22,6 +22,7 @@ export interface HandlerRef {
 }
 
 const HANDLER_PATTERN = /^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_$][A-Za-z0-9_$]*)$/;
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const DEFAULT_TIMEOUT_SECONDS = 30;
 const MAX_TIMEOUT_SECONDS = 3600;
 
@@ -65,6 +66,7 @@ export async function parseLoadSpec(
   if (raw.env !== undefined && raw.env !== null) {
     if (typeof raw.env !== "object" || Array.isArray(raw.env)) throw invalid("env", "must be an object of strings");
     for (const [key, v] of Object.entries(raw.env)) {
+      if (!ENV_NAME_PATTERN.test(key)) throw invalid(`env.${key}`, "not a valid environment variable name");
       if (typeof v !== "string") throw invalid(`env.${key}`, "must be a string");
       env[key] = v;
     }

@@ -11,12 +11,14 @@ import { RunnerServer } from "./runner-server.js";
 
 const log = createLogger({ runtime: "nodejs", pid: process.pid });
 const config = loadConfig(process.env);
-const host = new FunctionHost(log);
-const runner = new RunnerServer(config, host, log);
+const host = new FunctionHost(log, config.loadTimeoutMs, config.codeDir === undefined);
+// Code stuck at its top level may have left anything behind: this process is not reused.
+const runner = new RunnerServer(config, host, log, () => void shutdown("load-timeout", 3));
 
-function logCodeDirFailure(dir: string, err: unknown): void {
-  // Staying generic keeps /readyz at 503, which is what shows the failure on Kubernetes.
+/** A code directory that cannot be loaded is fatal (exit 1), as in the Python runner (docs/runner-protocol.md). */
+function failCodeDir(dir: string, err: unknown): never {
   log.error("code-dir-load-failed", { dir, message: describeThrown(err) });
+  process.exit(1);
 }
 
 async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {
@@ -25,13 +27,12 @@ async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {
     if (!spec) log.info("code-dir-empty", { dir, message: "no function.json; staying generic" });
     return spec;
   } catch (err) {
-    logCodeDirFailure(dir, err);
-    return undefined;
+    failCodeDir(dir, err);
   }
 }
 
 let stopping = false;
-async function shutdown(signal: string): Promise<void> {
+async function shutdown(signal: string, code = 0): Promise<void> {
   if (stopping) {
     log.error("forced-exit", { signal });
     process.exit(1);
@@ -42,7 +43,7 @@ async function shutdown(signal: string): Promise<void> {
   await host.close();
   runner.close();
   log.info("stopped");
-  process.exit(0);
+  process.exit(code);
 }
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
@@ -52,8 +53,11 @@ const { codeDir } = config;
 const spec = codeDir ? await readSpecFromCodeDir(codeDir) : undefined;
 // Started before listening, so a call that arrives during the import waits for it instead of getting 503.
 const loading =
-  spec && codeDir ? runner.specialize(spec).catch((err: unknown) => logCodeDirFailure(codeDir, err)) : undefined;
+  spec && codeDir ? runner.specialize(spec).catch((err: unknown) => failCodeDir(codeDir, err)) : undefined;
 const port = await runner.listen();
+// A pooled runner is taken as soon as it says it listens: say so once its worker is warm.
+await host.warm();
+if (config.codeDir === undefined) await runner.warmUp();
 printListening(port);
 if (config.parentPid !== undefined) {
   // Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.

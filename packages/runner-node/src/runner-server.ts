@@ -4,7 +4,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { existsSync, writeFileSync } from "node:fs";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { Agent, createServer, type IncomingMessage, request, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import type { RunnerConfig } from "./config.js";
 import { RunnerError } from "./errors.js";
@@ -27,6 +27,8 @@ export class RunnerServer {
     private readonly config: RunnerConfig,
     private readonly host: FunctionHost,
     private readonly log: Logger,
+    /** Called once a load that timed out has been answered: the runner must go (exit 3). */
+    private readonly onLoadTimeout: () => void = () => {},
   ) {
     this.#restartedAfterClaim = config.poolClaimFile !== undefined && existsSync(config.poolClaimFile);
     this.server = createServer(
@@ -49,6 +51,39 @@ export class RunnerServer {
         resolve(typeof address === "object" && address ? address.port : this.config.port);
       });
     });
+  }
+
+  /**
+   * Sends a few requests to itself over one kept-alive connection before the
+   * runner says it listens, so a cold start's control and invoke requests do
+   * not run this thread's HTTP code for the first time. None changes state:
+   * a generic runner answers them with 503 or 400.
+   */
+  async warmUp(rounds = 12): Promise<void> {
+    const address = this.server.address();
+    if (typeof address !== "object" || address === null) return;
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const host = address.family === "IPv6" ? "::1" : "127.0.0.1";
+    const send = (method: string, path: string, body?: string): Promise<void> =>
+      new Promise((resolve) => {
+        const req = request({ host, port: address.port, method, path, agent }, (res) => {
+          res.resume();
+          res.on("end", resolve);
+          res.on("error", () => resolve());
+        });
+        req.on("error", () => resolve());
+        req.end(body);
+      });
+    try {
+      for (let i = 0; i < rounds; i++) {
+        await send("GET", "/healthz");
+        await send("GET", "/readyz");
+        await send("GET", "/invoke/warm?x=1");
+        await send("POST", "/specialize", "{}");
+      }
+    } finally {
+      agent.destroy();
+    }
   }
 
   /** Becomes the given function, or throws a RunnerError (400/409). */
@@ -122,7 +157,9 @@ export class RunnerServer {
       const loadMs = await this.specialize(spec);
       this.#sendJson(res, 200, { function: spec.name, loadMs: round(loadMs) });
     } catch (err) {
-      this.#sendError(res, asRunnerError(err));
+      const error = asRunnerError(err);
+      this.#sendError(res, error);
+      if (error.details.loadTimeoutMs !== undefined) res.once("finish", () => this.onLoadTimeout());
     }
   }
 

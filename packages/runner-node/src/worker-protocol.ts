@@ -19,8 +19,18 @@ export type ToWorker =
   | { t: "ping"; id: number };
 
 export type FromWorker =
+  /** The thread has run its warm-up: a specialization now costs only the module's own import. */
+  | { t: "warm" }
   | { t: "loaded" }
   | { t: "load-failed"; message: string; stack: string | undefined }
   | { t: "result"; id: number; status: number; headers: string[]; body: ArrayBuffer | string | null }
   | { t: "threw"; id: number; message: string; stack: string | undefined }
   | { t: "pong"; id: number };
+
+/** `workerData` of a handler worker. */
+export interface WorkerInit {
+  /** A private directory where the warm-up may write throwaway modules. */
+  warmDir: string;
+  /** Run the warm-up (a generic runner waiting for a specialization); not when the code is given at start. */
+  warmUp: boolean;
+}

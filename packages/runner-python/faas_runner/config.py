@@ -30,6 +30,9 @@ class Config:
     backlog: int = 4096
     # Local mode: the supervising process; the runner exits when it is gone.
     parent_pid: int | None = None
+    # A module that has not finished importing by then fails the specialization
+    # (400 FUNCTION_LOAD_FAILED with loadTimeoutMs) and the runner exits 3.
+    load_timeout_ms: int = 10_000
     # When set, POST /specialize needs ``Authorization: Bearer <token>`` (pool pods).
     specialize_token: str | None = None
     # Pool mode: a file on a volume that outlives the container (an emptyDir),
@@ -48,6 +51,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         threads=_int(env, "FAAS_THREADS", Config.threads, 1, 4096),
         max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", Config.max_body_bytes, 0, 2**40),
         parent_pid=_int(env, "FAAS_PARENT_PID", 0, 0, 2**31) or None,
+        load_timeout_ms=_int(env, "FAAS_LOAD_TIMEOUT_MS", Config.load_timeout_ms, 1, 2**31),
         specialize_token=env.get("FAAS_SPECIALIZE_TOKEN") or None,
         pool_claim_file=env.get("FAAS_POOL_CLAIM_FILE") or None,
     )

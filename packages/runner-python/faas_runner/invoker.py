@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from faas import BadRequest, Request, Response
+from faas import Headers as RequestHeaders
 
 from . import log
 from .http11 import JSON_HEADERS, error_body
-from .loader import LoadedFunction
+from .loader import LoadedFunction, LoadSpec
 from .threads import HandlerThreads
 
 Headers = list[tuple[str, str]]
@@ -48,6 +49,28 @@ class Invoker:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         # A thread ready before the first call keeps thread start-up out of cold starts.
         self._threads.start(loop, threads=2)
+
+    async def warm_up(self) -> None:
+        """Calls throwaway sync and async handlers through the same path as a real call."""
+        def sync_handler(req: Request) -> Any:
+            return {"warm": req.path}
+
+        async def async_handler(req: Request) -> Any:
+            return Response("warm", status=200, headers={"x-warm": "1"})
+
+        for call, is_async in ((sync_handler, False), (async_handler, True)):
+            fn = LoadedFunction(
+                spec=LoadSpec(name="faas-warm", handler="warm.handle", code=None, timeout_seconds=5.0),
+                call=call,
+                is_async=is_async,
+                takes_request=True,
+                fingerprint="",
+                load_ms=0.0,
+                temp_dir=None,
+            )
+            for _ in range(8):
+                req = Request("GET", "/warm", "x=1", RequestHeaders([("host", "warm")], lowercase=False), b"", "faas-warm")
+                await self.invoke(fn, req)
 
     async def invoke(self, fn: LoadedFunction, req: Request) -> Outcome:
         args = (req,) if fn.takes_request else ()

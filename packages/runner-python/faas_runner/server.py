@@ -11,6 +11,7 @@ no request is in flight.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hmac
 import json
 import os
@@ -19,6 +20,8 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from typing import Any
 
@@ -40,6 +43,7 @@ from .loader import (
 
 EXIT_OK = 0
 EXIT_STUCK = 3
+PR_SET_PDEATHSIG = 1
 DRAINING_HEADER = ("x-faas-runner-state", "draining")
 
 
@@ -65,6 +69,11 @@ class Runner:
         self._server: asyncio.Server | None = None
         self._done: asyncio.Event | None = None
         self._scratch_dir = tempfile.mkdtemp(prefix="faas-runner-")
+        # Code is imported on its own thread, so the event loop keeps answering
+        # (readiness, the load timeout, SIGTERM) while a module's top level runs.
+        self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-loader")
+        self._loader.submit(_nothing).result()  # the thread exists before the first specialization
+        self._loading: tuple[str | None, asyncio.Future[LoadedFunction]] | None = None
         # A pool runner restarted after its claim comes back generic: never usable again.
         self.restarted_after_claim = bool(config.pool_claim_file and os.path.exists(config.pool_claim_file))
 
@@ -91,17 +100,56 @@ class Runner:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         port = self._server.sockets[0].getsockname()[1]
+        # A pooled runner is taken as soon as it says it listens: warm first. Not a
+        # runner specialized from its code directory (its /invoke is the real handler).
+        if self.function is None:
+            await self._warm_up(port)
         listening = {"event": "listening", "port": port, "pid": os.getpid(), "runtime": "python"}
         sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         sweeper = asyncio.create_task(self._sweep_idle())
-        orphan_guard = asyncio.create_task(self._exit_with_parent()) if self.config.parent_pid else None
+        if self.config.parent_pid:
+            watch_parent(self.config.parent_pid)
         await self._done.wait()
         sweeper.cancel()
-        if orphan_guard is not None:
-            orphan_guard.cancel()
         await self._close_all()
         return self.exit_code
+
+    async def _warm_up(self, port: int, rounds: int = 12) -> None:
+        """Runs the cold path's code once off the cold path, while generic.
+
+        A throwaway module is imported on the loader thread (importlib's file
+        path), a sync and an async handler are called through the invoker (the
+        handler threads, the result hand-off, ``to_outcome``) and a few requests
+        go to this server over one kept-alive connection (parsing, routing,
+        ``serialize``). None of it changes the runner's state: a generic runner
+        answers those requests with 503 or 400.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._loader, _warm_loader, self._scratch_dir)
+            await self._invoker.warm_up()
+            reader, writer = await asyncio.open_connection(self.config.host if self.config.host != "0.0.0.0" else "127.0.0.1", port)
+        except (OSError, LoadError, SpecError) as err:
+            log.warn("warm_up_failed", error=str(err))
+            return
+        requests = [
+            b"GET /healthz HTTP/1.1\r\nhost: warm\r\n\r\n",
+            b"GET /readyz HTTP/1.1\r\nhost: warm\r\n\r\n",
+            b"GET /invoke/warm?x=1 HTTP/1.1\r\nhost: warm\r\n\r\n",
+        ]
+        if self._may_specialize_unchecked():
+            # Refused before its body is read, it would close the connection: only when it gets parsed.
+            requests.append(b"POST /specialize HTTP/1.1\r\nhost: warm\r\ncontent-length: 2\r\n\r\n{}")
+        try:
+            for _ in range(rounds):
+                for raw in requests:
+                    writer.write(raw)
+                    await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
+            log.warn("warm_up_failed", error=str(err))
+        finally:
+            writer.close()
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("shutdown", signal=sig.name, inFlight=self._in_flight)
@@ -133,16 +181,6 @@ class Runner:
             await asyncio.sleep(0.01)
         self._invoker.shutdown()
         shutil.rmtree(self._scratch_dir, ignore_errors=True)
-
-    async def _exit_with_parent(self) -> None:
-        """Local mode: a runner whose supervisor died (even by SIGKILL) must not linger."""
-        while True:
-            await asyncio.sleep(0.5)
-            if os.getppid() != self.config.parent_pid:
-                try:  # stdout may be a pipe nobody reads any more
-                    log.info("parent gone: exiting", parent=self.config.parent_pid)
-                finally:
-                    os._exit(0)
 
     async def _sweep_idle(self) -> None:
         """Closes connections idle (or stalled mid-request) past the keep-alive timeout."""
@@ -254,9 +292,15 @@ class Runner:
         if self.restarted_after_claim:
             return _json(503, {"status": "restarted"})
         if self.function is None:
+            if self._loading is not None:
+                return _json(503, {"status": "loading"})
             # A pool runner is ready to be claimed while generic; any other is not ready yet.
             return _json(200 if self.config.pool_claim_file else 503, {"status": "generic"})
         return _json(200, {"status": "ready", "function": self.function.spec.name})
+
+    def _may_specialize_unchecked(self) -> bool:
+        """Whether /specialize reads its body without a token or other check first."""
+        return not (self.config.code_dir or self.config.specialize_token or self.restarted_after_claim)
 
     def _may_specialize(self, head: RequestHead) -> Outcome | None:
         if self.config.code_dir:
@@ -294,12 +338,38 @@ class Runner:
             return _error(
                 409, "CONFLICT", f"runner is already specialized as {current.spec.name!r} with different code"
             )
+        fingerprint = fingerprint_of(spec, None)
+        if self._loading is not None:
+            loading_fingerprint, loading = self._loading
+            if loading_fingerprint != fingerprint:
+                return _error(409, "CONFLICT", "runner is already loading another function")
+        else:
+            loop = asyncio.get_running_loop()
+            loading = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir)
+            self._loading = (fingerprint, loading)
+        timeout_ms = self.config.load_timeout_ms
         try:
-            fn = load_function(spec, scratch_dir=self._scratch_dir)
+            fn = await asyncio.wait_for(asyncio.shield(loading), timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            # A thread cannot be stopped: this process goes once the answer is out (exit 3).
+            log.error("load_timeout", function=spec.name, loadTimeoutMs=timeout_ms, action="exit 3")
+            self.exit_code = EXIT_STUCK
+            self._begin_drain()
+            return _error(
+                400,
+                "FUNCTION_LOAD_FAILED",
+                f"code did not finish loading within {timeout_ms} ms",
+                function=spec.name,
+                loadTimeoutMs=timeout_ms,
+            )
         except LoadError as err:
             log.warn("specialize_failed", function=spec.name, error=str(err))
             return _error(400, "FUNCTION_LOAD_FAILED", str(err), function=spec.name)
-        self._become(fn)
+        finally:
+            if self._loading is not None and self._loading[1] is loading and loading.done():
+                self._loading = None
+        if self.function is None:
+            self._become(fn)
         return _json(200, {"function": fn.spec.name, "loadMs": fn.load_ms})
 
     def _become(self, fn: LoadedFunction) -> None:
@@ -307,7 +377,13 @@ class Runner:
             with open(self.config.pool_claim_file, "w") as f:
                 f.write(fn.spec.name)
         self.function = fn
-        log.info("specialized", function=fn.spec.name, handler=fn.spec.handler, loadMs=fn.load_ms)
+        fields = {"function": fn.spec.name, "handler": fn.spec.handler, "loadMs": fn.load_ms}
+        try:
+            # After the answer is written: the line goes down a pipe the supervisor reads,
+            # which would wake it on the cold path before the answer does.
+            asyncio.get_running_loop().call_soon(lambda: log.info("specialized", **fields))
+        except RuntimeError:  # specialized from the code directory, before the loop runs
+            log.info("specialized", **fields)
 
     async def _invoke(self, conn: Connection, head: RequestHead, raw_path: str, query: str) -> Outcome:
         fn = self.function
@@ -323,6 +399,67 @@ class Runner:
             self.exit_code = EXIT_STUCK
             self._begin_drain()
         return outcome
+
+
+def _nothing() -> None:
+    pass
+
+
+def _warm_loader(scratch_dir: str) -> None:
+    """Imports and forgets a throwaway module through the loader, as a specialization would."""
+    spec = parse_load_spec({"name": "faas-warm", "handler": "faas_warm_up.handle", "code": "def handle(req):\n    return 'warm'\n"})
+    fn = load_function(spec, scratch_dir=scratch_dir)
+    sys.modules.pop("faas_warm_up", None)
+    if fn.temp_dir is not None:
+        shutil.rmtree(fn.temp_dir, ignore_errors=True)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    if length:
+        await reader.readexactly(length)
+
+
+def watch_parent(parent_pid: int) -> None:
+    """Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.
+
+    Two mechanisms, neither needing the event loop: the kernel's parent-death
+    signal (SIGKILL, Linux), which works even while user code holds the GIL in
+    C (tested: ``sum(range(10**15))`` at module level); and a daemon thread
+    polling the parent pid, which gets the GIL at every switch interval of
+    pure-Python code (``while True: pass``), for systems without prctl.
+    """
+    _set_parent_death_signal()
+    if os.getppid() != parent_pid:  # died before the signal was armed
+        os._exit(0)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                try:  # stdout may be a pipe nobody reads any more
+                    log.info("parent gone: exiting", parent=parent_pid)
+                finally:
+                    os._exit(0)
+
+    threading.Thread(target=watch, name="faas-parent-watch", daemon=True).start()
+
+
+def _set_parent_death_signal() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the polling thread still works
 
 
 def _json(status: int, value: Any) -> Outcome:

@@ -57,6 +57,7 @@ export async function runUp(ctx: CommandContext, opts: UpOptions): Promise<numbe
         baseEnv: cfg.runnerBaseEnv,
         tickMs: TICK_MS,
         scaleInDelayMs: SCALE_IN_DELAY_MS,
+        loadTimeoutMs: cfg.loadTimeoutMs,
       },
       functions,
       log,

@@ -1,5 +1,9 @@
-/** ConfigMap `fn-<name>-code`: the code file and `function.json`, mounted at /code. */
-import { CODE_MOUNT_PATH, codeFileName, configMapName, LOAD_SPEC_FILE, toLoadSpec } from "@faas/api";
+/**
+ * ConfigMap `fn-<name>-code-<code hash>`: the code file and `function.json`,
+ * mounted at /code. One per version of the code, immutable; the reconciler
+ * deletes old ones once no pod of an older version is left.
+ */
+import { CODE_MOUNT_PATH, codeFileName, codeHash, configMapName, LOAD_SPEC_FILE, toLoadSpec } from "@faas/api";
 import type { V1ConfigMap } from "@kubernetes/client-node";
 import { childMetadata, type FunctionObject } from "./labels.js";
 
@@ -10,9 +14,10 @@ export function buildConfigMap(fn: FunctionObject): V1ConfigMap {
     apiVersion: "v1",
     kind: "ConfigMap",
     metadata: {
-      ...childMetadata(fn, configMapName(fn.metadata.name)),
+      ...childMetadata(fn, configMapName(fn.metadata.name, codeHash(toLoadSpec(fn)))),
       annotations: { "faas.example.com/mount-path": CODE_MOUNT_PATH },
     },
+    immutable: true,
     data: {
       [codeFileName(fn.spec.runtime, fn.spec.handler)]: fn.spec.code,
       [LOAD_SPEC_FILE]: `${JSON.stringify(loadSpec, null, 2)}\n`,

@@ -102,7 +102,7 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1De
             },
           ],
           volumes: [
-            { name: "code", configMap: { name: configMapName(name), defaultMode: 0o444 } },
+            { name: "code", configMap: { name: configMapName(name, functionCodeHash(fn)), defaultMode: 0o444 } },
             { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
           ],
         },

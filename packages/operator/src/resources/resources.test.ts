@@ -40,7 +40,7 @@ describe("buildConfigMap", () => {
       name: "python: main.py and function.json without the code",
       given: fn("hello"),
       want: {
-        name: "fn-hello-code",
+        name: /^fn-hello-code-[0-9a-f]{16}$/,
         files: ["function.json", "main.py"],
         codeFile: "main.py",
         loadSpec: { name: "hello", runtime: "python", handler: "main.handle", timeoutSeconds: 30, env: {} },
@@ -55,7 +55,7 @@ describe("buildConfigMap", () => {
         env: { A: "b" },
       }),
       want: {
-        name: "fn-hi-code",
+        name: /^fn-hi-code-[0-9a-f]{16}$/,
         files: ["function.json", "index.mjs"],
         codeFile: "index.mjs",
         loadSpec: { name: "hi", runtime: "nodejs", handler: "index.run", timeoutSeconds: 30, env: { A: "b" } },
@@ -65,7 +65,8 @@ describe("buildConfigMap", () => {
   for (const c of cases) {
     it(c.name, () => {
       const cm = buildConfigMap(c.given);
-      expect(cm.metadata?.name).toBe(c.want.name);
+      expect(cm.metadata?.name).toMatch(c.want.name);
+      expect(cm.immutable).toBe(true);
       expect(cm.metadata?.namespace).toBe("ns1");
       expect(cm.metadata?.labels?.[FUNCTION_LABEL]).toBe(c.given.metadata.name);
       expect(cm.metadata?.ownerReferences).toEqual([ownerRef(c.given.metadata.name)]);
@@ -136,7 +137,11 @@ describe("buildDeployment", () => {
         { name: "code", mountPath: "/code", readOnly: true },
         { name: "tmp", mountPath: "/tmp" },
       ]);
-      expect(pod?.volumes?.[0]?.configMap?.name).toBe(`fn-${name}-code`);
+      // The pod mounts exactly the ConfigMap of its own code version.
+      expect(pod?.volumes?.[0]?.configMap?.name).toBe(buildConfigMap(c.given).metadata?.name);
+      expect(pod?.volumes?.[0]?.configMap?.name).toBe(
+        `fn-${name}-code-${d.spec?.template.metadata?.annotations?.[CODE_HASH_ANNOTATION]}`,
+      );
       expect(pod?.volumes?.[1]?.emptyDir).toBeDefined();
     });
   }

@@ -1,0 +1,126 @@
+/**
+ * Deploying and removing functions in local mode, one at a time per function:
+ * new code is trial-loaded (so broken or never-loading code is refused at
+ * deploy and the deployed version keeps serving), stored, then rolled out.
+ * Serial per name, so after any interleaving of deploys the stored code, the
+ * in-memory definition and every routed replica agree.
+ */
+import { FaasError, type FunctionResource, type LoadSpec } from "@faas/api";
+import type { Logger } from "pino";
+import type { FunctionStore } from "./function-store.js";
+import { type LocalFunction, newLocalFunction } from "./local-function.js";
+import type { Replicas } from "./replicas.js";
+
+export interface DeploymentHost {
+  readonly functions: Map<string, LocalFunction>;
+  functionChanged(name: string, resource: FunctionResource | undefined): void;
+}
+
+export class Deployments {
+  readonly #queues = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly host: DeploymentHost,
+    private readonly store: FunctionStore,
+    private readonly replicas: Replicas,
+    private readonly log: Logger,
+  ) {}
+
+  /** Validated resource in, `true` when it was new. Resolves once the new code is what gets routed. */
+  deploy(resource: FunctionResource): Promise<boolean> {
+    return this.#serially(resource.metadata.name, () => this.#deploy(resource));
+  }
+
+  /** `false` when there was no such function. */
+  remove(name: string): Promise<boolean> {
+    return this.#serially(name, () => this.#remove(name));
+  }
+
+  /** Runs `work` after every earlier operation on `name` has settled. */
+  #serially<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.#queues.get(name) ?? Promise.resolve();
+    const run = previous.then(work);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#queues.set(name, tail);
+    void tail.then(() => {
+      if (this.#queues.get(name) === tail) this.#queues.delete(name);
+    });
+    return run;
+  }
+
+  async #deploy(resource: FunctionResource): Promise<boolean> {
+    const name = resource.metadata.name;
+    const next = newLocalFunction(resource);
+    const existing = this.host.functions.get(name);
+    if (existing === undefined || existing.hash !== next.hash) await this.#trialLoad(next.load, next.hash);
+    await this.store.save(resource);
+    if (existing === undefined) {
+      this.host.functions.set(name, next);
+      this.host.functionChanged(name, resource);
+      void this.replicas.ensureMin(next);
+      return true;
+    }
+    existing.resource = resource;
+    this.host.functionChanged(name, resource);
+    if (existing.hash !== next.hash) {
+      existing.load = next.load;
+      existing.hash = next.hash;
+      await this.#rollOut(existing);
+    } else {
+      void this.replicas.ensureMin(existing);
+    }
+    return false;
+  }
+
+  /** Loads new code in a pooled runner once, so a broken function is refused at deploy. */
+  async #trialLoad(load: LoadSpec, hash: string): Promise<void> {
+    let runner: Awaited<ReturnType<Replicas["claimAndLoad"]>>["runner"];
+    try {
+      ({ runner } = await this.replicas.claimAndLoad(load, hash));
+    } catch (err) {
+      // At deploy time broken code is the caller's mistake: name the field.
+      if (err instanceof FaasError && err.code === "FUNCTION_LOAD_FAILED") {
+        throw new FaasError("INVALID_SPEC", `spec.code: ${err.message}`, {
+          cause: err,
+          details: { ...err.details, issues: [`spec.code: ${err.message}`] },
+        });
+      }
+      throw err;
+    }
+    void runner.stop(1000);
+  }
+
+  /**
+   * New code: start as many new replicas as there are old ones, then take the
+   * old out of routing (they drain in the background). Resolves once routing
+   * holds only replicas of the new code.
+   */
+  async #rollOut(f: LocalFunction): Promise<void> {
+    const old = f.replicas.filter((r) => r.codeHash !== f.hash);
+    const spec = f.resource.spec;
+    const count = Math.min(Math.max(old.length, spec.minReplicas), spec.maxReplicas);
+    const results = await Promise.allSettled(Array.from({ length: count }, () => this.replicas.add(f)));
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed !== undefined)
+      this.log.error({ fn: f.load.name, err: String(failed.reason) }, "roll-out: a new replica failed");
+    // Anything not of the current code leaves routing now, including replicas a
+    // scale-up attached while the new ones were starting.
+    for (const r of f.replicas.filter((r) => r.codeHash !== f.hash)) void this.replicas.retire(f, r);
+  }
+
+  async #remove(name: string): Promise<boolean> {
+    const f = this.host.functions.get(name);
+    if (f === undefined) return false;
+    this.host.functions.delete(name);
+    await this.store.remove(name);
+    this.host.functionChanged(name, undefined);
+    const graceMs = f.resource.spec.timeoutSeconds * 1000 + 5000;
+    const replicas = f.replicas;
+    f.replicas = [];
+    await Promise.all(replicas.map((r) => r.stop(graceMs)));
+    return true;
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * A function's runner processes: starting replicas (a pooled runner claimed
+ * and specialized), routing them, replacing crashed ones, and retiring them
+ * (out of routing first, stopped once their requests are done). Owns every
+ * runner it claimed from the pool, so that stopping leaves none behind.
+ */
+import { FaasError, type LoadSpec } from "@faas/api";
+import type { Endpoint, LoadView, ScaleUpResult } from "@faas/gateway";
+import type { Logger } from "pino";
+import type { LocalFunction } from "./local-function.js";
+import type { LocalMetrics } from "./local-metrics.js";
+import type { LogStore } from "./log-store.js";
+import type { RunnerExit, RunnerProcess } from "./runner-process.js";
+import type { WarmPool } from "./warm-pool.js";
+
+export interface ReplicaHost {
+  /** The gateway's view of traffic. */
+  load(): LoadView;
+  /** Whether `f` is still the live record of its function (not removed or replaced). */
+  isCurrent(f: LocalFunction): boolean;
+  stopped(): boolean;
+  endpointsChanged(fn: string, endpoints: readonly Endpoint[]): void;
+}
+
+export class Replicas {
+  /** Every runner claimed from the pool and still running: loading, routed or draining. */
+  readonly #owned = new Set<RunnerProcess>();
+
+  constructor(
+    private readonly pool: WarmPool,
+    private readonly logs: LogStore,
+    private readonly metrics: LocalMetrics,
+    private readonly host: ReplicaHost,
+    private readonly log: Logger,
+  ) {}
+
+  /** A pooled runner, owned from now on; loaded with `load`, or killed at the load timeout. */
+  async claimAndLoad(
+    load: LoadSpec,
+    hash: string,
+  ): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number; importMs: number }> {
+    const t0 = performance.now();
+    const { runner } = await this.pool.claim(load.runtime);
+    this.#own(runner);
+    const t1 = performance.now();
+    let importMs: number;
+    try {
+      ({ importMs } = await runner.specialize(load, hash));
+    } catch (err) {
+      if (err instanceof FaasError && err.details?.loadTimeoutMs !== undefined)
+        this.metrics.loadTimeouts.inc({ function: load.name });
+      this.pool.giveBack(runner);
+      throw err;
+    }
+    return { runner, claimMs: t1 - t0, loadMs: performance.now() - t1, importMs };
+  }
+
+  #own(runner: RunnerProcess): void {
+    this.#owned.add(runner);
+    void runner.exited.then(() => this.#owned.delete(runner));
+  }
+
+  /** Makes at least `target` replicas exist or start; joins a scale-up in progress. */
+  scaleUp(f: LocalFunction, target: number): Promise<ScaleUpResult> {
+    const missing = target - f.replicas.length - f.pending;
+    if (missing <= 0) {
+      if (f.replicas.length > 0 || f.batch === undefined) return Promise.resolve({ steps: [] });
+      return f.batch;
+    }
+    const batch = firstFulfilled(Array.from({ length: missing }, () => this.add(f)));
+    f.batch = batch;
+    const clear = (): void => {
+      if (f.batch === batch) f.batch = undefined;
+    };
+    batch.then(clear, clear);
+    return batch;
+  }
+
+  /** Starts one replica with the function's current code and routes it. */
+  async add(f: LocalFunction): Promise<ScaleUpResult> {
+    const { hash, load } = f;
+    f.pending++;
+    try {
+      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash);
+      if (this.host.stopped() || !this.host.isCurrent(f) || f.hash !== hash) {
+        void runner.stop(1000);
+        throw new FaasError("SCALE_UP_FAILED", `${load.name} changed while a replica was starting; retry`);
+      }
+      this.metrics.specializations.inc({ function: load.name });
+      this.#attach(f, runner);
+      return {
+        steps: [
+          { name: "scaleup", ms: claimMs },
+          { name: "specialize", ms: loadMs },
+          // Part of `specialize`: the runner's own import of the code (its `loadMs`).
+          { name: "import", ms: importMs },
+        ],
+      };
+    } finally {
+      f.pending--;
+    }
+  }
+
+  #attach(f: LocalFunction, runner: RunnerProcess): void {
+    const name = f.load.name;
+    runner.on("line", (line: string, stream: string) => this.logs.append(name, `[${runner.pid} ${stream}]`, line));
+    runner.once("exit", (info: RunnerExit) => this.#onExit(f, runner, info));
+    f.replicas.push(runner);
+    f.lastScaleUpAt = performance.now();
+    this.#announce(f);
+  }
+
+  #announce(f: LocalFunction): void {
+    const endpoints: Endpoint[] = f.replicas.map((r) => ({ id: r.id, host: "127.0.0.1", port: r.port }));
+    this.host.endpointsChanged(f.load.name, endpoints);
+  }
+
+  #onExit(f: LocalFunction, runner: RunnerProcess, info: RunnerExit): void {
+    if (f.replicas.includes(runner)) {
+      f.replicas = f.replicas.filter((r) => r !== runner);
+      this.#announce(f);
+    }
+    if (runner.stopRequested || this.host.stopped()) return;
+    const how = info.code !== null ? `exit code ${info.code}` : `signal ${info.signal}`;
+    this.metrics.crashes.inc({ function: f.load.name });
+    this.logs.append(
+      f.load.name,
+      "[faas]",
+      `runner ${runner.pid} exited unexpectedly (${how}); it will be replaced when needed`,
+    );
+    this.log.warn({ fn: f.load.name, runner: runner.id, how }, "runner exited");
+    if (this.host.isCurrent(f)) void this.ensureMin(f);
+  }
+
+  async ensureMin(f: LocalFunction): Promise<void> {
+    const min = f.resource.spec.minReplicas;
+    if (min === 0 || f.replicas.length + f.pending >= min || this.host.stopped() || !this.host.isCurrent(f)) return;
+    try {
+      await this.scaleUp(f, Math.min(min, f.resource.spec.maxReplicas));
+    } catch (err) {
+      this.log.error({ fn: f.load.name, err: (err as Error).message }, "could not keep minReplicas");
+    }
+  }
+
+  /** Takes a replica out of routing at once; resolves once it has finished its requests and stopped. */
+  async retire(f: LocalFunction, runner: RunnerProcess): Promise<void> {
+    if (f.replicas.includes(runner)) {
+      f.replicas = f.replicas.filter((r) => r !== runner);
+      this.#announce(f);
+    }
+    const budgetMs = f.resource.spec.timeoutSeconds * 1000 + 5000;
+    const deadline = performance.now() + budgetMs;
+    const load = this.host.load();
+    while (runner.alive && load.endpointInFlight(f.load.name, runner.id) > 0 && performance.now() < deadline) {
+      await sleep(20);
+    }
+    await runner.stop(budgetMs);
+    void this.ensureMin(f);
+  }
+
+  /** Stops every owned runner: routed ones drain for their function's timeout, loading ones get a second. */
+  async stopAll(graceMs: (runner: RunnerProcess) => number): Promise<void> {
+    await Promise.all([...this.#owned].map((r) => r.stop(r.state === "specialized" ? graceMs(r) : 1000)));
+  }
+
+  /** Pids of every runner owned, routed or not (tests use it to check cleanup). */
+  ownedPids(): number[] {
+    return [...this.#owned].map((r) => r.pid);
+  }
+}
+
+/** Resolves with the first success; rejects with the first error when all fail. */
+function firstFulfilled<T>(promises: Promise<T>[]): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let failures = 0;
+    let firstError: unknown;
+    for (const p of promises) {
+      p.then(resolve, (err: unknown) => {
+        firstError ??= err;
+        if (++failures === promises.length) reject(firstError);
+      });
+    }
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

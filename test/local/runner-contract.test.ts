@@ -1,0 +1,338 @@
+/**
+ * The runner protocol (docs/runner-protocol.md) as one table of cases, run
+ * against both runners: each case names what it sends and what must come
+ * back, and each runner supplies only how to start it and its code snippets.
+ * A new protocol rule is a new row here, not a test per runner.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { ERROR_STATUS, MAX_CODE_BYTES, MAX_NAME_LENGTH, makeFunction, type Runtime, toLoadSpec } from "@faas/api";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** What differs between the runners: how to start one, and code in its language. */
+interface RunnerKind {
+  runtime: Runtime;
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  /** The module file written into a code directory. */
+  moduleFile: string;
+  code: {
+    hello: string;
+    throws: string;
+    slow: string;
+    syntaxError: string;
+    noHandler: string;
+    spins: string;
+    /** Answers how many times it has been called. */
+    counter: string;
+    /** Pads code to `bytes` with a comment. */
+    pad(code: string, bytes: number): string;
+  };
+}
+
+const KINDS: RunnerKind[] = [
+  {
+    runtime: "python",
+    command: "python3",
+    args: ["-m", "faas_runner"],
+    env: { PYTHONPATH: join(ROOT, "packages/runner-python") },
+    moduleFile: "main.py",
+    code: {
+      hello: 'def handle(req):\n    return "hello"\n',
+      throws: 'def handle(req):\n    raise ValueError("kaboom")\n',
+      slow: 'import time\ndef handle(req):\n    time.sleep(0.6)\n    return "finished"\n',
+      syntaxError: "def handle(req:\n",
+      noHandler: "other = 1\n",
+      spins: "while True:\n    pass\n",
+      counter: "calls = 0\ndef handle(req):\n    global calls\n    calls += 1\n    return str(calls)\n",
+      pad: (code, bytes) => code + "#".repeat(bytes - Buffer.byteLength(code) - 1) + "\n",
+    },
+  },
+  {
+    runtime: "nodejs",
+    command: process.execPath,
+    args: [join(ROOT, "packages/runner-node/dist/main.js")],
+    env: {},
+    moduleFile: "main.mjs",
+    code: {
+      hello: 'export const handle = () => "hello";\n',
+      throws: 'export function handle() { throw new TypeError("kaboom"); }\n',
+      slow: "export async function handle() { await new Promise((r) => setTimeout(r, 600)); return 'finished'; }\n",
+      syntaxError: "export function handle( {\n",
+      noHandler: "export const other = 1;\n",
+      spins: "while (true) {}\n",
+      counter: "let calls = 0;\nexport const handle = () => String(++calls);\n",
+      pad: (code, bytes) => `${code}//${"x".repeat(bytes - Buffer.byteLength(code) - 3)}\n`,
+    },
+  },
+];
+
+interface Runner {
+  proc: ChildProcess;
+  port: number;
+  exited: Promise<number | null>;
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  error: { code: string; message: string; [k: string]: unknown };
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+beforeAll(() => {
+  execFileSync("npx", ["tsc", "-b", "packages/runner-node"], { cwd: ROOT, stdio: "inherit" });
+});
+
+async function start(kind: RunnerKind, env: Record<string, string> = {}): Promise<Runner> {
+  const proc = spawn(kind.command, kind.args, {
+    env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  cleanups.push(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    await exited;
+  });
+  proc.stderr?.resume();
+  const port = await new Promise<number>((resolve, reject) => {
+    void exited.then((code) => reject(new Error(`runner exited with ${code} before listening`)));
+    createInterface({ input: proc.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      if (line.includes('"listening"')) resolve((JSON.parse(line) as { port: number }).port);
+    });
+  });
+  return { proc, port, exited };
+}
+
+function send(r: Runner, method: string, path: string, body?: string): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port: r.port, method, path, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let error = { code: "", message: "" };
+        try {
+          error = (JSON.parse(text) as { error?: Reply["error"] }).error ?? error;
+        } catch {}
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, error });
+      });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+function spec(kind: RunnerKind, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: "fn",
+    runtime: kind.runtime,
+    handler: "main.handle",
+    code: kind.code.hello,
+    timeoutSeconds: 5,
+    ...overrides,
+  };
+}
+
+const specialize = (r: Runner, body: unknown) =>
+  send(r, "POST", "/specialize", typeof body === "string" ? body : JSON.stringify(body));
+
+/** The runner's answer for each kind of bad load spec: 400 INVALID_SPEC, message starting with the field. */
+const INVALID_SPECS: Array<{ name: string; body: (k: RunnerKind) => unknown; field?: string }> = [
+  { name: "not JSON", body: () => "{nope" },
+  { name: "not an object", body: () => "[1,2]" },
+  { name: "no name", body: (k) => spec(k, { name: undefined }), field: "name" },
+  {
+    name: "another runtime",
+    body: (k) => spec(k, { runtime: k.runtime === "python" ? "nodejs" : "python" }),
+    field: "runtime",
+  },
+  { name: "handler without a dot", body: (k) => spec(k, { handler: "nodot" }), field: "handler" },
+  { name: "timeoutSeconds 0", body: (k) => spec(k, { timeoutSeconds: 0 }), field: "timeoutSeconds" },
+  { name: "timeoutSeconds a string", body: (k) => spec(k, { timeoutSeconds: "5" }), field: "timeoutSeconds" },
+  { name: "env value not a string", body: (k) => spec(k, { env: { A: 1 } }), field: "env" },
+  { name: "env name invalid", body: (k) => spec(k, { env: { "1A": "x" } }), field: "env" },
+  { name: "empty code", body: (k) => spec(k, { code: "" }), field: "code" },
+];
+
+describe.each(KINDS)("runner contract: $runtime", (kind) => {
+  it("starts generic: listening line, healthz 200, readyz 503 generic, invoke 503 RUNNER_NOT_SPECIALIZED", async () => {
+    const r = await start(kind);
+    expect((await send(r, "GET", "/healthz")).status).toBe(200);
+    const ready = await send(r, "GET", "/readyz");
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { status: "generic" }]);
+    const invoke = await send(r, "GET", "/invoke");
+    expect([invoke.status, invoke.error.code]).toEqual([503, "RUNNER_NOT_SPECIALIZED"]);
+  });
+
+  it("specialize → 200 {function, loadMs}; readyz 200 ready; invoke runs the handler", async () => {
+    const r = await start(kind);
+    const res = await specialize(r, spec(kind, { name: "hello" }));
+    const body = JSON.parse(res.body) as { function: string; loadMs: number };
+    expect([res.status, body.function, typeof body.loadMs]).toEqual([200, "hello", "number"]);
+    const ready = await send(r, "GET", "/readyz");
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([200, { status: "ready", function: "hello" }]);
+    const invoke = await send(r, "GET", "/invoke/sub?x=1");
+    expect([invoke.status, invoke.body]).toEqual([200, "hello"]);
+  });
+
+  it("specialize again: the same spec → 200 (idempotent), another → 409 CONFLICT", async () => {
+    const r = await start(kind);
+    expect((await specialize(r, spec(kind))).status).toBe(200);
+    expect((await specialize(r, spec(kind))).status).toBe(200);
+    const other = await specialize(r, spec(kind, { name: "other" }));
+    expect([other.status, other.error.code]).toEqual([409, "CONFLICT"]);
+    expect((await send(r, "GET", "/invoke")).body).toBe("hello");
+  });
+
+  it.each(INVALID_SPECS)("bad load spec ($name) → 400 INVALID_SPEC naming the field; still generic", async (c) => {
+    const r = await start(kind);
+    const res = await specialize(r, c.body(kind));
+    expect([res.status, res.error.code], res.body).toEqual([400, "INVALID_SPEC"]);
+    if (c.field !== undefined) expect(res.error.message.startsWith(c.field), res.error.message).toBe(true);
+    expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+  });
+
+  it.each([
+    ["a syntax error", "syntaxError"],
+    ["no handler", "noHandler"],
+  ] as const)(
+    "code with %s → 400 FUNCTION_LOAD_FAILED naming the function; the runner stays usable",
+    async (_, which) => {
+      const r = await start(kind);
+      const res = await specialize(r, spec(kind, { name: "broken", code: kind.code[which] }));
+      expect([res.status, res.error.code, res.error.function]).toEqual([400, "FUNCTION_LOAD_FAILED", "broken"]);
+      expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+      expect((await specialize(r, spec(kind))).status).toBe(200);
+      expect((await send(r, "GET", "/invoke")).body).toBe("hello");
+    },
+  );
+
+  it("code that never finishes loading → readyz 503 loading, then 400 FUNCTION_LOAD_FAILED with loadTimeoutMs at FAAS_LOAD_TIMEOUT_MS, then exit 3", async () => {
+    const r = await start(kind, { FAAS_LOAD_TIMEOUT_MS: "700" });
+    const started = performance.now();
+    const pending = specialize(r, spec(kind, { name: "spin", code: kind.code.spins }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const ready = await send(r, "GET", "/readyz");
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { status: "loading" }]);
+    const res = await pending;
+    expect(performance.now() - started).toBeGreaterThanOrEqual(650);
+    expect([res.status, res.error.code, res.error.function, res.error.loadTimeoutMs]).toEqual([
+      400,
+      "FUNCTION_LOAD_FAILED",
+      "spin",
+      700,
+    ]);
+    expect(res.error.message).toContain("did not finish loading within 700 ms");
+    expect(await r.exited).toBe(3);
+  });
+
+  it("error codes: throw → 500 HANDLER_ERROR, past timeoutSeconds → 504 HANDLER_TIMEOUT, 404 NOT_FOUND, 405 METHOD_NOT_ALLOWED", async () => {
+    const thrower = await start(kind);
+    await specialize(thrower, spec(kind, { name: "thrower", code: kind.code.throws }));
+    const threw = await send(thrower, "GET", "/invoke");
+    expect([threw.status, threw.error.code, threw.error.function]).toEqual([500, "HANDLER_ERROR", "thrower"]);
+    expect(threw.error.message).toContain("kaboom");
+    expect((await send(thrower, "GET", "/nowhere")).error.code).toBe("NOT_FOUND");
+    const wrong = await send(thrower, "GET", "/specialize");
+    expect([wrong.status, wrong.error.code]).toEqual([405, "METHOD_NOT_ALLOWED"]);
+
+    const slow = await start(kind);
+    await specialize(slow, spec(kind, { name: "slow", code: kind.code.slow, timeoutSeconds: 0.2 }));
+    const late = await send(slow, "GET", "/invoke");
+    expect([late.status, late.error.code]).toEqual([504, "HANDLER_TIMEOUT"]);
+    for (const res of [threw, wrong, late])
+      expect(res.status).toBe(ERROR_STATUS[res.error.code as keyof typeof ERROR_STATUS]);
+  });
+
+  it("draining on SIGTERM: the in-flight call finishes marked draining, then exit 0", async () => {
+    const r = await start(kind);
+    await specialize(r, spec(kind, { code: kind.code.slow }));
+    const inFlight = send(r, "GET", "/invoke");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    r.proc.kill("SIGTERM");
+    const res = await inFlight;
+    expect([res.status, res.body, res.headers["x-faas-runner-state"]]).toEqual([200, "finished", "draining"]);
+    expect(await r.exited).toBe(0);
+  });
+
+  it("a code directory that cannot be loaded: the runner logs why and exits 1", async () => {
+    for (const [what, files] of [
+      ["function.json is not JSON", { "function.json": "{nope" }],
+      [
+        "its code does not load",
+        { "function.json": JSON.stringify(spec(kind, { code: undefined })), [kind.moduleFile]: kind.code.syntaxError },
+      ],
+    ] as const) {
+      const dir = await mkdtemp(join(tmpdir(), "faas-contract-"));
+      cleanups.push(() => rm(dir, { recursive: true, force: true }));
+      for (const [file, text] of Object.entries(files)) await writeFile(join(dir, file), text);
+      const proc = spawn(kind.command, kind.args, {
+        env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+      cleanups.push(async () => {
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+        await exited;
+      });
+      let stderr = "";
+      proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const code = await exited;
+      expect(code, what).toBe(1);
+      expect(stderr, what).toMatch(/code.dir.load.failed/);
+    }
+  });
+
+  it("a runner started with its code directory serves it, and nothing calls the handler before the first request", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "faas-contract-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, "function.json"), JSON.stringify(spec(kind, { name: "counted", code: undefined })));
+    await writeFile(join(dir, kind.moduleFile), kind.code.counter);
+    const r = await start(kind, { FAAS_CODE_DIR: dir });
+    // The import may still run when the runner says it listens (readyz: loading).
+    let ready = await send(r, "GET", "/readyz");
+    for (let i = 0; i < 100 && ready.status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      ready = await send(r, "GET", "/readyz");
+    }
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([200, { status: "ready", function: "counted" }]);
+    expect((await send(r, "GET", "/invoke")).body).toBe("1");
+    expect((await send(r, "GET", "/invoke")).body).toBe("2");
+  });
+
+  it("a generic runner's warm-up leaves no trace: the first function's handler is called only by requests", async () => {
+    const r = await start(kind);
+    expect((await specialize(r, spec(kind, { name: "counted", code: kind.code.counter }))).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe("1");
+  });
+
+  it("accepts every load spec at the api's limits (name length, code size, timeout, handler and env names)", async () => {
+    const name = "n".repeat(MAX_NAME_LENGTH);
+    const fn = makeFunction(name, {
+      runtime: kind.runtime,
+      handler: "_m1._handle",
+      code: kind.code.pad(kind.code.hello.replace("handle", "_handle"), MAX_CODE_BYTES),
+      timeoutSeconds: 900,
+      env: { _A1: "", Z: "é" },
+    });
+    expect(Buffer.byteLength(fn.spec.code)).toBe(MAX_CODE_BYTES);
+    const r = await start(kind);
+    const res = await specialize(r, toLoadSpec(fn));
+    expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, name]);
+    expect((await send(r, "GET", "/invoke")).body).toBe("hello");
+  });
+});
