@@ -246,7 +246,8 @@ spec:
     await waitForPool(NS, "python", 1);
     await applyFunction(
       NS,
-      pythonFunction("pool-spin", "while True:\n    pass\ndef handle(req):\n    return 'never'"),
+      // minReplicas 1: its own pod keeps trying (no scale to zero while the Function reports it).
+      pythonFunction("pool-spin", "while True:\n    pass\ndef handle(req):\n    return 'never'", { minReplicas: 1 }),
       "pool-spin",
     );
     const t0 = performance.now();

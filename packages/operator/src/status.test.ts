@@ -22,6 +22,24 @@ function dep(
   };
 }
 
+/** A runner killed again and again (say, by its liveness probe while its code spins), running between back-offs. */
+const restartingPod = (restarts: number, ready = false): PodObject => ({
+  metadata: { name: "fn-hello-deploy-abc", namespace: "ns" },
+  status: {
+    containerStatuses: [
+      {
+        name: "runner",
+        image: "x",
+        imageID: "",
+        ready,
+        restartCount: restarts,
+        state: { running: { startedAt: new Date("2025-01-01T00:00:30Z") } },
+        lastState: { terminated: { exitCode: 137, reason: "Error" } },
+      },
+    ],
+  },
+});
+
 const waitingPod = (reason: string): PodObject => ({
   metadata: { name: "fn-hello-deploy-abc", namespace: "ns" },
   status: {
@@ -98,6 +116,16 @@ describe("computeStatus", () => {
       name: "runner crash-looping",
       given: input({ deployment: dep(1, { ready: 0, available: 0 }), pods: [waitingPod("CrashLoopBackOff")] }),
       want: { ready: ["False", "CrashLoop"], progressing: ["False", "CrashLoop"], replicas: 1, readyReplicas: 0 },
+    },
+    {
+      name: "runner restarting, running between back-offs, never ready",
+      given: input({ deployment: dep(1, { ready: 0, available: 0 }), pods: [restartingPod(2)] }),
+      want: { ready: ["False", "CrashLoop"], progressing: ["False", "CrashLoop"], replicas: 1, readyReplicas: 0 },
+    },
+    {
+      name: "one restart is not yet a loop",
+      given: input({ deployment: dep(1, { ready: 0, available: 0 }), pods: [restartingPod(1)] }),
+      want: { ready: ["False", "Progressing"], progressing: ["True", "RollingOut"], replicas: 1, readyReplicas: 0 },
     },
     {
       name: "permanent failure",

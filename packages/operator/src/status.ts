@@ -37,10 +37,24 @@ export function podProblem(pods: readonly PodObject[]): { reason: string; messag
       if (reason) {
         return { reason, message: `pod ${pod.metadata.name}: ${waiting?.reason}: ${waiting?.message ?? cs.image}` };
       }
+      // Between two back-offs the runner is "running" again: restarts without ever being ready say it all.
+      const last = cs.lastState?.terminated;
+      if (cs.restartCount >= CRASH_LOOP_RESTARTS && !cs.ready && last) {
+        return {
+          reason: "CrashLoop",
+          message:
+            `pod ${pod.metadata.name}: runner restarted ${cs.restartCount} times and never became ready ` +
+            `(last exit ${last.exitCode}${last.reason ? `, ${last.reason}` : ""}); ` +
+            "does the code finish loading? see `kubectl logs --previous`",
+        };
+      }
     }
   }
   return undefined;
 }
+
+/** Restarts of a never-ready runner after which it counts as crash-looping. */
+const CRASH_LOOP_RESTARTS = 2;
 
 function conditionValues(input: StatusInput): { ready: ConditionValue; progressing: ConditionValue } {
   if (input.failure) {
