@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { FaasError, parseFunction } from "@faas/api";
 import type { Activator } from "./activator.js";
 import type { Backend, FunctionStatus } from "./backend.js";
-import { readJson, sendError, sendJson } from "./http-util.js";
+import { decodePathSegment, readJson, sendError, sendJson } from "./http-util.js";
 
 const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 
@@ -38,8 +38,11 @@ export class AdminApi {
     try {
       if (this.#token === undefined) throw new FaasError("NOT_FOUND", `no route for ${req.url}`);
       this.#authorize(req);
-      const url = new URL(req.url ?? "/", "http://gateway");
-      const parts = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+      const url = parseUrl(req.url ?? "/");
+      const parts = url.pathname
+        .split("/")
+        .filter(Boolean)
+        .map((p) => decodePathSegment(p, "path segment"));
       if (parts[1] !== "functions") throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       const name = parts[2];
       if (name === undefined) return this.#list(req, res);
@@ -56,6 +59,8 @@ export class AdminApi {
           throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}`);
       }
     } catch (err) {
+      // Anything else is a bug: the gateway answers it as INTERNAL, logged with a request id.
+      if (!(err instanceof FaasError)) throw err;
       req.resume();
       sendError(res, err);
     }
@@ -144,5 +149,13 @@ export class AdminApi {
     res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" });
     stream.on("error", () => res.destroy());
     stream.pipe(res);
+  }
+}
+
+function parseUrl(target: string): URL {
+  try {
+    return new URL(target, "http://gateway");
+  } catch (cause) {
+    throw new FaasError("BAD_REQUEST", `request target is not a valid URL path: ${JSON.stringify(target)}`, { cause });
   }
 }

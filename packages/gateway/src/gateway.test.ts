@@ -399,3 +399,73 @@ describe("gateway", () => {
     expect(r.body).toBe("late but fine");
   });
 });
+
+describe("gateway: no request can stop it", () => {
+  /** A gateway whose logs the test reads. */
+  async function loggedGateway(b: TestBackend, cfg: Partial<GatewayConfig> = {}) {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: "info" }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const gw = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, ...cfg }, b, log, { defaultMetrics: false });
+    await gw.start();
+    cleanups.push(() => gw.stop());
+    return { gw, lines };
+  }
+
+  it("answers a function name with malformed percent-encoding 400 BAD_REQUEST, and keeps serving", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const rep = await replica(hello);
+    b.announce("f", [rep.endpoint]);
+    for (const bad of ["%E0%A4%A", "%", "%zz", "a%"]) {
+      const r = await call(`${gw.url}/invoke/${bad}/rest?q=1`);
+      expect(r.status).toBe(400);
+      expect(r.json()).toEqual({
+        error: { code: "BAD_REQUEST", message: expect.stringContaining(`function name "${bad}" is not valid`) },
+      });
+    }
+    expect((await call(`${gw.url}/invoke/f`)).status).toBe(200);
+  });
+
+  it("answers 400 for malformed percent-encoding in an admin path", async () => {
+    const gw = await startGateway(new TestBackend(), { adminToken: "s3cret-token" });
+    const r = await call(`${gw.url}/admin/functions/%E0%A4%A`, { headers: { authorization: "Bearer s3cret-token" } });
+    expect(r.status).toBe(400);
+    expect(r.json()).toMatchObject({ error: { code: "BAD_REQUEST" } });
+  });
+
+  it("turns a bug on the invoke, admin or metrics path into 500 INTERNAL with a logged request id", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const getFunction = b.getFunction.bind(b);
+    b.getFunction = (name: string) => {
+      if (name === "boom") throw new TypeError("backend bug");
+      return getFunction(name);
+    };
+    b.status = () => {
+      throw new RangeError("status bug");
+    };
+    const { gw, lines } = await loggedGateway(b, { adminToken: "s3cret-token" });
+    const rep = await replica(hello);
+    b.announce("f", [rep.endpoint]);
+    const auth = { authorization: "Bearer s3cret-token" };
+    const cases = [
+      { url: `${gw.url}/invoke/boom`, bug: "backend bug" },
+      { url: `${gw.url}/admin/functions/f`, bug: "status bug", headers: auth },
+      // The replicas gauges ask the backend too.
+      { url: `${gw.url}/metrics`, bug: "status bug" },
+    ];
+    for (const c of cases) {
+      const r = await call(c.url, { headers: c.headers ?? {} });
+      expect(r.status, c.url).toBe(500);
+      const id = String(r.headers["x-faas-request-id"]);
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-z]+$/);
+      expect(r.json()).toEqual({ error: { code: "INTERNAL", message: expect.stringContaining(id), requestId: id } });
+      const logged = lines.find((l) => l.reqId === id);
+      expect(logged).toMatchObject({ level: 50, msg: "internal error", err: { message: c.bug } });
+    }
+    // Each failure was that request's alone.
+    expect((await call(`${gw.url}/invoke/f`)).status).toBe(200);
+    expect((await call(`${gw.url}/healthz`)).status).toBe(200);
+  });
+});

@@ -4,14 +4,14 @@
  * graceful stop that loses no accepted request.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { FaasError } from "@faas/api";
 import type { Logger } from "pino";
 import { Activator } from "./activator.js";
 import { AdminApi } from "./admin-api.js";
 import type { Backend } from "./backend.js";
 import type { GatewayConfig } from "./config.js";
-import { sendError, sendJson } from "./http-util.js";
+import { sendError, sendInternalError, sendJson } from "./http-util.js";
 import { Invoker } from "./invoker.js";
 
 export class Gateway {
@@ -41,19 +41,38 @@ export class Gateway {
         connectionsCheckingInterval: Math.max(100, Math.min(1000, cfg.headersTimeoutMs / 2)),
         maxHeaderSize: 16 * 1024,
       },
-      (req, res) => this.#route(req, res),
+      (req, res) => {
+        try {
+          this.#route(req, res);
+        } catch (err) {
+          sendInternalError(this.log, req, res, err);
+        }
+      },
     );
-    this.#server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-      if (!socket.writable) return socket.destroy();
-      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-      const body = JSON.stringify({
-        error: { code: "BAD_REQUEST", message: `malformed HTTP request (${err.code ?? "parse error"})` },
-      });
-      socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
-          `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-      );
+    this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      try {
+        this.#answerClientError(err, socket);
+      } catch (bug) {
+        this.log.error({ err: bug, clientError: err.code }, "internal error answering a malformed request");
+        socket.destroy();
+      }
     });
+  }
+
+  /** Node's parser refused the request: say why, then close (framing can no longer be trusted). */
+  #answerClientError(err: NodeJS.ErrnoException, socket: Socket): void {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    const body = JSON.stringify({
+      error: { code: "BAD_REQUEST", message: `malformed HTTP request (${err.code ?? "parse error"})` },
+    });
+    socket.end(
+      `HTTP/1.1 ${status} ${status === 431 ? "Request Header Fields Too Large" : status === 408 ? "Request Timeout" : "Bad Request"}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
   }
 
   #route(req: IncomingMessage, res: ServerResponse): void {
@@ -68,7 +87,7 @@ export class Gateway {
       return;
     }
     if (url.startsWith("/admin/")) {
-      void this.#admin.handle(req, res);
+      this.#admin.handle(req, res).catch((err: unknown) => sendInternalError(this.log, req, res, err));
       return;
     }
     req.resume();
@@ -82,13 +101,13 @@ export class Gateway {
       return;
     }
     if (url === "/metrics") {
-      this.activator.metrics.registry.metrics().then(
-        (text) => {
+      this.activator.metrics.registry
+        .metrics()
+        .then((text) => {
           res.writeHead(200, { "content-type": this.activator.metrics.registry.contentType });
           res.end(text);
-        },
-        (err: unknown) => sendError(res, err),
-      );
+        })
+        .catch((err: unknown) => sendInternalError(this.log, req, res, err));
       return;
     }
     sendError(res, new FaasError("NOT_FOUND", `no route for ${url}; invoke functions at /invoke/<name>`));
@@ -111,6 +130,8 @@ export class Gateway {
       this.#server.once("error", reject);
       this.#server.listen(this.cfg.port, this.cfg.host, () => {
         this.#server.off("error", reject);
+        // Later server errors (say, EMFILE on accept) are logged; unhandled, they would end the process.
+        this.#server.on("error", (err) => this.log.error({ err }, "server error"));
         resolve();
       });
     });

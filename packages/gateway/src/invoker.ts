@@ -10,7 +10,7 @@ import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
 import type { GatewayConfig } from "./config.js";
 import type { ColdEpisode, FunctionState, Lease } from "./function-state.js";
-import { sendError } from "./http-util.js";
+import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
 
 const PREFIX = "/invoke/";
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
@@ -51,7 +51,13 @@ export class Invoker {
     private readonly cfg: GatewayConfig,
     private readonly log: Logger,
   ) {
-    this.#sweeper = setInterval(() => this.#sweep(), 1000);
+    this.#sweeper = setInterval(() => {
+      try {
+        this.#sweep();
+      } catch (err) {
+        this.log.error({ err }, "internal error in the timeout sweep");
+      }
+    }, 1000);
     this.#sweeper.unref();
   }
 
@@ -71,7 +77,14 @@ export class Invoker {
       if (c === 47 /* / */ || c === 63 /* ? */) break;
       end++;
     }
-    const name = decodeURIComponent(url.slice(PREFIX.length, end));
+    let name: string;
+    try {
+      name = decodePathSegment(url.slice(PREFIX.length, end), "function name");
+    } catch (err) {
+      req.resume();
+      sendError(res, err);
+      return;
+    }
     const state = this.activator.state(name);
     if (state === undefined) {
       req.resume();
@@ -134,16 +147,18 @@ export class Invoker {
     const onClose = (): void =>
       parked.cancel(new FaasError("BAD_REQUEST", "client closed the connection while parked"));
     res.once("close", onClose);
-    parked.promise.then(
-      (lease) => {
-        res.off("close", onClose);
-        this.#forward(call, lease);
-      },
-      (err: unknown) => {
-        res.off("close", onClose);
-        if (!res.destroyed) this.#fail(call, err);
-      },
-    );
+    parked.promise
+      .then(
+        (lease) => {
+          res.off("close", onClose);
+          this.#forward(call, lease);
+        },
+        (err: unknown) => {
+          res.off("close", onClose);
+          if (!res.destroyed) this.#fail(call, err);
+        },
+      )
+      .catch((err: unknown) => this.#internal(call, err));
   }
 
   /** One attempt on one replica: the upstream request, its answer or failure, the client going away. */
@@ -154,14 +169,35 @@ export class Invoker {
       call.episode ??= lease.timings.episode;
     }
     const upstream = this.#openUpstream(call, lease);
-    upstream.on("response", (ures) => this.#relayResponse(call, lease, ures));
-    upstream.on("error", (err: NodeJS.ErrnoException) => this.#upstreamFailed(call, lease, err));
-    call.res.once("close", () => {
-      if (call.res.writableFinished) return;
-      upstream.destroy();
-      this.#endAttempt(call);
-      this.#record(call, 499);
-    });
+    // A bug in an event handler fails this call, never the process.
+    const guard =
+      <A extends unknown[]>(fn: (...args: A) => void) =>
+      (...args: A): void => {
+        try {
+          fn(...args);
+        } catch (err) {
+          upstream.destroy();
+          this.#endAttempt(call);
+          this.#internal(call, err);
+        }
+      };
+    upstream.on(
+      "response",
+      guard((ures: IncomingMessage) => this.#relayResponse(call, lease, ures)),
+    );
+    upstream.on(
+      "error",
+      guard((err: NodeJS.ErrnoException) => this.#upstreamFailed(call, lease, err)),
+    );
+    call.res.once(
+      "close",
+      guard(() => {
+        if (call.res.writableFinished) return;
+        upstream.destroy();
+        this.#endAttempt(call);
+        this.#record(call, 499);
+      }),
+    );
     this.#sendBody(call, upstream);
   }
 
@@ -172,6 +208,14 @@ export class Invoker {
     // (deleting turns V8 objects into slower dictionaries).
     if (headers.connection !== undefined) delete headers.connection;
     if (headers["keep-alive"] !== undefined) delete headers["keep-alive"];
+    // Trailers are not forwarded, and node:http throws on a `trailer` header without chunked coding.
+    if (headers.trailer !== undefined) delete headers.trailer;
+    // The client's expectation was node's to meet (it answers 100-continue itself); a runner
+    // refusing one (417) while the body streams in would look like a crash (EPIPE → 502).
+    if (headers.expect !== undefined) delete headers.expect;
+    // Transfer-Encoding is hop-by-hop: the body node decoded goes on plain chunked, so a runner
+    // never sees codings node let through before the final "chunked" ("x, chunked").
+    if (headers["transfer-encoding"] !== undefined) headers["transfer-encoding"] = "chunked";
     const slot = lease.slot;
     const upstream = request({
       host: slot.host,
@@ -318,6 +362,12 @@ export class Invoker {
     if (call.done) return;
     sendError(call.res, err, headers);
     this.#record(call, call.res.statusCode);
+  }
+
+  /** An unexpected error on this call's path: 500 INTERNAL with a logged request id. */
+  #internal(call: Call, err: unknown): void {
+    sendInternalError(this.log, call.req, call.res, err);
+    this.#record(call, 500);
   }
 
   #record(call: Call, status: number): void {

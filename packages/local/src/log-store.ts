@@ -1,9 +1,12 @@
 /**
  * What each function's runners print, kept per function under the data
  * directory for `faas logs`, with a size cap (one rotated file is kept).
+ * A function's file stays open only while it logs: one idle for
+ * `idleCloseMs` is closed (and reopened on its next line), so functions that
+ * were deleted or scaled to zero hold no file descriptor.
  */
 import { EventEmitter } from "node:events";
-import { createWriteStream, type WriteStream } from "node:fs";
+import { createWriteStream, statSync, type WriteStream } from "node:fs";
 import { mkdir, open, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -11,23 +14,55 @@ import { Readable } from "node:stream";
 const MAX_LOG_BYTES = 16 * 1024 * 1024;
 const TAIL_READ_BYTES = 1024 * 1024;
 
+const IDLE_CLOSE_MS = 30_000;
+
 interface Sink {
   stream: WriteStream;
   bytes: number;
+  lastWriteMs: number;
+}
+
+export interface LogStoreOptions {
+  /** Close a function's file after this long without a line. */
+  idleCloseMs?: number;
+  /** Clock (ms); tests inject one. */
+  now?: () => number;
 }
 
 export class LogStore {
   readonly #dir: string;
   readonly #sinks = new Map<string, Sink>();
   readonly #live = new EventEmitter();
+  readonly #idleCloseMs: number;
+  readonly #now: () => number;
+  #sweeper: NodeJS.Timeout | undefined;
 
-  constructor(dataDir: string) {
+  constructor(dataDir: string, opts: LogStoreOptions = {}) {
     this.#dir = join(dataDir, "logs");
     this.#live.setMaxListeners(0);
+    this.#idleCloseMs = opts.idleCloseMs ?? IDLE_CLOSE_MS;
+    this.#now = opts.now ?? (() => performance.now());
   }
 
   async init(): Promise<void> {
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    this.#sweeper = setInterval(() => this.closeIdle(), Math.max(1000, this.#idleCloseMs / 3));
+    this.#sweeper.unref();
+  }
+
+  /** Functions whose log file is open now. */
+  get openFiles(): number {
+    return this.#sinks.size;
+  }
+
+  /** Closes the files of functions that logged nothing for `idleCloseMs`. */
+  closeIdle(): void {
+    const now = this.#now();
+    for (const [fn, sink] of this.#sinks) {
+      if (now - sink.lastWriteMs < this.#idleCloseMs) continue;
+      this.#sinks.delete(fn);
+      sink.stream.end();
+    }
   }
 
   #path(fn: string): string {
@@ -38,11 +73,15 @@ export class LogStore {
     const text = `${new Date().toISOString()} ${source} ${line}\n`;
     let sink = this.#sinks.get(fn);
     if (sink === undefined) {
-      sink = { stream: createWriteStream(this.#path(fn), { flags: "a", mode: 0o600 }), bytes: 0 };
+      const path = this.#path(fn);
+      // Reopened after an idle close: the size cap counts what is already there.
+      const bytes = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+      sink = { stream: createWriteStream(path, { flags: "a", mode: 0o600 }), bytes, lastWriteMs: 0 };
       sink.stream.on("error", () => {});
       this.#sinks.set(fn, sink);
     }
     sink.bytes += text.length;
+    sink.lastWriteMs = this.#now();
     sink.stream.write(text);
     this.#live.emit(fn, text);
     if (sink.bytes > MAX_LOG_BYTES) this.#rotate(fn, sink);
@@ -100,6 +139,7 @@ export class LogStore {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#sweeper);
     await Promise.all([...this.#sinks.values()].map((s) => new Promise<void>((r) => s.stream.end(() => r()))));
     this.#sinks.clear();
   }

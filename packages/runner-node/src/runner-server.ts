@@ -190,6 +190,12 @@ export class RunnerServer {
       this.#sendError(res, new RunnerError("RUNNER_DRAINING", "runner is shutting down", { function: fn }));
       return;
     }
+    if (FETCH_FORBIDDEN_METHODS.has(req.method ?? "")) {
+      req.resume();
+      const message = `${req.method} requests cannot reach a handler: the Fetch API's Request does not allow that method`;
+      this.#sendError(res, new RunnerError("METHOD_NOT_ALLOWED", message, { function: this.host.functionName }));
+      return;
+    }
     this.#inFlight++;
     const done = (outcome: CallResult | RunnerError): void => {
       if (outcome instanceof RunnerError) this.#sendError(res, outcome);
@@ -258,6 +264,9 @@ export class RunnerServer {
     );
   }
 }
+
+/** Methods a Fetch `Request` refuses to carry (fetch spec, "forbidden method"). */
+const FETCH_FORBIDDEN_METHODS = new Set(["CONNECT", "TRACE", "TRACK"]);
 
 const ROUTES: Record<string, { name: string; methods: string[] } | undefined> = {
   "/healthz": { name: "healthz", methods: ["GET", "HEAD"] },
