@@ -18,7 +18,7 @@ import {
   RUNNER_PORT,
   toLoadSpec,
 } from "@faas/api";
-import type { V1Deployment } from "@kubernetes/client-node";
+import type { V1Container, V1Deployment } from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
 import { childMetadata, type FunctionObject, functionLabels } from "./labels.js";
 
@@ -38,6 +38,34 @@ export function functionCodeHash(fn: FunctionObject): string {
 /** The grace period covers the preStop sleep, then the longest call the runner drains. */
 export function terminationGraceSeconds(fn: FunctionObject, cfg: Pick<OperatorConfig, "preStopSleepSeconds">): number {
   return cfg.preStopSleepSeconds + fn.spec.timeoutSeconds + 5;
+}
+
+/** What every runner container has, function pod or pool pod: port, probes, drain, lock-down. */
+export function runnerContainerBase(readinessFailures: number, cfg: Pick<OperatorConfig, "preStopSleepSeconds">) {
+  return {
+    ports: [{ name: "http", containerPort: RUNNER_PORT, protocol: "TCP" }],
+    readinessProbe: {
+      httpGet: { path: "/readyz", port: "http" },
+      periodSeconds: 1,
+      timeoutSeconds: 1,
+      failureThreshold: readinessFailures,
+    },
+    livenessProbe: {
+      httpGet: { path: "/healthz", port: "http" },
+      periodSeconds: 10,
+      timeoutSeconds: 2,
+      failureThreshold: 3,
+    },
+    lifecycle: { preStop: { sleep: { seconds: cfg.preStopSleepSeconds } } },
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUNNER_UID,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    },
+  } satisfies Partial<V1Container>;
 }
 
 export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1Deployment {
@@ -72,29 +100,8 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1De
                 { name: "FAAS_HOST", value: "0.0.0.0" },
                 { name: "FAAS_CODE_DIR", value: CODE_MOUNT_PATH },
               ],
-              ports: [{ name: "http", containerPort: RUNNER_PORT, protocol: "TCP" }],
-              readinessProbe: {
-                httpGet: { path: "/readyz", port: "http" },
-                periodSeconds: 1,
-                timeoutSeconds: 1,
-                failureThreshold: 2,
-              },
-              livenessProbe: {
-                httpGet: { path: "/healthz", port: "http" },
-                periodSeconds: 10,
-                timeoutSeconds: 2,
-                failureThreshold: 3,
-              },
-              lifecycle: { preStop: { sleep: { seconds: cfg.preStopSleepSeconds } } },
+              ...runnerContainerBase(2, cfg),
               resources: { requests: { ...cfg.requests }, limits: { ...cfg.limits } },
-              securityContext: {
-                runAsNonRoot: true,
-                runAsUser: RUNNER_UID,
-                readOnlyRootFilesystem: true,
-                allowPrivilegeEscalation: false,
-                capabilities: { drop: ["ALL"] },
-                seccompProfile: { type: "RuntimeDefault" },
-              },
               volumeMounts: [
                 { name: "code", mountPath: CODE_MOUNT_PATH, readOnly: true },
                 { name: "tmp", mountPath: "/tmp" },

@@ -20,6 +20,7 @@ import {
 } from "@faas/api";
 import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
+import { RUNNER_UID, runnerContainerBase } from "./deployment.js";
 import { MANAGED_BY, MANAGED_BY_LABEL } from "./labels.js";
 
 export const POOL_RUNNER_CONTAINER = "runner";
@@ -55,9 +56,9 @@ export function buildPoolDeployment(runtime: Runtime, namespace: string, size: n
           terminationGracePeriodSeconds: cfg.preStopSleepSeconds + MAX_FUNCTION_TIMEOUT_SECONDS + 5,
           securityContext: {
             runAsNonRoot: true,
-            runAsUser: 10001,
-            runAsGroup: 10001,
-            fsGroup: 10001,
+            runAsUser: RUNNER_UID,
+            runAsGroup: RUNNER_UID,
+            fsGroup: RUNNER_UID,
             seccompProfile: { type: "RuntimeDefault" },
           },
           containers: [
@@ -76,29 +77,8 @@ export function buildPoolDeployment(runtime: Runtime, namespace: string, size: n
                   valueFrom: { secretKeyRef: { name: POOL_TOKEN_SECRET, key: POOL_TOKEN_KEY } },
                 },
               ],
-              ports: [{ name: "http", containerPort: RUNNER_PORT, protocol: "TCP" }],
-              readinessProbe: {
-                httpGet: { path: "/readyz", port: "http" },
-                periodSeconds: 1,
-                timeoutSeconds: 1,
-                failureThreshold: 1,
-              },
-              livenessProbe: {
-                httpGet: { path: "/healthz", port: "http" },
-                periodSeconds: 10,
-                timeoutSeconds: 2,
-                failureThreshold: 3,
-              },
-              lifecycle: { preStop: { sleep: { seconds: cfg.preStopSleepSeconds } } },
+              ...runnerContainerBase(1, cfg),
               resources: { requests: { ...cfg.poolRequests }, limits: { ...cfg.limits } },
-              securityContext: {
-                runAsNonRoot: true,
-                runAsUser: 10001,
-                readOnlyRootFilesystem: true,
-                allowPrivilegeEscalation: false,
-                capabilities: { drop: ["ALL"] },
-                seccompProfile: { type: "RuntimeDefault" },
-              },
               volumeMounts: [
                 { name: "state", mountPath: POOL_STATE_DIR },
                 { name: "tmp", mountPath: "/tmp" },
