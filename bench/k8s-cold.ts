@@ -22,6 +22,7 @@ import { median, ms, quantile, table, verdict } from "./lib/stats.js";
 const ROOT = join(fileURLToPath(new URL(".", import.meta.url)), "../..");
 const POOL_P50_FLOOR_MS = 20;
 const POOL_P95_FLOOR_MS = 50;
+const POOL_SIZE = 2;
 
 interface Sample {
   totalMs: number;
@@ -128,6 +129,12 @@ class Bench {
     await exited;
   }
 
+  /** Pods of a selector, terminating ones included. */
+  async anyPods(selector: string): Promise<number> {
+    const list = await this.client.list({ ...RESOURCES.pods, namespace: this.ns }, { labelSelector: selector });
+    return list.items.length;
+  }
+
   async pods(selector: string): Promise<PodList["items"]> {
     const list = await this.client.list<PodList["items"][number]>(
       { ...RESOURCES.pods, namespace: this.ns },
@@ -196,6 +203,7 @@ async function measure(
   path: PathResult["path"],
   runtime: Runtime,
   samples: number,
+  settle: boolean,
   log: (s: string) => void,
 ): Promise<PathResult> {
   const out: Sample[] = [];
@@ -215,6 +223,22 @@ async function measure(
         .join(" ")}`,
     );
     await b.deleteFunction(name);
+    if (settle) {
+      // Each sample on a settled cluster: the last one's pods gone and the pool full again, so no pod
+      // start of the previous sample competes with this one for the node's CPU.
+      await until(
+        `${name}'s pods to go`,
+        async () =>
+          (await b.anyPods(`${FUNCTION_LABEL}=${name}`)) + (await b.anyPods(`faas.example.com/claimed-for=${name}`)) ===
+          0
+            ? true
+            : undefined,
+        120_000,
+      );
+      if (path === "pool") {
+        await until("the pool to refill", async () => ((await b.idlePool(runtime)) >= POOL_SIZE ? true : undefined));
+      }
+    }
   }
   await b.waitGone(prefix);
   return { path, runtime, samples: out };
@@ -271,12 +295,14 @@ async function main(): Promise<void> {
       runtimes: { type: "string", default: process.env.BENCH_K8S_RUNTIMES ?? "python" },
       namespace: { type: "string", default: "default" },
       quiet: { type: "boolean", default: false },
+      "no-settle": { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
     process.stdout.write(
-      "usage: npm run bench:k8s -- [--samples 30] [--runtimes python,nodejs] [--namespace default] [--quiet]\n",
+      "usage: npm run bench:k8s -- [--samples 30] [--runtimes python,nodejs] [--namespace default] [--quiet] [--no-settle]\n" +
+        "  --no-settle: the next sample starts while the last one's pods still start and stop\n",
     );
     return;
   }
@@ -287,6 +313,7 @@ async function main(): Promise<void> {
   const kubectl = `${execFileSync("bash", ["-c", '. hack/cluster/versions.sh && echo "$K8S_BIN"'], { cwd: ROOT, encoding: "utf8" }).trim()}/kubectl`;
   const client = KubeClient.load({ kubeconfig });
   const ns = values.namespace ?? "default";
+  const settle = values["no-settle"] !== true;
   const b = new Bench(client, kubectl, kubeconfig, ns);
   const log = (s: string): void => {
     if (!values.quiet) process.stderr.write(`${s}\n`);
@@ -304,15 +331,15 @@ async function main(): Promise<void> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => process.exit(130));
   await b.deleteAll();
   try {
-    await b.startOperator(2);
+    await b.startOperator(POOL_SIZE);
     for (const rt of runtimes) {
       await b.rollout(rt);
-      results.push(await measure(b, url, "pool", rt, samples, log));
+      results.push(await measure(b, url, "pool", rt, samples, settle, log));
     }
     await b.startOperator(0);
     for (const rt of runtimes) {
       await until(`the ${rt} pool to drain`, async () => ((await b.idlePool(rt)) === 0 ? true : undefined));
-      results.push(await measure(b, url, "deployment", rt, samples, log));
+      results.push(await measure(b, url, "deployment", rt, samples, settle, log));
     }
   } finally {
     await b.deleteAll().catch(() => undefined);
