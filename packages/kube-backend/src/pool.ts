@@ -25,7 +25,7 @@ import {
   POOL_TOKEN_SECRET,
   parseErrorBody,
   RUNNER_PORT,
-  type Runtime,
+  RUNTIMES,
   toLoadSpec,
 } from "@faas/api";
 import { type ColdStep, type Endpoint, replicaAgent } from "@faas/gateway";
@@ -138,7 +138,7 @@ export class PoolClaimer {
       labelNames: ["runtime"],
       registers: [],
       collect() {
-        for (const runtime of ["python", "nodejs"]) this.set({ runtime }, idle(runtime));
+        for (const runtime of RUNTIMES) this.set({ runtime }, idle(runtime));
       },
     });
     const changed = (p: PodObject): void => {
@@ -445,10 +445,5 @@ export class PoolClaimer {
     const raw = secret?.data?.[POOL_TOKEN_KEY];
     this.#token = raw === undefined ? undefined : Buffer.from(raw, "base64").toString("utf8");
     return this.#token;
-  }
-
-  /** For tests and status: idle pods per runtime. */
-  idleCount(runtime: Runtime): number {
-    return this.#idle(runtime).length;
   }
 }
