@@ -66,12 +66,13 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
   });
 
   /** A gateway on port 0 whose backend talks to the API server through the proxy. */
-  function startGateway(ns: string, parkTimeoutMs = 4000): Harness {
+  function startGateway(ns: string, parkTimeoutMs = 4000, coldApiTimeoutMs?: number): Harness {
     const client = api.client();
     const backend = new KubeBackend(
       client,
       {
         namespace: ns,
+        coldApiTimeoutMs,
         scaleUpTimeoutMs: 10_000,
         activityTickMs: 250,
         routingCheckMs: 100,
@@ -249,6 +250,51 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     // Every API call is counted by verb, resource and code, and served in /metrics.
     const metrics = (await call(`${h.gateway.url}/metrics`)).body;
     expect(metrics).toMatch(/faas_kube_api_requests_total\{verb="patch",resource="deployments\/scale",code="200"\} 1/);
+  }, 30_000);
+
+  it("an API server that stops answering: cold starts fail fast with 503 SCALE_UP_FAILED, then recover on their own", async () => {
+    const ns = await createNamespace(admin);
+    const fn = randomName("frozen");
+    await createFunction(admin, ns, fn);
+    await createDeployment(admin, ns, fn, 0);
+    const h = startGateway(ns, 30_000, 1000);
+    await h.started;
+    // From now on the API server takes requests and never answers them (as when it is stopped):
+    // everything of this namespace, and its health endpoint.
+    let thaw!: () => void;
+    const frozen = api.proxy.fault((r) => r.namespace === ns || r.path.startsWith("/readyz"), {
+      kind: "hold",
+      until: new Promise<void>((r) => (thaw = r)),
+    });
+    try {
+      // The first cold call finds out: its scale request has 1 s.
+      let t0 = performance.now();
+      const first = await call(`${h.gateway.url}/invoke/${fn}/x`);
+      const firstMs = performance.now() - t0;
+      expect(first.status).toBe(503);
+      expect(JSON.parse(first.body).error.code).toBe("SCALE_UP_FAILED");
+      expect(JSON.parse(first.body).error.message).toMatch(/did not answer/);
+      expect(firstMs).toBeLessThan(3000);
+      // The next ones know already: a 1 s ping, then the same clear answer.
+      t0 = performance.now();
+      const second = await call(`${h.gateway.url}/invoke/${fn}/x`);
+      const secondMs = performance.now() - t0;
+      expect(second.status).toBe(503);
+      expect(JSON.parse(second.body).error.message).toMatch(/has not answered for [\d.]+ s/);
+      expect(secondMs).toBeLessThan(3000);
+      console.log(
+        `apiserver/frozen: first cold call 503 after ${firstMs.toFixed(0)} ms, the next after ${secondMs.toFixed(0)} ms`,
+      );
+    } finally {
+      frozen.remove();
+      thaw();
+    }
+    // Back: the next cold call scales up and is served, with nothing to reset by hand.
+    const served = call(`${h.gateway.url}/invoke/${fn}/x`);
+    await api.proxy.waitFor(on({ verb: "patch", resource: "deployments/scale", namespace: ns }), 1);
+    await putSlice(admin, ns, fn, [{ name: `${fn}-pod`, address: runner.address, port: runner.port }]);
+    const back = await served;
+    expect({ status: back.status, body: back.body }).toEqual({ status: 200, body: "pod:/invoke/x" });
   }, 30_000);
 
   it("scale-ups asked again and again while the gateway routes to nothing: re-announced, slowed down, no scale call", async () => {

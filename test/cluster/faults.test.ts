@@ -20,10 +20,11 @@ import {
   pythonFunction,
   startLocalOperator,
   systemPods,
+  waitForPool,
 } from "./support/platform.js";
 
 const NS = "default";
-const FNS = ["fault-warm", "fault-cold", "fault-kill"];
+const FNS = ["fault-warm", "fault-cold", "fault-cold-node", "fault-kill"];
 const clusterRunDir = execFileSync("bash", ["-c", ". hack/cluster/lib.sh && echo $RUN"], {
   cwd: repoRoot,
   encoding: "utf8",
@@ -122,7 +123,9 @@ describe("faults under load", () => {
   beforeAll(async () => {
     await installCrdAndGateway();
     for (const fn of FNS) await deleteFunction(NS, fn);
-    operator = await startLocalOperator(NS);
+    // A Python warm pool, and none for Node.js: a cold Node.js function must take the Deployment path,
+    // which needs the API server.
+    operator = await startLocalOperator(NS, { FAAS_POOL_SIZE_NODEJS: "0" });
     const svc = await kubectlJson<{ spec: { clusterIP: string } }>(["-n", "faas-system", "get", "svc", "faas-gateway"]);
     gatewayIp = svc.spec.clusterIP;
     await applyFunction(
@@ -131,6 +134,20 @@ describe("faults under load", () => {
       "fault-warm",
     );
     await applyFunction(NS, pythonFunction("fault-cold", 'def handle(req):\n    return "cold"'), "fault-cold");
+    await applyFunction(
+      NS,
+      `apiVersion: faas.example.com/v1
+kind: Function
+metadata:
+  name: fault-cold-node
+spec:
+  runtime: nodejs
+  handler: main.handle
+  code: |
+    export function handle() { return "cold node"; }
+`,
+      "fault-cold-node",
+    );
     await applyFunction(
       NS,
       pythonFunction("fault-kill", 'import time\n\ndef handle(req):\n    time.sleep(0.3)\n    return "slow"', {
@@ -151,34 +168,59 @@ describe("faults under load", () => {
     agent.destroy();
   });
 
-  it("API server frozen for 30 s: warm calls keep succeeding, cold calls get an answer, then recover", async () => {
+  it("API server frozen for 30 s: warm calls keep succeeding, cold calls are served from the pool or fail fast, then recover", async () => {
     const pid = Number(readFileSync(join(clusterRunDir, "kube-apiserver.pid"), "utf8").trim());
     expect(readFileSync(`/proc/${pid}/cmdline`, "utf8")).toContain("kube-apiserver");
+    // The Python pool is full and no Node.js pool pod is left, so each cold call below has one path.
+    await waitForPool(NS, "python", 2, 180_000);
+    await waitFor(
+      "no Node.js pool pod",
+      async () => {
+        const pods = await kubectlJson<{ items: unknown[] }>([
+          "-n",
+          NS,
+          "get",
+          "pods",
+          "-l",
+          "faas.example.com/pool=nodejs",
+        ]);
+        return pods.items.length === 0 ? true : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
     const warm = load(gatewayIp, "/invoke/fault-warm", 4);
     await sleep(2000);
     const frozenAt = performance.now();
+    let pooled: Promise<Hit>;
     let cold: Promise<Hit>;
     let bounded: Promise<Hit>;
+    let again: Hit;
     const thaw = () => process.kill(pid, "SIGCONT");
     process.once("exit", thaw);
     try {
       process.kill(pid, "SIGSTOP");
       await sleep(1000);
-      // A cold call as clients make it, and one that asks to wait at most 5 s.
-      cold = hit(gatewayIp, "/invoke/fault-cold", 120_000);
-      bounded = hit(gatewayIp, "/invoke/fault-cold", 120_000, undefined, { "x-faas-deadline-ms": "5000" });
+      // A cold call a warm pool pod can serve (no API call needed), one that needs a new pod (the
+      // Deployment path, which needs the API server), and one of those asking to wait at most 3 s.
+      pooled = hit(gatewayIp, "/invoke/fault-cold", 120_000);
+      cold = hit(gatewayIp, "/invoke/fault-cold-node", 120_000);
+      bounded = hit(gatewayIp, "/invoke/fault-cold-node", 120_000, undefined, { "x-faas-deadline-ms": "3000" });
+      await cold;
+      // Asked again while the API server is still away.
+      again = await hit(gatewayIp, "/invoke/fault-cold-node", 120_000);
       await sleep(30_000 - (performance.now() - frozenAt));
     } finally {
       thaw();
       process.off("exit", thaw);
     }
     const thawedAt = performance.now();
+    const pooledHit = await pooled;
     const coldHit = await cold;
     const boundedHit = await bounded;
     const recovered = await waitFor(
-      "a cold call to succeed after the API server is back",
+      "a Deployment-path cold call to succeed after the API server is back",
       async () => {
-        const h = await hit(gatewayIp, "/invoke/fault-cold", 30_000);
+        const h = await hit(gatewayIp, "/invoke/fault-cold-node", 30_000);
         return h.status === 200 ? h : undefined;
       },
       { timeoutMs: 120_000, intervalMs: 500 },
@@ -186,23 +228,27 @@ describe("faults under load", () => {
     const hits = await warm.stop();
     const during = hits.filter((h) => h.startMs >= frozenAt && h.endMs <= thawedAt);
     const failed = hits.filter((h) => h.status !== 200);
+    const secs = (h: Hit): string => ((h.endMs - h.startMs) / 1000).toFixed(1);
     console.log(
       `faults/apiserver: frozen ${((thawedAt - frozenAt) / 1000).toFixed(1)} s; warm calls during it ${during.length} (${JSON.stringify(tally(during))}), failed overall ${failed.length}; ` +
-        `cold call during it → ${coldHit.status} ${coldHit.code ?? coldHit.error ?? ""} after ${((coldHit.endMs - coldHit.startMs) / 1000).toFixed(1)} s; ` +
-        `with x-faas-deadline-ms 5000 → ${boundedHit.status} ${boundedHit.code ?? boundedHit.error ?? ""} after ${((boundedHit.endMs - boundedHit.startMs) / 1000).toFixed(1)} s; ` +
-        `cold call succeeded ${((recovered.endMs - thawedAt) / 1000).toFixed(1)} s after the thaw`,
+        `cold call with a pool pod → ${pooledHit.status} after ${secs(pooledHit)} s; ` +
+        `cold call needing a new pod → ${coldHit.status} ${coldHit.code ?? coldHit.error ?? ""} after ${secs(coldHit)} s, asked again → ${again.status} ${again.code ?? ""} after ${secs(again)} s; ` +
+        `with x-faas-deadline-ms 3000 → ${boundedHit.status} ${boundedHit.code ?? boundedHit.error ?? ""} after ${secs(boundedHit)} s; ` +
+        `a new-pod cold call succeeded ${((recovered.endMs - thawedAt) / 1000).toFixed(1)} s after the thaw`,
     );
     expect(during.length).toBeGreaterThan(100);
     expect(failed).toEqual([]);
-    // Never a hang: served (from the warm pool, or once the API server is back), or 503/504 by the
-    // park timeout (60 s on Kubernetes).
-    // (Failing fast while it is away needs a deadline on the scale-up's API calls: docs/reliability.md.)
-    expect([200, 503, 504]).toContain(coldHit.status);
-    expect(coldHit.endMs - coldHit.startMs).toBeLessThan(65_000);
-    // A client that asks to wait at most 5 s gets its answer by then: a replica (a warm pool pod
-    // needs no API call), or 504.
-    expect([200, 504]).toContain(boundedHit.status);
-    expect(boundedHit.endMs - boundedHit.startMs).toBeLessThan(7_000);
+    // A warm pool pod needs no API call: served at once.
+    expect(pooledHit.status).toBe(200);
+    expect(pooledHit.endMs - pooledHit.startMs).toBeLessThan(5_000);
+    // A new pod needs the API server: a clear 503 within the cold-start API deadline (5 s), not a wait.
+    expect({ status: coldHit.status, code: coldHit.code }).toEqual({ status: 503, code: "SCALE_UP_FAILED" });
+    expect(coldHit.endMs - coldHit.startMs).toBeLessThan(8_000);
+    expect({ status: again.status, code: again.code }).toEqual({ status: 503, code: "SCALE_UP_FAILED" });
+    expect(again.endMs - again.startMs).toBeLessThan(3_000);
+    // The client's own deadline comes first.
+    expect([503, 504]).toContain(boundedHit.status);
+    expect(boundedHit.endMs - boundedHit.startMs).toBeLessThan(5_000);
   });
 
   it("a gateway pod deleted under load: only requests in flight on it may fail, none after", async () => {

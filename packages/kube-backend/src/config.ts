@@ -29,6 +29,13 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
       `FAAS_POOL_SPECIALIZE_TIMEOUT_MS=${env.FAAS_POOL_SPECIALIZE_TIMEOUT_MS}: must be a positive integer`,
     );
   }
+  const coldApiTimeoutMs = Number(env.FAAS_KUBE_COLD_API_TIMEOUT_MS ?? 5000);
+  if (!Number.isInteger(coldApiTimeoutMs) || coldApiTimeoutMs <= 0) {
+    throw new FaasError(
+      "BAD_REQUEST",
+      `FAAS_KUBE_COLD_API_TIMEOUT_MS=${env.FAAS_KUBE_COLD_API_TIMEOUT_MS}: must be a positive integer`,
+    );
+  }
   return {
     // In a pod the gateway listens on all interfaces; admin stays off (manage with kubectl).
     gateway: {
@@ -38,6 +45,7 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
     backend: {
       namespace: env.FAAS_FUNCTION_NAMESPACE || "default",
       scaleUpTimeoutMs,
+      coldApiTimeoutMs,
       activityTickMs: 250,
       pool: { enabled: ["on", "true", "1"].includes(pool), specializeTimeoutMs, maxAttempts: 3 },
     },

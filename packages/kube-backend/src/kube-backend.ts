@@ -47,7 +47,17 @@ export interface KubeBackendConfig {
   /** First delay of a scale-up that follows one that found a ready endpoint at once; doubles per repeat. */
   scaleBackoffBaseMs?: number;
   scaleBackoffMaxMs?: number;
+  /**
+   * Deadline of each API call a cold start makes (read and patch the scale, stamp the
+   * Function): when the API server does not answer by then, the parked requests get
+   * `503 SCALE_UP_FAILED` instead of waiting for it. Default 5 s.
+   */
+  coldApiTimeoutMs?: number;
 }
+
+const DEFAULT_COLD_API_TIMEOUT_MS = 5000;
+/** How long a cold start waits for an API server already known to be unreachable to answer a ping. */
+const UNREACHABLE_PING_MS = 1000;
 
 interface EndpointSlice extends KubeObject {
   endpoints?: {
@@ -372,9 +382,14 @@ export class KubeBackend implements Backend {
       // The activity stamp and the scale patch go together: the operator counts a scale-up from
       // zero as activity too (ADR 0005), so it never takes this one for an idle function.
       // The Deployment is asked for a replica whether or not a pool pod serves meanwhile.
-      const deployment = Promise.all([this.#stamp(fn), this.#ensureScale(fn, target)]).then(() => {
-        scaledAt = performance.now();
-      });
+      const deployment = this.#apiReachable(fn)
+        .then(() => Promise.all([this.#stamp(fn), this.#ensureScale(fn, target)]))
+        .then(() => {
+          scaledAt = performance.now();
+        });
+      // Awaited below, or only logged once a pool pod serves; until then it may fail unobserved
+      // (a claim can outlast the API deadline): never an unhandled rejection, which ends the process.
+      deployment.catch(() => undefined);
       if (this.cfg.pool.enabled) {
         const claimed = await this.#pool
           .claim(resource, this.#functions.get(`${this.cfg.namespace}/${fn}`)?.metadata.uid, this.#codeHash(resource))
@@ -408,6 +423,24 @@ export class KubeBackend implements Backend {
     return { steps: deploymentSteps(started, scaledAt, pod.marks, performance.now()) };
   }
 
+  /**
+   * Fails fast when the API server is known to be unreachable (its last request got no answer)
+   * and does not answer a short ping now either: a cold start cannot get a pod without it.
+   */
+  async #apiReachable(fn: string): Promise<void> {
+    const down = this.client.unreachable();
+    if (down === undefined || (await this.client.ping(UNREACHABLE_PING_MS))) return;
+    const secs = ((performance.now() - down.since) / 1000).toFixed(1);
+    throw new FaasError(
+      "SCALE_UP_FAILED",
+      `cannot start a replica of ${fn}: the Kubernetes API server has not answered for ${secs} s (${down.reason}); retry shortly`,
+    );
+  }
+
+  get #callTimeout(): { timeoutMs: number } {
+    return { timeoutMs: this.cfg.coldApiTimeoutMs ?? DEFAULT_COLD_API_TIMEOUT_MS };
+  }
+
   async #ensureScale(fn: string, target: number): Promise<void> {
     const ref = {
       ...RESOURCES.deployments,
@@ -417,7 +450,7 @@ export class KubeBackend implements Backend {
     };
     let current: number;
     try {
-      const scale = await this.client.get<{ spec?: { replicas?: number } }>(ref);
+      const scale = await this.client.get<{ spec?: { replicas?: number } }>(ref, undefined, this.#callTimeout);
       current = scale.spec?.replicas ?? 0;
     } catch (cause) {
       throw new FaasError(
@@ -428,7 +461,7 @@ export class KubeBackend implements Backend {
     }
     if (current >= target) return;
     try {
-      await this.client.mergePatch(ref, { spec: { replicas: target } }, GATEWAY_FIELD_MANAGER);
+      await this.client.mergePatch(ref, { spec: { replicas: target } }, GATEWAY_FIELD_MANAGER, this.#callTimeout);
       this.#scalePatches.inc({ function: fn });
       this.log.info({ fn, from: current, to: target }, "scaled up");
     } catch (cause) {
@@ -518,6 +551,7 @@ export class KubeBackend implements Backend {
       { ...RESOURCES.functions, namespace: this.cfg.namespace, name: fn },
       { metadata: { annotations: { [LAST_REQUEST_ANNOTATION]: new Date().toISOString() } } },
       GATEWAY_FIELD_MANAGER,
+      this.#callTimeout,
     );
   }
 }

@@ -87,6 +87,8 @@ const endpointOf = (p: PodObject, ip: string): Endpoint => ({
   port: RUNNER_PORT,
 });
 /** Idle pool pods' connections are refreshed this often (runners keep idle connections 75 s). */
+/** Longest wait for the pool token Secret when it is read on a claim. */
+const TOKEN_READ_TIMEOUT_MS = 3000;
 const PRECONNECT_REFRESH_MS = 20_000;
 
 export class PoolClaimer {
@@ -220,6 +222,9 @@ export class PoolClaimer {
       this.#agents.delete(name);
     });
     req.end();
+    // A ready pool pod means its token Secret exists (the pod reads it): have the token before any
+    // claim needs it, so a claim makes no API call even when the API server is away.
+    if (this.#token === undefined) void this.#readToken().catch(() => undefined);
     this.onIdlePod?.(endpointOf(p, ip));
   }
 
@@ -283,6 +288,11 @@ export class PoolClaimer {
     const runtime = fn.spec.runtime;
     if (!this.cfg.enabled) throw new PoolFallback("disabled", "the warm pool is turned off in this gateway");
     const t0 = performance.now();
+    // Nothing to claim: say so at once, without reading the token (an API call).
+    if (this.#idle(runtime).length === 0) {
+      const anyPods = this.pods.list().some((p) => p.metadata.labels?.[POOL_LABEL] === runtime);
+      throw new PoolFallback(anyPods ? "empty" : "disabled", `no ready ${runtime} pool pod in ${this.namespace}`);
+    }
     const token = this.#token ?? (await this.#readToken().catch(() => undefined));
     if (token === undefined) throw new PoolFallback("no_token", `no Secret ${POOL_TOKEN_SECRET} in ${this.namespace}`);
     const body = JSON.stringify(toLoadSpec(fn));
@@ -437,11 +447,11 @@ export class PoolClaimer {
     const now = performance.now();
     if (now - this.#tokenReadAt < 2_000) return this.#token;
     this.#tokenReadAt = now;
-    const secret = await this.client.find<{ data?: Record<string, string> }>({
-      ...RESOURCES.secrets,
-      namespace: this.namespace,
-      name: POOL_TOKEN_SECRET,
-    });
+    // On a cold start's path: a slow API server must not hold the claim for the client's default 30 s.
+    const secret = await this.client.find<{ data?: Record<string, string> }>(
+      { ...RESOURCES.secrets, namespace: this.namespace, name: POOL_TOKEN_SECRET },
+      { timeoutMs: TOKEN_READ_TIMEOUT_MS },
+    );
     const raw = secret?.data?.[POOL_TOKEN_KEY];
     this.#token = raw === undefined ? undefined : Buffer.from(raw, "base64").toString("utf8");
     return this.#token;

@@ -91,6 +91,16 @@ export const RESOURCES = {
 
 type Query = Record<string, string | number | boolean | undefined>;
 
+/** Per-call options: a deadline shorter than the client's default, for callers that must answer fast. */
+export interface CallOptions {
+  timeoutMs?: number;
+}
+
+/** A request failed without any HTTP answer: refused, reset, timed out. */
+function isTransportFailure(err: unknown): boolean {
+  return !(err instanceof KubeError) && (err as { name?: string })?.name !== "AbortError";
+}
+
 function withQuery(path: string, query: Query | undefined): string {
   if (!query) return path;
   const q = new URLSearchParams();
@@ -104,6 +114,10 @@ export class KubeClient {
   readonly #agent: Agent | undefined;
   /** Every API call this client makes, by verb, resource and status; register them with `metrics.register`. */
   readonly metrics = new KubeMetrics();
+  /** When the last HTTP answer arrived, and when a request last failed without one (performance.now()). */
+  #lastAnswerAt = Number.NEGATIVE_INFINITY;
+  #lastTransportFailureAt = Number.NEGATIVE_INFINITY;
+  #transportFailure = "";
 
   private constructor(
     readonly config: KubeConfig,
@@ -121,6 +135,28 @@ export class KubeClient {
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
     return new KubeClient(kc, opts.requestTimeoutMs ?? 30_000);
+  }
+
+  /**
+   * The API server is unreachable as far as this client knows: its last request
+   * failed without an HTTP answer, and none has answered since. Says since when
+   * (performance.now()) and why; undefined while it answers.
+   */
+  unreachable(): { since: number; reason: string } | undefined {
+    return this.#lastTransportFailureAt > this.#lastAnswerAt
+      ? { since: this.#lastTransportFailureAt, reason: this.#transportFailure }
+      : undefined;
+  }
+
+  /** `GET /readyz` within `timeoutMs`: true when the API server answers 200. Never throws. */
+  async ping(timeoutMs: number): Promise<boolean> {
+    try {
+      const res = await this.#send(await this.#options("GET", "/readyz", {}), undefined, timeoutMs);
+      res.resume();
+      return res.statusCode === 200;
+    } catch {
+      return false;
+    }
   }
 
   get namespace(): string {
@@ -146,19 +182,34 @@ export class KubeClient {
     const headers = opts.headers as Record<string, string> | undefined;
     const labels = requestLabels(opts.method ?? "GET", opts.path ?? "/", headers?.["content-type"]);
     return new Promise<IncomingMessage>((resolve, reject) => {
-      const req = (this.#server.protocol === "https:" ? httpsRequest : httpRequest)(opts, resolve);
-      req.setTimeout(timeoutMs, () =>
-        req.destroy(new Error(`kube-apiserver did not answer ${opts.method} ${opts.path} within ${timeoutMs} ms`)),
-      );
-      req.on("error", reject);
+      const late = (): Error =>
+        new Error(`kube-apiserver did not answer ${opts.method} ${opts.path} within ${timeoutMs} ms`);
+      // A deadline for the whole wait for an answer: connecting included (a stopped API server's
+      // full listen queue drops the SYN, and a socket timeout starts only once connected).
+      const deadline = setTimeout(() => req.destroy(late()), timeoutMs);
+      const req = (this.#server.protocol === "https:" ? httpsRequest : httpRequest)(opts, (res) => {
+        clearTimeout(deadline);
+        resolve(res);
+      });
+      // And while the body streams, no more than that between two reads.
+      req.setTimeout(timeoutMs, () => req.destroy(late()));
+      req.on("error", (err) => {
+        clearTimeout(deadline);
+        reject(err);
+      });
       req.end(body);
     }).then(
       (res) => {
         this.metrics.requests.inc({ ...labels, code: String(res.statusCode ?? 0) });
+        this.#lastAnswerAt = performance.now();
         return res;
       },
       (err: unknown) => {
         this.metrics.requests.inc({ ...labels, code: "error" });
+        if (isTransportFailure(err)) {
+          this.#lastTransportFailureAt = performance.now();
+          this.#transportFailure = (err as Error)?.message ?? String(err);
+        }
         throw err;
       },
     );
@@ -167,7 +218,7 @@ export class KubeClient {
   async request<T>(
     method: string,
     path: string,
-    opts: { body?: unknown; contentType?: string; query?: Query } = {},
+    opts: { body?: unknown; contentType?: string; query?: Query } & CallOptions = {},
   ): Promise<T> {
     const body =
       opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
@@ -179,7 +230,7 @@ export class KubeClient {
     const res = await this.#send(
       await this.#options(method, withQuery(path, opts.query), headers),
       body,
-      this.requestTimeoutMs,
+      opts.timeoutMs ?? this.requestTimeoutMs,
     );
     const chunks: Buffer[] = [];
     for await (const c of res) chunks.push(c as Buffer);
@@ -198,14 +249,14 @@ export class KubeClient {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  get<T>(r: ResourceRef, query?: Query): Promise<T> {
-    return this.request<T>("GET", resourcePath(r), { query });
+  get<T>(r: ResourceRef, query?: Query, call?: CallOptions): Promise<T> {
+    return this.request<T>("GET", resourcePath(r), { query, ...call });
   }
 
   /** GET, or undefined on 404. */
-  async find<T>(r: ResourceRef): Promise<T | undefined> {
+  async find<T>(r: ResourceRef, call?: CallOptions): Promise<T | undefined> {
     try {
-      return await this.get<T>(r);
+      return await this.get<T>(r, undefined, call);
     } catch (err) {
       if (err instanceof KubeError && err.status === 404) return undefined;
       throw err;
@@ -229,11 +280,12 @@ export class KubeClient {
     });
   }
 
-  mergePatch<T>(r: ResourceRef, patch: unknown, fieldManager?: string): Promise<T> {
+  mergePatch<T>(r: ResourceRef, patch: unknown, fieldManager?: string, call?: CallOptions): Promise<T> {
     return this.request<T>("PATCH", resourcePath(r), {
       body: patch,
       contentType: "application/merge-patch+json",
       query: { fieldManager },
+      ...call,
     });
   }
 
