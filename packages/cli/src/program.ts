@@ -27,6 +27,9 @@ const ENVIRONMENT_HELP = `Environment:
   FAAS_DATA_DIR     data directory (default ~/.faas): functions, logs, gateway.json
   FAAS_GATEWAY      gateway URL (default: the one \`faas up\` recorded in the data dir)
   FAAS_ADMIN_TOKEN  admin token for a gateway started elsewhere
+  FAAS_CONTEXT      kubeconfig context: deploy, invoke, list, logs, delete work on that cluster
+  FAAS_KUBECONFIG   kubeconfig file for cluster mode (also switches it on)
+  FAAS_NAMESPACE    namespace in cluster mode
   NO_COLOR          turn colours off`;
 
 /**
@@ -43,6 +46,15 @@ export function buildProgram(
     .version(version, "-V, --version")
     .option("--data-dir <dir>", "data directory of the local platform (default: $FAAS_DATA_DIR or ~/.faas)")
     .option("--gateway <url>", "gateway to talk to (default: the running `faas up` of the data dir)")
+    .option("--context <name>", "work on the Kubernetes cluster of this kubeconfig context ($FAAS_CONTEXT)")
+    .option(
+      "--kubeconfig <file>",
+      "kubeconfig for cluster mode ($FAAS_KUBECONFIG; default $KUBECONFIG or ~/.kube/config)",
+    )
+    .option(
+      "-n, --namespace <namespace>",
+      "namespace of the Functions in cluster mode (default: the context's, or default)",
+    )
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(ctx.ui.ce.red(text)) })
     .showHelpAfterError("(run with --help for usage)")
@@ -56,6 +68,11 @@ Get started:
   $ faas deploy --name greet --runtime python --code greet.py
   $ faas invoke greet -d '{"name":"ada"}'
   $ faas logs greet -f
+
+On Kubernetes (the platform installed, an operator running):
+  $ faas --context faas deploy -f function-hello.yaml   # waits until it is ready
+  $ faas --context faas invoke hello                    # port-forwards to a ready gateway pod
+  $ faas --context faas list
 
 ${EXIT_CODES_HELP}
 
@@ -108,6 +125,7 @@ Functions deployed with \`faas deploy\` are kept in the data dir and come back o
     .option("--timeout <seconds>", "longest a call may run (default 30)", integer(1))
     .option("--idle <seconds>", "idle time before scaling to --min (default 60)", integer(1))
     .option("-e, --env <KEY=VALUE>", "environment variable for the function (repeatable)", collect, [])
+    .option("--wait <seconds>", "on a cluster: how long to wait for the function to be ready (default 180)", integer(1))
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",
@@ -217,9 +235,16 @@ Examples:
 
 Logs are JSON lines on stderr. Ctrl-C stops (a leader steps down at once).`,
     )
-    .action((opts: OperatorOptions, cmd: Command) =>
-      run(import("./commands/operator.js").then((m) => m.runOperatorCommand(configured(cmd), opts))),
-    );
+    .action((opts: OperatorOptions, cmd: Command) => {
+      // -n and --kubeconfig are global options too: take them from wherever they were given.
+      const globals = cmd.optsWithGlobals<GlobalOptions & OperatorOptions>();
+      const merged = {
+        ...opts,
+        namespace: opts.namespace ?? globals.namespace,
+        kubeconfig: opts.kubeconfig ?? globals.kubeconfig,
+      };
+      return run(import("./commands/operator.js").then((m) => m.runOperatorCommand(configured(cmd), merged)));
+    });
 
   program
     .command("stress")

@@ -1,0 +1,110 @@
+/**
+ * `faas list` on a cluster: one row per Function object (its status
+ * subresource: replicas, conditions, URL) with the gateways' figures beside
+ * it; the columns of local mode plus STATUS.
+ */
+import { RESOURCES } from "@faas/kube";
+import { type ClusterTarget, connectCluster } from "../cluster-context.js";
+import type { CommandContext } from "../context.js";
+import { EXIT } from "../exit-codes.js";
+import { type Colors, formatTable } from "../ui.js";
+import { type ClusterFunction, statusWord } from "./function-object.js";
+import { type FunctionFigures, gatewayFigures, p50Ms } from "./gateway-figures.js";
+import { kubeFailure } from "./kube-errors.js";
+
+export interface ClusterSummary {
+  name: string;
+  runtime: string;
+  readyReplicas: number;
+  desiredReplicas: number;
+  minReplicas: number;
+  maxReplicas: number;
+  status: string;
+  message: string;
+  /** From the gateways' metrics; null when they could not be read. */
+  coldStarts: number | null;
+  p50Ms: number | null;
+  url: string;
+}
+
+export const LIST_HEADER = ["NAME", "RUNTIME", "READY", "MIN/MAX", "STATUS", "COLD-STARTS", "P50", "URL"] as const;
+
+export function summarize(
+  fn: ClusterFunction,
+  figures: ReadonlyMap<string, FunctionFigures> | undefined,
+): ClusterSummary {
+  const name = fn.metadata.name;
+  const f = figures?.get(name);
+  const ready = fn.status?.conditions?.find((c) => c.type === "Ready");
+  return {
+    name,
+    runtime: String(fn.spec.runtime ?? ""),
+    readyReplicas: fn.status?.readyReplicas ?? 0,
+    desiredReplicas: fn.status?.replicas ?? 0,
+    minReplicas: fn.spec.minReplicas ?? 0,
+    maxReplicas: fn.spec.maxReplicas ?? 0,
+    status: statusWord(fn),
+    message: ready?.message ?? "",
+    coldStarts: figures === undefined ? null : (f?.coldStarts ?? 0),
+    p50Ms: f === undefined ? null : p50Ms(f.buckets),
+    url: fn.status?.url ?? "",
+  };
+}
+
+export function listRows(items: readonly ClusterSummary[], c: Colors): string[][] {
+  return items.map((s) => [
+    c.bold(s.name),
+    s.runtime,
+    readyCell(s, c),
+    `${s.minReplicas}/${s.maxReplicas}`,
+    statusCell(s.status, c),
+    s.coldStarts === null ? c.dim("-") : String(s.coldStarts),
+    s.p50Ms === null ? c.dim("-") : `${s.p50Ms.toFixed(1)}ms`,
+    s.url,
+  ]);
+}
+
+function readyCell(s: ClusterSummary, c: Colors): string {
+  const text = `${s.readyReplicas}/${s.desiredReplicas}`;
+  if (s.readyReplicas === 0 && s.desiredReplicas === 0) return c.dim(text);
+  return s.readyReplicas < s.desiredReplicas ? c.yellow(text) : c.green(text);
+}
+
+function statusCell(status: string, c: Colors): string {
+  if (status === "Available" || status === "ScaledToZero") return c.green(status);
+  return status === "Pending" || status === "Deleting" ? c.yellow(status) : c.red(status);
+}
+
+export async function listOnCluster(
+  ctx: CommandContext,
+  target: ClusterTarget,
+  opts: { json?: boolean },
+): Promise<number> {
+  const { ui } = ctx;
+  const conn = await connectCluster(target);
+  let functions: ClusterFunction[];
+  try {
+    functions = (await conn.kube.list<ClusterFunction>({ ...RESOURCES.functions, namespace: conn.namespace })).items;
+  } catch (err) {
+    throw kubeFailure(err, "list functions", conn.where);
+  }
+  let figures: Map<string, FunctionFigures> | undefined;
+  if (functions.length > 0) {
+    try {
+      figures = await gatewayFigures(conn.kube);
+    } catch (err) {
+      if (!opts.json) ui.note(ui.ce.dim(`gateway figures unavailable: ${(err as Error).message}`));
+    }
+  }
+  const items = functions.map((fn) => summarize(fn, figures)).sort((a, b) => a.name.localeCompare(b.name));
+  if (opts.json) {
+    ui.out(JSON.stringify(items, null, 2));
+    return EXIT.OK;
+  }
+  if (items.length === 0) {
+    ui.out(ui.c.dim(`no functions in ${conn.where}; deploy one with \`faas deploy -f FILE\``));
+    return EXIT.OK;
+  }
+  ui.out(formatTable(LIST_HEADER, listRows(items, ui.c), ui.c));
+  return EXIT.OK;
+}
