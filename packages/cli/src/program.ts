@@ -219,6 +219,23 @@ Examples:
     );
 
   program
+    .command("port-forward")
+    .description("on a cluster: serve the gateway on 127.0.0.1, surviving gateway restarts (needs --context)")
+    .option("-p, --port <n>", "local port (0 picks a free one)", integer(0), 8000)
+    .addHelpText(
+      "after",
+      `
+Example:
+  $ faas --context faas port-forward &        # then: curl localhost:8000/invoke/hello
+
+Each connection goes to a gateway pod that is ready at that moment, so a rollout
+or a deleted pod does not end the forward (kubectl port-forward svc/... would).`,
+    )
+    .action((opts: { port: number }, cmd: Command) =>
+      run(import("./commands/port-forward.js").then((m) => m.runPortForwardCommand(configured(cmd), opts))),
+    );
+
+  program
     .command("operator")
     .description("run the Kubernetes operator (reconciles Function objects) against your kubeconfig")
     .option("-n, --namespace <namespace>", "watch Functions in this namespace only")

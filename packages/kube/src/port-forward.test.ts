@@ -123,7 +123,7 @@ describe("PortForwarder against a fake API server", () => {
       const upstream = connect(backendPort, "127.0.0.1", () => upstream.write(`${name}\n`));
       upstream.on("data", (d: Buffer) => socket.write(serverFrame(Buffer.concat([Buffer.from([0]), d]))));
       upstream.on("error", () => socket.destroy());
-      let pending = Buffer.alloc(0);
+      let pending: Buffer = Buffer.alloc(0);
       socket.on("data", (chunk: Buffer) => {
         const { frames, rest } = decodeFrames(Buffer.concat([pending, chunk]));
         pending = rest;

@@ -3,10 +3,11 @@
  * otherwise a port-forward of our own to a ready gateway pod, which moves to
  * another ready pod when its pod goes (unlike `kubectl port-forward svc/…`).
  */
-import { GATEWAY_PORT, SYSTEM_NAMESPACE } from "@faas/api";
+import { GATEWAY_PORT, GATEWAY_SERVICE, SYSTEM_NAMESPACE } from "@faas/api";
 import { PortForwarder } from "@faas/kube";
 import { type ClusterTarget, connectCluster } from "../cluster-context.js";
 import type { CliConfig } from "../config.js";
+import type { CommandContext } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
 import { GatewayClient } from "../gateway-client.js";
 import { GATEWAY_SELECTOR } from "./gateway-figures.js";
@@ -46,4 +47,43 @@ export async function clusterGateway(cfg: CliConfig, target: ClusterTarget): Pro
     pods: forwarder.podsUsed,
     close: () => forwarder.close(),
   };
+}
+
+/**
+ * `faas port-forward`: the gateway on 127.0.0.1:<port> until Ctrl-C, each
+ * connection to a pod that is ready at that moment — what
+ * `kubectl port-forward svc/faas-gateway` does, without dying with its pod.
+ */
+export async function runPortForward(
+  ctx: CommandContext,
+  target: ClusterTarget,
+  opts: { port: number; address?: string },
+): Promise<number> {
+  const { ui } = ctx;
+  const conn = await connectCluster(target);
+  const forwarder = new PortForwarder(
+    conn.kube,
+    { namespace: SYSTEM_NAMESPACE, selector: GATEWAY_SELECTOR, port: GATEWAY_PORT },
+    { onPod: (pod) => ui.note(ui.ce.dim(`forwarding to pod ${pod}`)) },
+  );
+  let port: number;
+  try {
+    port = await forwarder.start(opts.port);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CliError(
+      EXIT.UNAVAILABLE,
+      e.code === "EADDRINUSE"
+        ? `port ${opts.port} is taken on 127.0.0.1`
+        : `cannot reach the gateway (${conn.where}): ${e.message}`,
+      e.code === "EADDRINUSE" ? "pick another with --port, or 0 for a free one" : "is the gateway installed and ready?",
+      { cause: err },
+    );
+  }
+  ui.out(`Forwarding from 127.0.0.1:${port} -> ${SYSTEM_NAMESPACE}/${GATEWAY_SERVICE}:${GATEWAY_PORT} (Ctrl-C stops)`);
+  return new Promise<number>((resolve) => {
+    ctx.onInterrupt = () => {
+      void forwarder.close().then(() => resolve(EXIT.OK));
+    };
+  });
 }
