@@ -114,6 +114,8 @@ describe("the walkthrough with the faas CLI on a cluster", () => {
 
     // The gateways count cold starts since they started, earlier functions named hello included.
     const coldStartsBefore = await coldStartsOf("hello");
+    // Scaled to zero: no pod to follow yet; the ones the first call brings are picked up as they come.
+    const follow = start(["logs", "hello", "-f"]);
     await waitForPool(NS, "python", 1);
     const t1 = performance.now();
     const cold = await faas("invoke", "hello", "-i");
@@ -152,6 +154,22 @@ describe("the walkthrough with the faas CLI on a cluster", () => {
       expect(line).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z \[(fn-hello-deploy|faas-pool-python)-[a-z0-9-]+\] /);
     }
 
+    const followed = await waitFor(
+      "logs -f to pick up the pods that came",
+      async () => {
+        const out = follow.out();
+        return /\[faas-pool-python-[a-z0-9-]+\] .*"specialized".*"function":"hello"/.test(out) &&
+          /\[fn-hello-deploy-[a-z0-9-]+\] /.test(out)
+          ? out
+          : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    follow.proc.kill("SIGINT");
+    expect(await follow.exited).toBe(130);
+    expect(follow.err()).toMatch(/^$|no pods/);
+    const podsFollowed = new Set([...followed.matchAll(/\[([a-z0-9-]+)\] /g)].map((m) => m[1]));
+
     const missing = await faas("invoke", "nosuch");
     expect(missing.code).toBe(4);
     expect(missing.stderr).toMatch(/^error: nosuch: no function named "nosuch"/);
@@ -165,7 +183,7 @@ describe("the walkthrough with the faas CLI on a cluster", () => {
       "no functions in context faas, namespace default; deploy one with `faas deploy -f FILE`\n",
     );
     console.log(
-      `cli walkthrough: deploy ${deployMs.toFixed(0)} ms, cold invoke ${coldMs.toFixed(0)} ms (process start, forward and call; ${cold.stderr.trim()}), warm invoke ${warmMs.toFixed(0)} ms`,
+      `cli walkthrough: deploy ${deployMs.toFixed(0)} ms, cold invoke ${coldMs.toFixed(0)} ms (process start, forward and call; ${cold.stderr.trim()}), warm invoke ${warmMs.toFixed(0)} ms; logs -f picked up ${[...podsFollowed].join(", ")}`,
     );
   });
 
