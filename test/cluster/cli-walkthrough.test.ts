@@ -258,6 +258,15 @@ describe("the walkthrough with the faas CLI on a cluster", () => {
   it("faas port-forward outlives a gateway rollout", async () => {
     const hello = await faas("deploy", "-f", join(repoRoot, "function-hello.yaml"));
     expect(hello.code).toBe(0);
+    // stress reaches the gateway the way invoke does.
+    const load = await faas("stress", "hello", "--duration", "3s", "-c", "4", "--max-errors", "0", "--json");
+    expect(load.code).toBe(0);
+    const summary = JSON.parse(load.stdout) as { requests: number; rps: number; statuses: Record<string, number> };
+    expect(Object.keys(summary.statuses)).toEqual(["200"]);
+    expect(summary.requests).toBeGreaterThan(10);
+    console.log(
+      `stress through the CLI's forward: ${summary.requests} requests, ${summary.rps.toFixed(0)} req/s, all 200`,
+    );
     const pf = start(["port-forward", "--port", "0"]);
     try {
       const port = Number(
