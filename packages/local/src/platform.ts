@@ -3,7 +3,7 @@
  * the data directory for the CLI, and optional manifests deployed at start.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type FunctionResource, RUNTIMES, type Runtime } from "@faas/api";
 import { Gateway, type GatewayConfig, type Logger } from "@faas/gateway";
@@ -54,7 +54,9 @@ export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<Lo
     throw err;
   }
   const file = stateFile(dataDir);
-  await writeFile(file, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
+  // Written aside and renamed: whoever waits for the file never reads it half-written.
+  await writeFile(`${file}.tmp`, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
+  await rename(`${file}.tmp`, file);
   return {
     gateway,
     backend,
