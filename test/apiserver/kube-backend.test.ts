@@ -7,7 +7,7 @@
  */
 import { type BackendListener, createLogger, DEFAULT_GATEWAY_CONFIG, Gateway, type LoadView } from "@faas/gateway";
 import type { KubeClient } from "@faas/kube";
-import { KubeBackend } from "@faas/kube-backend";
+import { KubeBackend, NamespacedBackend } from "@faas/kube-backend";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -295,6 +295,76 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     await putSlice(admin, ns, fn, [{ name: `${fn}-pod`, address: runner.address, port: runner.port }]);
     const back = await served;
     expect({ status: back.status, body: back.body }).toEqual({ status: 200, body: "pod:/invoke/x" });
+  }, 30_000);
+
+  it("one gateway, two namespaces: the same name answers from each, /invoke/<namespace>/<name>, cold starts and metrics per namespace", async () => {
+    const nsA = await createNamespace(admin);
+    const nsB = await createNamespace(admin);
+    const fn = randomName("same");
+    const cold = randomName("cold");
+    const runnerB = await startFakeRunner();
+    const client = api.client();
+    const backendFor = (namespace: string): KubeBackend =>
+      new KubeBackend(
+        client,
+        {
+          namespace,
+          scaleUpTimeoutMs: 10_000,
+          activityTickMs: 250,
+          routingCheckMs: 100,
+          routingGraceMs: 500,
+          pool: NO_POOL,
+        },
+        log,
+      );
+    const backend = new NamespacedBackend(
+      client,
+      new Map([
+        [nsA, backendFor(nsA)],
+        [nsB, backendFor(nsB)],
+      ]),
+      nsA,
+    );
+    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
+      defaultMetrics: false,
+    });
+    try {
+      await createWarmFunction(admin, nsA, fn, runner);
+      await createWarmFunction(admin, nsB, fn, runnerB);
+      await createFunction(admin, nsB, cold);
+      await createDeployment(admin, nsB, cold, 0);
+      await gateway.start();
+      const a = await call(`${gateway.url}/invoke/${fn}/x`);
+      expect({ status: a.status, body: a.body, pod: a.headers["x-pod"] }).toEqual({
+        status: 200,
+        body: "pod:/invoke/x",
+        pod: runner.address,
+      });
+      const b = await call(`${gateway.url}/invoke/${nsB}/${fn}/x?q=1`);
+      expect({ status: b.status, body: b.body, pod: b.headers["x-pod"] }).toEqual({
+        status: 200,
+        body: "pod:/invoke/x?q=1",
+        pod: runnerB.address,
+      });
+      // A cold start in namespace B patches B's Deployment, and nothing in A.
+      const served = call(`${gateway.url}/invoke/${nsB}/${cold}`);
+      await api.proxy.waitFor(on({ verb: "patch", resource: "deployments/scale", namespace: nsB }), 1);
+      await putSlice(admin, nsB, cold, [{ name: `${cold}-pod`, address: runnerB.address, port: runnerB.port }]);
+      expect((await served).status).toBe(200);
+      expect(api.proxy.count(on({ verb: "patch", resource: "deployments/scale", namespace: nsA }))).toBe(0);
+      // The same name is not found in a namespace that has no such function.
+      expect((await call(`${gateway.url}/invoke/${cold}`)).status).toBe(404);
+      const metrics = (await call(`${gateway.url}/metrics`)).body;
+      expect(metrics).toContain(`faas_scale_patches_total{function="${cold}",namespace="${nsB}"} 1`);
+      expect(metrics).toContain(`faas_pool_idle_pods{runtime="python",namespace="${nsA}"} 0`);
+      expect(metrics).toMatch(
+        /faas_kube_api_requests_total\{verb="patch",resource="deployments\/scale",code="200"\} 1/,
+      );
+      expect(metrics).toContain(`faas_requests_total{function="${nsB}/${fn}"`);
+    } finally {
+      await gateway.stop();
+      await runnerB.close();
+    }
   }, 30_000);
 
   it("scale-ups asked again and again while the gateway routes to nothing: re-announced, slowed down, no scale call", async () => {

@@ -98,6 +98,11 @@ export interface Backend {
   readonly admin?: BackendAdmin;
   /** Adds the backend's own metrics to the gateway's registry. */
   registerMetrics?(registry: Registry): void;
+  /**
+   * A namespace other than the default one whose functions this backend
+   * serves under `<namespace>/<name>` keys (`/invoke/<namespace>/<name>`).
+   */
+  servesNamespace?(namespace: string): boolean;
   /** False while the backend's view cannot be trusted (caches not synced, or found inconsistent); `/readyz` says so. */
   ready?(): boolean;
 }

@@ -19,8 +19,21 @@ class TestBackend implements Backend {
   failed: { fn: string; id: string; reason: string }[] = [];
   onScaleUp: (fn: string, replicas: number) => Promise<ScaleUpResult> = () => new Promise(() => {});
 
+  /** Namespaces other than the default one, whose functions are keyed `<namespace>/<name>`. */
+  readonly namespaces = new Set<string>();
+
   add(name: string, spec: Partial<FunctionSpecInput> = {}): void {
-    this.fns.set(name, makeFunction(name, { runtime: "python", code: "x", ...spec }));
+    // As a namespaced backend does: the key is the name the gateway sees.
+    const slash = name.indexOf("/");
+    const fn = makeFunction(name.slice(slash + 1), { runtime: "python", code: "x", ...spec });
+    if (slash > 0) {
+      this.namespaces.add(name.slice(0, slash));
+      fn.metadata = { ...fn.metadata, name, namespace: name.slice(0, slash) };
+    }
+    this.fns.set(name, fn);
+  }
+  servesNamespace(ns: string): boolean {
+    return this.namespaces.has(ns);
   }
   announce(fn: string, eps: Endpoint[]): void {
     this.endpoints.set(fn, eps);
@@ -182,6 +195,58 @@ describe("gateway", () => {
     expect(over.status).toBe(503);
     expect(over.json()).toMatchObject({ error: { code: "GATEWAY_OVERLOADED" } });
     await Promise.all(parked);
+  });
+
+  it("routes /invoke/<namespace>/<name> to that namespace's function, and falls back to a default one", async () => {
+    const b = new TestBackend();
+    const [teamA, plain, deflt] = await Promise.all([
+      replica((req, res) => res.end(`team-a/hello ${req.url}`)),
+      replica((req, res) => res.end(`hello ${req.url}`)),
+      replica((req, res) => res.end(`team-a (default namespace) ${req.url}`)),
+    ]);
+    b.add("hello");
+    b.add("team-a/hello");
+    b.add("team-a/other");
+    b.add("team-a");
+    const gw = await startGateway(b);
+    b.announce("hello", [plain.endpoint]);
+    b.announce("team-a/hello", [teamA.endpoint]);
+    b.announce("team-a", [deflt.endpoint]);
+    const body = async (path: string): Promise<string> => (await call(`${gw.url}${path}`)).body;
+    expect(await body("/invoke/hello/x?q=1")).toBe("hello /invoke/x?q=1");
+    expect(await body("/invoke/team-a/hello/x?q=1")).toBe("team-a/hello /invoke/x?q=1");
+    expect(await body("/invoke/team-a/hello")).toBe("team-a/hello /invoke");
+    // The key itself, percent-encoded into one segment, names the same function.
+    expect(await body("/invoke/team-a%2Fhello/x")).toBe("team-a/hello /invoke/x");
+    // No such function in team-a: the default namespace's function named like the namespace, with a sub-path.
+    expect(await body("/invoke/team-a/nope")).toBe("team-a (default namespace) /invoke/nope");
+    expect(await body("/invoke/team-a")).toBe("team-a (default namespace) /invoke");
+    // A namespace that is not served is a default-namespace function name, as always.
+    expect((await call(`${gw.url}/invoke/team-b/hello`)).json()).toMatchObject({
+      error: { code: "FUNCTION_NOT_FOUND" },
+    });
+  });
+
+  it("bounds parking per namespace: one namespace's burst leaves the others room", async () => {
+    const b = new TestBackend();
+    b.add("a/f");
+    b.add("a/g");
+    b.add("b/f");
+    b.add("f");
+    const gw = await startGateway(b, { maxParkedPerNamespace: 2, maxParkedTotal: 10, parkTimeoutMs: 300 });
+    const parked = [call(`${gw.url}/invoke/a/f`), call(`${gw.url}/invoke/a/g`)];
+    await new Promise((r) => setTimeout(r, 50));
+    const over = await call(`${gw.url}/invoke/a/f`);
+    expect(over.status).toBe(503);
+    expect(over.json()).toMatchObject({
+      error: { code: "GATEWAY_OVERLOADED", message: expect.stringMatching(/^namespace a /) },
+    });
+    // Namespace b and the default namespace still park (and time out: nothing serves them here).
+    const others = await Promise.all([call(`${gw.url}/invoke/b/f`), call(`${gw.url}/invoke/f`)]);
+    expect(others.map((r) => r.status)).toEqual([504, 504]);
+    expect((await Promise.all(parked)).map((r) => r.status)).toEqual([504, 504]);
+    // Released: namespace a parks again.
+    expect((await call(`${gw.url}/invoke/a/f`)).status).toBe(504);
   });
 
   it("honours a client's shorter deadline with 504", async () => {

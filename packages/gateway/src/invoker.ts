@@ -85,7 +85,29 @@ export class Invoker {
       sendError(res, err);
       return;
     }
-    const state = this.activator.state(name);
+    let state: FunctionState | undefined;
+    // `/invoke/<namespace>/<name>`: a function of another namespace the backend serves. A
+    // default-namespace function of that name, called with a sub-path, is the fallback.
+    if (url.charCodeAt(end) === 47 /* / */ && this.activator.servesNamespace(name)) {
+      let end2 = end + 1;
+      while (end2 < url.length) {
+        const c = url.charCodeAt(end2);
+        if (c === 47 /* / */ || c === 63 /* ? */) break;
+        end2++;
+      }
+      let inner: string | undefined;
+      try {
+        inner = decodePathSegment(url.slice(end + 1, end2), "function name");
+      } catch {
+        inner = undefined;
+      }
+      state = inner === undefined || inner === "" ? undefined : this.activator.state(`${name}/${inner}`);
+      if (state !== undefined) {
+        name = `${name}/${inner}`;
+        end = end2;
+      }
+    }
+    state ??= this.activator.state(name);
     if (state === undefined) {
       req.resume();
       sendError(

@@ -1,2 +1,3 @@
 export * from "./config.js";
 export * from "./kube-backend.js";
+export * from "./namespaced-backend.js";

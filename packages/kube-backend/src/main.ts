@@ -4,15 +4,19 @@ import { createLogger, Gateway } from "@faas/gateway";
 import { KubeClient } from "@faas/kube";
 import { loadKubeGatewayConfig } from "./config.js";
 import { KubeBackend } from "./kube-backend.js";
+import { NamespacedBackend } from "./namespaced-backend.js";
 
 const cfg = loadKubeGatewayConfig(process.env);
 const log = createLogger(cfg.gateway.logLevel, "faas-gateway", process.stdout);
 const client = KubeClient.load({ kubeconfig: cfg.kubeconfig });
-const gateway = new Gateway(
-  cfg.gateway,
-  new KubeBackend(client, cfg.backend, log.child({ component: "kube-backend" })),
-  log,
-);
+const backendFor = (namespace: string): KubeBackend =>
+  new KubeBackend(client, { ...cfg.backend, namespace }, log.child({ component: "kube-backend", namespace }));
+// One namespace: its backend as it is; several: one each, under one key space (`<namespace>/<name>`).
+const backend =
+  cfg.namespaces.length === 1
+    ? backendFor(cfg.backend.namespace)
+    : new NamespacedBackend(client, new Map(cfg.namespaces.map((ns) => [ns, backendFor(ns)])), cfg.backend.namespace);
+const gateway = new Gateway(cfg.gateway, backend, log);
 
 let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {
