@@ -3,3 +3,5 @@ export * from "./function-spec.js";
 export * from "./load-spec.js";
 export * from "./manifest.js";
 export * from "./names.js";
+export * from "./quantity.js";
+export * from "./references.js";
