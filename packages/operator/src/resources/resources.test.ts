@@ -293,7 +293,11 @@ describe("secrets, config and resources on the Deployment", () => {
     given: FunctionSpecInput["resources"];
     want: { requests: Record<string, string>; limits: Record<string, string> };
   }[] = [
-    { name: "unset: the operator's defaults", given: undefined, want: { requests: cfg.requests, limits: cfg.limits } },
+    {
+      name: "unset: the operator's defaults",
+      given: undefined,
+      want: { requests: { ...cfg.requests }, limits: { ...cfg.limits } },
+    },
     {
       name: "all four set",
       given: { requests: { cpu: "250m", memory: "128Mi" }, limits: { cpu: 2, memory: "512Mi" } },
