@@ -245,7 +245,9 @@ export class Operator {
       for (const fn of this.functions.list()) {
         if (fn.metadata.namespace !== o.metadata.namespace) continue;
         const spec = specOf(fn);
-        if (spec !== undefined && refersTo(spec, kind, o.metadata.name)) this.#queue.add(objectKey(fn));
+        if (spec === undefined || !refersTo(spec, kind, o.metadata.name)) continue;
+        this.log.info({ fn: objectKey(fn), [kind]: o.metadata.name }, "a referenced object changed");
+        this.#queue.add(objectKey(fn));
       }
     };
     for (const [kind, r] of [
