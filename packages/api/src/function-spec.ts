@@ -201,12 +201,12 @@ export function crossFieldIssues(spec: FunctionSpec): { path: (string | number)[
     seen.add(e.name);
     if ((e.value === undefined) === (e.valueFrom === undefined)) {
       issues.push({ path: at, message: `${e.name}: needs exactly one of value and valueFrom` });
-    } else if (e.valueFrom !== undefined && exactlyOne(e.valueFrom.secretKeyRef, e.valueFrom.configMapKeyRef)) {
+    } else if (e.valueFrom !== undefined && notExactlyOne(e.valueFrom.secretKeyRef, e.valueFrom.configMapKeyRef)) {
       issues.push({ path: [...at, "valueFrom"], message: "needs exactly one of secretKeyRef and configMapKeyRef" });
     }
   });
   (spec.envFrom ?? []).forEach((e, i) => {
-    if (exactlyOne(e.secretRef, e.configMapRef)) {
+    if (notExactlyOne(e.secretRef, e.configMapRef)) {
       issues.push({ path: ["spec", "envFrom", i], message: "needs exactly one of secretRef and configMapRef" });
     }
   });
@@ -232,8 +232,8 @@ export function crossFieldIssues(spec: FunctionSpec): { path: (string | number)[
   return issues;
 }
 
-/** True when not exactly one of the two is set (the message says "needs exactly one"). */
-function exactlyOne(a: unknown, b: unknown): boolean {
+/** True when both or neither of the two are set. */
+function notExactlyOne(a: unknown, b: unknown): boolean {
   return (a === undefined) === (b === undefined);
 }
 
