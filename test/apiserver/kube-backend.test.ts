@@ -317,14 +317,7 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
         },
         log,
       );
-    const backend = new NamespacedBackend(
-      client,
-      new Map([
-        [nsA, backendFor(nsA)],
-        [nsB, backendFor(nsB)],
-      ]),
-      nsA,
-    );
+    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: [nsA, nsB], backendFor, log });
     const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
       defaultMetrics: false,
     });
@@ -364,6 +357,49 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     } finally {
       await gateway.stop();
       await runnerB.close();
+    }
+  }, 30_000);
+
+  it("serving all namespaces: a namespace's first Function, created after the start, is served", async () => {
+    const nsA = await createNamespace(admin);
+    const nsB = await createNamespace(admin);
+    const fn = randomName("late");
+    const client = api.client();
+    const backendFor = (namespace: string): KubeBackend =>
+      new KubeBackend(
+        client,
+        {
+          namespace,
+          scaleUpTimeoutMs: 10_000,
+          activityTickMs: 250,
+          routingCheckMs: 100,
+          routingGraceMs: 500,
+          pool: NO_POOL,
+        },
+        log,
+      );
+    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: "*", backendFor, log });
+    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
+      defaultMetrics: false,
+    });
+    try {
+      await gateway.start();
+      expect((await call(`${gateway.url}/readyz`)).status).toBe(200);
+      expect((await call(`${gateway.url}/invoke/${nsB}/${fn}`)).status).toBe(404);
+      await createWarmFunction(admin, nsB, fn, runner);
+      await eventually(() => backend.namespaces.includes(nsB), 5000, `${nsB} served`);
+      await eventually(
+        async () => (await call(`${gateway.url}/invoke/${nsB}/${fn}/x`)).status === 200,
+        10_000,
+        `${nsB}/${fn} answering`,
+      );
+      const r = await call(`${gateway.url}/invoke/${nsB}/${fn}/x`);
+      expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "pod:/invoke/x" });
+      expect((await call(`${gateway.url}/metrics`)).body).toContain(
+        `faas_pool_idle_pods{runtime="python",namespace="${nsB}"} 0`,
+      );
+    } finally {
+      await gateway.stop();
     }
   }, 30_000);
 
