@@ -1,2 +1,3 @@
+export * from "./api-key-cache.js";
 export * from "./config.js";
 export * from "./kube-backend.js";
