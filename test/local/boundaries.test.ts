@@ -23,7 +23,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   local: ["api", "gateway", "runner-node"],
   "kube-backend": ["api", "gateway", "kube"],
   operator: ["api", "kube", KUBE_CLIENT],
-  cli: ["api", "gateway", "local", "operator"],
+  cli: ["api", "gateway", "local", "kube", "operator"],
 };
 
 interface Import {
