@@ -68,7 +68,7 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     expect(raw).not.toContain(a.key);
     expect(raw).not.toContain(b.key);
 
-    await eventually(() => cache.apiKeyCount("locked") === 2, 5000);
+    await eventually(() => cache.apiKeyCount("locked") === 2, 5000, "both keys in the cache");
     const record = cache.apiKey("locked", a.record.id);
     expect(record && apiKeyMatches(a.key, record.sha256)).toBe(true);
     expect(cache.apiKey("other", a.record.id)).toBeUndefined();
@@ -84,10 +84,10 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     const b = newApiKey("locked", { functionUid: fn.metadata.uid });
     await storeApiKey(admin, ns, a.record);
     await storeApiKey(admin, ns, b.record);
-    await eventually(() => cache.apiKeyCount("locked") === 2, 5000);
+    await eventually(() => cache.apiKeyCount("locked") === 2, 5000, "both keys in the cache");
     const t0 = performance.now();
     expect(await revokeApiKey(admin, ns, a.record.id)).toBe(true);
-    await eventually(() => cache.apiKey("locked", a.record.id) === undefined, 5000);
+    await eventually(() => cache.apiKey("locked", a.record.id) === undefined, 5000, "the revoked key gone");
     expect(performance.now() - t0).toBeLessThan(2000);
     expect(cache.apiKey("locked", b.record.id)).toBeDefined();
     expect(await revokeApiKey(admin, ns, a.record.id)).toBe(false);
@@ -108,7 +108,7 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     const old = newApiKey("f", { functionUid: first.metadata.uid });
     await storeApiKey(admin, ns, old.record);
     await refreshUid("f");
-    await eventually(() => cache.apiKeyCount("f") === 1, 5000);
+    await eventually(() => cache.apiKeyCount("f") === 1, 5000, "the key in the cache");
     await admin.delete({ ...RESOURCES.functions, namespace: ns, name: "f" });
     await createFunction(admin, ns, "f", { auth: "apiKey" });
     await refreshUid("f");

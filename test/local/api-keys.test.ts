@@ -82,7 +82,7 @@ describe("API keys in local mode", () => {
     expect(none.status).toBe(401);
     expect(none.json()).toMatchObject({ error: { code: "UNAUTHORIZED" } });
 
-    for (const headers of [
+    for (const headers of <Record<string, string>[]>[
       { authorization: `Bearer ${theirs}` },
       { "x-faas-key": `${mine.slice(0, -1)}${mine.endsWith("A") ? "B" : "A"}` },
       { "x-faas-key": "fk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" },

@@ -530,7 +530,7 @@ describe("spec.auth: apiKey", () => {
   it("answers 403 FORBIDDEN for a wrong, malformed or another function's key, without echoing it", async () => {
     const { gw, mine, theirs } = await setUp();
     const forged = `${mine.slice(0, -4)}AAAA`;
-    for (const headers of [
+    for (const headers of <Record<string, string>[]>[
       { authorization: `Bearer ${theirs}` },
       { "x-faas-key": theirs },
       { "x-faas-key": forged },
