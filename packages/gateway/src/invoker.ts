@@ -130,10 +130,11 @@ export class Invoker {
       checkApiKey(fn, req.headers, this.keys);
       return true;
     } catch (err) {
+      // Anything but a refusal is a bug: the gateway's edge logs it and answers INTERNAL.
+      if (!(err instanceof FaasError)) throw err;
       req.resume();
-      const code = err instanceof FaasError ? err.code : "INTERNAL";
-      this.activator.metrics.authRefusals.inc({ function: fn, code });
-      sendError(res, err, code === "UNAUTHORIZED" ? { "www-authenticate": 'Bearer realm="faas"' } : undefined);
+      this.activator.metrics.authRefusals.inc({ function: fn, code: err.code });
+      sendError(res, err, err.code === "UNAUTHORIZED" ? { "www-authenticate": 'Bearer realm="faas"' } : undefined);
       return false;
     }
   }
