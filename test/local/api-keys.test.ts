@@ -149,6 +149,14 @@ describe("API keys in local mode", () => {
     const logs = await faas(dataDir, ["logs", "locked"]);
     expect(logs.stdout).toContain("headers {");
 
+    // Listings show ids, never a key's hash either.
+    const listings = [
+      table.stdout,
+      JSON.stringify(summaries),
+      (await faas(dataDir, ["keys", "list", "--json"])).stdout,
+    ];
+    expect(listings.join("\n")).not.toMatch(/[0-9a-f]{64}/);
+
     const everything = [
       table.stdout,
       JSON.stringify(summaries),
