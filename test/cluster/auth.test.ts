@@ -113,6 +113,20 @@ describe("API keys on Kubernetes, through each of two gateway replicas", () => {
     expect(pods).toHaveLength(2);
   });
 
+  it("lets the gateway read the keys' Secret and no other: watch by name, no list of all Secrets, no writes", async () => {
+    const canI = async (...args: string[]): Promise<string> =>
+      (
+        await kubectl(["auth", "can-i", ...args, "-n", NS, "--as=system:serviceaccount:faas-system:faas-gateway"], {
+          allowFailure: true,
+        })
+      ).stdout.trim();
+    expect(await canI("get", "secrets/faas-api-keys")).toBe("yes");
+    expect(await canI("watch", "secrets/faas-api-keys")).toBe("yes");
+    expect(await canI("list", "secrets")).toBe("no");
+    expect(await canI("get", "secrets/some-other-secret")).toBe("no");
+    expect(await canI("patch", "secrets/faas-api-keys")).toBe("no");
+  });
+
   it("creates keys with the CLI into the Secret, which holds hashes only", async () => {
     const created = await faasKeys(["create", FN]);
     expect(created.code, created.stderr).toBe(0);
