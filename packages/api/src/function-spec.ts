@@ -23,7 +23,12 @@ export const SPEC_DEFAULTS = {
   timeoutSeconds: 30,
   idleSeconds: 60,
   targetCPUUtilization: 50,
+  auth: "none",
 } as const;
+
+/** `none`: anyone who reaches the gateway may invoke; `apiKey`: a key made for this function is required. */
+export const AUTH_MODES = ["none", "apiKey"] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
 
 export const FunctionSpecSchema = z
   .object({
@@ -63,6 +68,10 @@ export const FunctionSpecSchema = z
       .record(z.string().regex(ENV_NAME_PATTERN, "must be a valid environment variable name"), z.string())
       .default({})
       .describe("Environment variables for the function."),
+    auth: z
+      .enum(AUTH_MODES)
+      .default(SPEC_DEFAULTS.auth)
+      .describe("Who may invoke: none (anyone) or apiKey (a key created with `faas keys create`)."),
   })
   .strict();
 

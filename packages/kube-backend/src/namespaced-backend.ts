@@ -9,8 +9,8 @@
  * Serving all namespaces, it watches Functions cluster-wide and starts a
  * namespace's backend when the first Function appears there.
  */
-import type { FunctionResource } from "@faas/api";
-import type { Backend, BackendListener, FunctionStatus, LoadView, ScaleUpResult } from "@faas/gateway";
+import type { ApiKeyRecord, FunctionResource } from "@faas/api";
+import type { Backend, BackendListener, FunctionStatus, KeyLookup, LoadView, ScaleUpResult } from "@faas/gateway";
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, Gauge, Registry } from "prom-client";
@@ -106,6 +106,18 @@ export class NamespacedBackend implements Backend {
     };
     return scope.backend.start(scoped, view);
   }
+
+  /** API keys of `auth: apiKey` functions: each namespace's own Secret, through its backend. */
+  readonly keys: KeyLookup = {
+    apiKey: (key: string, id: string): ApiKeyRecord | undefined => {
+      const s = this.#split(key);
+      return s === undefined ? undefined : s.backend.keys.apiKey(s.name, id);
+    },
+    apiKeyCount: (key: string): number => {
+      const s = this.#split(key);
+      return s === undefined ? 0 : s.backend.keys.apiKeyCount(s.name);
+    },
+  };
 
   servesNamespace(namespace: string): boolean {
     return namespace !== this.defaultNamespace && this.#scopes.has(namespace);

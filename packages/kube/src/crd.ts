@@ -40,6 +40,9 @@ export function functionSpecOpenApi(): Schema {
   // A ConfigMap holds at most 1 MiB; the byte limit is checked client-side, characters here.
   (props.code as Schema).maxLength = MAX_CODE_BYTES;
   (props.env as Schema).maxProperties = 100;
+  // No server-side default for auth: the API server would write `auth: none` into every Function,
+  // and gateways and operators built before the field existed refuse unknown fields. Absent is none.
+  delete (props.auth as Schema).default;
   spec["x-kubernetes-validations"] = [
     ...CEL_RULES.map((r) => ({ rule: r.rule, message: r.message, fieldPath: r.fieldPath })),
     {

@@ -14,6 +14,8 @@ import type {
   BackendAdmin,
   BackendListener,
   FunctionStatus,
+  KeyAdmin,
+  KeyLookup,
   LoadView,
   LogOptions,
   ScaleUpResult,
@@ -22,6 +24,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { Deployments } from "./deployments.js";
 import { FunctionStore } from "./function-store.js";
+import { KeyStore } from "./key-store.js";
 import { type LocalFunction, newLocalFunction } from "./local-function.js";
 import { LocalMetrics } from "./local-metrics.js";
 import { LogStore } from "./log-store.js";
@@ -59,6 +62,9 @@ const noLoad: LoadView = { inFlight: () => 0, queued: () => 0, lastActivityMs: (
 export class LocalBackend implements Backend, BackendAdmin {
   readonly kind = "local";
   readonly admin: BackendAdmin = this;
+  /** The gateway looks keys up here; the admin API creates, lists and revokes them. */
+  readonly keys: KeyLookup & KeyAdmin;
+  readonly #keys: KeyStore;
   readonly #fns = new Map<string, LocalFunction>();
   readonly #pool: WarmPool;
   readonly #store: FunctionStore;
@@ -76,6 +82,17 @@ export class LocalBackend implements Backend, BackendAdmin {
     private readonly log: Logger,
   ) {
     this.#store = new FunctionStore(opts.dataDir, log);
+    this.#keys = new KeyStore(opts.dataDir, log);
+    this.keys = {
+      apiKey: (fn, id) => this.#keys.get(fn, id),
+      apiKeyCount: (fn) => this.#keys.count(fn),
+      create: (fn) =>
+        this.#fns.has(fn)
+          ? this.#keys.create(fn)
+          : Promise.reject(new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`)),
+      list: (fn) => this.#keys.list(fn),
+      revoke: (id) => this.#keys.revoke(id),
+    };
     this.#logs = new LogStore(opts.dataDir);
     this.#pool = new WarmPool(
       opts.runtimes,
@@ -137,6 +154,7 @@ export class LocalBackend implements Backend, BackendAdmin {
     this.#listener = listener;
     this.#load = load;
     await this.#logs.init();
+    await this.#keys.load();
     for (const fn of await this.#store.loadAll()) this.#fns.set(fn.metadata.name, newLocalFunction(fn));
     await this.#pool.start();
     await Promise.allSettled([...this.#fns.values()].map((f) => this.#replicas.ensureMin(f)));
@@ -225,8 +243,10 @@ export class LocalBackend implements Backend, BackendAdmin {
     return this.#deployments.deploy(resource);
   }
 
-  remove(name: string): Promise<boolean> {
-    return this.#deployments.remove(name);
+  async remove(name: string): Promise<boolean> {
+    const removed = await this.#deployments.remove(name);
+    await this.#keys.removeFunction(name);
+    return removed;
   }
 
   logs(name: string, options: LogOptions) {
