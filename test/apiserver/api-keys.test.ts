@@ -9,6 +9,7 @@ import { type KubeClient, type KubeObject, RESOURCES, readApiKeys, revokeApiKey,
 import { ApiKeyCache } from "@faas/kube-backend";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { on } from "./fault-proxy.js";
 import { ApiServer, apiServerSkipReason } from "./fixture.js";
 import { createFunction, createNamespace, eventually } from "./scene.js";
 
@@ -100,6 +101,25 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     await Promise.all(made.map((k) => storeApiKey(api.directClient(), ns, k.record)));
     expect((await readApiKeys(admin, ns)).length).toBe(6);
   });
+
+  it("a gateway that may not read the Secret (403) still starts, refuses every key, and reads them once allowed", async () => {
+    const ns = await createNamespace(admin, "keys");
+    const fn = await createFunction(admin, ns, "locked", { auth: "apiKey" });
+    const k = newApiKey("locked", { functionUid: fn.metadata.uid });
+    await storeApiKey(admin, ns, k.record);
+    const forbidden = api.proxy.fault(on({ resource: "secrets", namespace: ns }), { kind: "fail", status: 403 });
+    const client = api.client();
+    const cache = new ApiKeyCache(client, ns, () => fn.metadata.uid, log);
+    caches.push(cache);
+    try {
+      await cache.start();
+      expect(cache.synced).toBe(true);
+      expect(cache.apiKey("locked", k.record.id)).toBeUndefined();
+    } finally {
+      forbidden.remove();
+    }
+    await eventually(() => cache.apiKey("locked", k.record.id) !== undefined, 20_000, "the key once readable");
+  }, 30_000);
 
   it("ignores keys made for an earlier Function of the same name", async () => {
     const ns = await createNamespace(admin, "keys");

@@ -6,13 +6,20 @@
  */
 import { API_KEYS_SECRET, type ApiKeyRecord } from "@faas/api";
 import type { KeyLookup } from "@faas/gateway";
-import { apiKeyRecords, type KubeClient, RESOURCES, Reflector, type SecretObject } from "@faas/kube";
+import { apiKeyRecords, type KubeClient, KubeError, RESOURCES, Reflector, type SecretObject } from "@faas/kube";
 import type { Logger } from "pino";
 
 export class ApiKeyCache implements KeyLookup {
   readonly #secret: Reflector<SecretObject>;
   /** function → key id → record. */
   #index = new Map<string, Map<string, ApiKeyRecord>>();
+  /**
+   * The gateway may not read the Secret (its RBAC lacks the rule): it serves
+   * anyway, and functions with `auth: apiKey` refuse every key (fail closed)
+   * until a later list succeeds.
+   */
+  #forbidden = false;
+  #onForbidden: (() => void) | undefined;
 
   /** `functionUid(fn)`: the uid of the Function the gateway knows now; keys made for another one do not count. */
   constructor(
@@ -23,7 +30,19 @@ export class ApiKeyCache implements KeyLookup {
   ) {
     this.#secret = new Reflector<SecretObject>(
       client,
-      { resource: { ...RESOURCES.secrets, namespace }, fieldSelector: `metadata.name=${API_KEYS_SECRET}` },
+      {
+        resource: { ...RESOURCES.secrets, namespace },
+        fieldSelector: `metadata.name=${API_KEYS_SECRET}`,
+        onError: (err) => {
+          if (!(err instanceof KubeError && err.status === 403) || this.#forbidden) return;
+          this.#forbidden = true;
+          log.error(
+            { namespace, secret: API_KEYS_SECRET },
+            "this gateway may not read the API keys' Secret: functions with auth apiKey refuse every request until its RBAC allows it (see gateway-deploy.yaml)",
+          );
+          this.#onForbidden?.();
+        },
+      },
       log,
     );
     const rebuild = (): void => this.#rebuild();
@@ -32,8 +51,12 @@ export class ApiKeyCache implements KeyLookup {
     this.#secret.on("delete", rebuild);
   }
 
+  /** Resolves once the Secret was read, or once it is known that it may not be. */
   start(): Promise<void> {
-    return this.#secret.start();
+    const forbidden = new Promise<void>((resolve) => {
+      this.#onForbidden = resolve;
+    });
+    return Promise.race([this.#secret.start(), forbidden]);
   }
 
   stop(): void {
@@ -41,7 +64,7 @@ export class ApiKeyCache implements KeyLookup {
   }
 
   get synced(): boolean {
-    return this.#secret.synced;
+    return this.#secret.synced || this.#forbidden;
   }
 
   #rebuild(): void {

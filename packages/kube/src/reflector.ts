@@ -24,6 +24,8 @@ export interface ReflectorOptions {
   minWatchMs?: number;
   /** For tests: the jitter's source. */
   random?: () => number;
+  /** Told of every failed list or watch (then retried as always). */
+  onError?: (err: unknown) => void;
 }
 
 export type ReflectorEvents<T> = {
@@ -146,6 +148,9 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
         }
         this.#failures++;
         if (this.#failures > 2) this.#relistReason ??= "error";
+        try {
+          this.opts.onError?.(err);
+        } catch {}
         const base = this.opts.backoffBaseMs ?? 200;
         const delay =
           Math.min(this.opts.backoffMaxMs ?? 30_000, base * 2 ** Math.min(this.#failures - 1, 16)) *
