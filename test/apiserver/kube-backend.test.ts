@@ -5,8 +5,10 @@
  * ready EndpointSlice pointing at a local fake runner) and checks that the
  * first request is served by the replica, with no scale call.
  */
+
+import { newApiKey } from "@faas/api";
 import { type BackendListener, createLogger, DEFAULT_GATEWAY_CONFIG, Gateway, type LoadView } from "@faas/gateway";
-import type { KubeClient } from "@faas/kube";
+import { type KubeClient, storeApiKey } from "@faas/kube";
 import { KubeBackend, NamespacedBackend } from "@faas/kube-backend";
 import { pino } from "pino";
 import { Registry } from "prom-client";
@@ -317,14 +319,7 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
         },
         log,
       );
-    const backend = new NamespacedBackend(
-      client,
-      new Map([
-        [nsA, backendFor(nsA)],
-        [nsB, backendFor(nsB)],
-      ]),
-      nsA,
-    );
+    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: [nsA, nsB], backendFor, log });
     const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
       defaultMetrics: false,
     });
@@ -354,6 +349,24 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
       expect(api.proxy.count(on({ verb: "patch", resource: "deployments/scale", namespace: nsA }))).toBe(0);
       // The same name is not found in a namespace that has no such function.
       expect((await call(`${gateway.url}/invoke/${cold}`)).status).toBe(404);
+      // API keys come from the function's own namespace.
+      const locked = randomName("locked");
+      const lockedFn = await createFunction(admin, nsB, locked, { auth: "apiKey" });
+      await createDeployment(admin, nsB, locked, 1);
+      await putSlice(admin, nsB, locked, [{ name: `${locked}-pod`, address: runnerB.address, port: runnerB.port }]);
+      const key = newApiKey(locked, { functionUid: lockedFn.metadata.uid });
+      await storeApiKey(admin, nsB, key.record);
+      await eventually(
+        async () =>
+          (await call(`${gateway.url}/invoke/${nsB}/${locked}`, { headers: { "x-faas-key": key.key } })).status === 200,
+        10_000,
+        "the key of a function in the second namespace to be accepted",
+      );
+      expect((await call(`${gateway.url}/invoke/${nsB}/${locked}`)).status).toBe(401);
+      const wrong = newApiKey(locked);
+      expect(
+        (await call(`${gateway.url}/invoke/${nsB}/${locked}`, { headers: { "x-faas-key": wrong.key } })).status,
+      ).toBe(403);
       const metrics = (await call(`${gateway.url}/metrics`)).body;
       expect(metrics).toContain(`faas_scale_patches_total{function="${cold}",namespace="${nsB}"} 1`);
       expect(metrics).toContain(`faas_pool_idle_pods{runtime="python",namespace="${nsA}"} 0`);
@@ -364,6 +377,49 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     } finally {
       await gateway.stop();
       await runnerB.close();
+    }
+  }, 30_000);
+
+  it("serving all namespaces: a namespace's first Function, created after the start, is served", async () => {
+    const nsA = await createNamespace(admin);
+    const nsB = await createNamespace(admin);
+    const fn = randomName("late");
+    const client = api.client();
+    const backendFor = (namespace: string): KubeBackend =>
+      new KubeBackend(
+        client,
+        {
+          namespace,
+          scaleUpTimeoutMs: 10_000,
+          activityTickMs: 250,
+          routingCheckMs: 100,
+          routingGraceMs: 500,
+          pool: NO_POOL,
+        },
+        log,
+      );
+    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: "*", backendFor, log });
+    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
+      defaultMetrics: false,
+    });
+    try {
+      await gateway.start();
+      expect((await call(`${gateway.url}/readyz`)).status).toBe(200);
+      expect((await call(`${gateway.url}/invoke/${nsB}/${fn}`)).status).toBe(404);
+      await createWarmFunction(admin, nsB, fn, runner);
+      await eventually(() => backend.namespaces.includes(nsB), 5000, `${nsB} served`);
+      await eventually(
+        async () => (await call(`${gateway.url}/invoke/${nsB}/${fn}/x`)).status === 200,
+        10_000,
+        `${nsB}/${fn} answering`,
+      );
+      const r = await call(`${gateway.url}/invoke/${nsB}/${fn}/x`);
+      expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "pod:/invoke/x" });
+      expect((await call(`${gateway.url}/metrics`)).body).toContain(
+        `faas_pool_idle_pods{runtime="python",namespace="${nsB}"} 0`,
+      );
+    } finally {
+      await gateway.stop();
     }
   }, 30_000);
 

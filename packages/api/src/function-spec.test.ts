@@ -38,7 +38,12 @@ describe("parseFunction", () => {
       timeoutSeconds: 30,
       idleSeconds: SPEC_DEFAULTS.idleSeconds,
       env: [],
+      auth: "none",
     });
+  });
+
+  it("accepts auth: apiKey", () => {
+    expect(parseFunction({ ...valid, spec: { ...valid.spec, auth: "apiKey" } }).spec.auth).toBe("apiKey");
   });
 
   it("reads the older env map as the list, and keeps values from Secrets out of the load spec", () => {
@@ -263,6 +268,12 @@ describe("parseFunction", () => {
       patch: (o) => ({ ...o, spec: { ...o.spec, replicas: 2 } }),
       field: "spec",
       says: /unknown field.*replicas/,
+    },
+    {
+      name: "unknown auth mode",
+      patch: (o) => ({ ...o, spec: { ...o.spec, auth: "basic" } }),
+      field: "spec.auth",
+      says: /one of "none", "apiKey"/,
     },
     { name: "wrong kind", patch: (o) => ({ ...o, kind: "Deployment" }), field: "kind", says: /Function/ },
   ];

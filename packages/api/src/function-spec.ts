@@ -35,6 +35,7 @@ export const SPEC_DEFAULTS = {
   timeoutSeconds: 30,
   idleSeconds: 60,
   targetCPUUtilization: 50,
+  auth: "none",
 } as const;
 
 const objectName = (what: string) =>
@@ -92,6 +93,9 @@ const ResourceAmountsSchema = z.object({ cpu: quantity.optional(), memory: quant
 export const ResourcesSchema = z
   .object({ requests: ResourceAmountsSchema.optional(), limits: ResourceAmountsSchema.optional() })
   .strict();
+/** `none`: anyone who reaches the gateway may invoke; `apiKey`: a key made for this function is required. */
+export const AUTH_MODES = ["none", "apiKey"] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
 
 export const FunctionSpecSchema = z
   .object({
@@ -145,6 +149,10 @@ export const FunctionSpecSchema = z
     resources: ResourcesSchema.optional().describe(
       "CPU and memory requests and limits of each replica (Kubernetes quantities); the operator's defaults fill what is unset.",
     ),
+    auth: z
+      .enum(AUTH_MODES)
+      .default(SPEC_DEFAULTS.auth)
+      .describe("Who may invoke: none (anyone) or apiKey (a key created with `faas keys create`)."),
   })
   .strict();
 

@@ -1,3 +1,4 @@
+export * from "./api-keys.js";
 export * from "./errors.js";
 export * from "./function-spec.js";
 export * from "./load-spec.js";

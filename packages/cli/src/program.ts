@@ -7,6 +7,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 // `faas list` never loads the operator, nor through it the Kubernetes client (ADR 0001).
 import type { runDeploy } from "./commands/deploy.js";
 import type { runInvoke } from "./commands/invoke.js";
+import type { KeysOptions } from "./commands/keys.js";
 import type { OperatorOptions } from "./commands/operator.js";
 import type { runStress } from "./commands/stress.js";
 import type { runUp } from "./commands/up.js";
@@ -164,13 +165,56 @@ A cold call prints its breakdown (parked / scale-up / specialize) on stderr.`,
       `
 Example:
   $ faas list
-  NAME   RUNTIME  READY  MIN/MAX  COLD-STARTS  P50    URL
-  hello  python   1/1    0/3      1            0.9ms  http://127.0.0.1:8000/invoke/hello
+  NAME   RUNTIME  READY  MIN/MAX  COLD-STARTS  P50    AUTH  URL
+  hello  python   1/1    0/3      1            0.9ms  none  http://127.0.0.1:8000/invoke/hello
 
-READY is ready/desired replicas; 0/0 means scaled to zero (the next call is a cold start).`,
+READY is ready/desired replicas; 0/0 means scaled to zero (the next call is a cold start).
+AUTH is spec.auth, with the number of API keys for apiKey (never the keys).`,
     )
     .action((opts: { json?: boolean }, cmd: Command) =>
       run(import("./commands/list.js").then((m) => m.runList(configured(cmd), opts))),
+    );
+
+  const keys = program
+    .command("keys")
+    .description("create, list and revoke API keys of functions with spec.auth: apiKey")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ KEY=$(faas keys create hello)           # printed once; only its hash is kept
+  $ curl -H "Authorization: Bearer $KEY" localhost:8000/invoke/hello
+  $ curl -H "X-Faas-Key: $KEY" localhost:8000/invoke/hello
+  $ faas keys list
+  $ faas keys revoke 3f9c0a1b2c3d4e5f
+  $ faas keys create hello --namespace default    # on Kubernetes (also --kubeconfig, --context)
+
+Locally the keys live hashed in the data dir (keys.json, mode 0600) and \`faas up\` must be running.
+With --kubeconfig, --context or --namespace they go straight into the namespace's Secret
+faas-api-keys with your own credentials; every gateway replica sees a change within moments.`,
+    );
+  const clusterOptions = (cmd: Command): Command =>
+    cmd
+      .option("--kubeconfig <file>", "manage the keys in a cluster with this kubeconfig")
+      .option("--context <name>", "kubeconfig context to use (implies the cluster)")
+      .option("-n, --namespace <namespace>", "namespace of the functions (implies the cluster; default: the context's)")
+      .option("--json", "print JSON");
+  clusterOptions(keys.command("create").description("make a new API key for a function and print it once"))
+    .argument("<function>", "function name")
+    .action((fn: string, opts: KeysOptions, cmd: Command) =>
+      run(import("./commands/keys.js").then((m) => m.runKeysCreate(configured(cmd), fn, opts))),
+    );
+  clusterOptions(
+    keys.command("list").alias("ls").description("show key ids, functions and creation times (never keys)"),
+  )
+    .argument("[function]", "only this function's keys")
+    .action((fn: string | undefined, opts: KeysOptions, cmd: Command) =>
+      run(import("./commands/keys.js").then((m) => m.runKeysList(configured(cmd), fn, opts))),
+    );
+  clusterOptions(keys.command("revoke").description("revoke a key by its id; it stops working within seconds"))
+    .argument("<id>", "key id, as `faas keys list` shows it")
+    .action((id: string, opts: KeysOptions, cmd: Command) =>
+      run(import("./commands/keys.js").then((m) => m.runKeysRevoke(configured(cmd), id, opts))),
     );
 
   program

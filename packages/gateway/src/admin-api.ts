@@ -7,7 +7,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { FaasError, parseFunction } from "@faas/api";
 import type { Activator } from "./activator.js";
-import type { Backend, BackendAdmin, FunctionStatus, ValueKind } from "./backend.js";
+import type { Backend, BackendAdmin, FunctionStatus, KeyAdmin, ValueKind } from "./backend.js";
 import { decodePathSegment, readJson, sendError, sendJson } from "./http-util.js";
 
 const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -21,6 +21,9 @@ export interface FunctionSummary extends FunctionStatus {
   parked: number;
   p50Ms: number | null;
   url: string;
+  /** `spec.auth`, and how many keys the function has (never the keys). */
+  auth: string;
+  apiKeys: number;
 }
 
 export class AdminApi {
@@ -45,10 +48,12 @@ export class AdminApi {
         .map((p) => decodePathSegment(p, "path segment"));
       const valueKind = VALUE_ROUTES.get(parts[1] ?? "");
       if (valueKind !== undefined && parts.length <= 3) return await this.#values(req, res, valueKind, parts[2]);
+      if (parts[1] === "keys" && parts.length <= 3) return await this.#keys(req, res, undefined, parts[2]);
       if (parts[1] !== "functions") throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       const name = parts[2];
       if (name === undefined) return this.#list(req, res);
       if (parts[3] === "logs" && parts.length === 4) return this.#logs(res, name, url.searchParams);
+      if (parts[3] === "keys" && parts.length === 4) return await this.#keys(req, res, name, undefined);
       if (parts.length !== 3) throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       switch (req.method) {
         case "GET":
@@ -147,7 +152,49 @@ export class AdminApi {
       parked: this.activator.queued(name),
       p50Ms: p50 ?? null,
       url: `${this.publicUrl()}/invoke/${name}`,
+      auth: fn.spec.auth,
+      apiKeys: this.backend.keys?.apiKeyCount(name) ?? 0,
     };
+  }
+
+  /**
+   * `POST /admin/functions/<fn>/keys` creates a key (the only answer that ever
+   * holds it), `GET /admin/functions/<fn>/keys` and `GET /admin/keys` list
+   * them, `DELETE /admin/keys/<id>` revokes one.
+   */
+  async #keys(
+    req: IncomingMessage,
+    res: ServerResponse,
+    fn: string | undefined,
+    id: string | undefined,
+  ): Promise<void> {
+    const keys = this.#keyAdmin();
+    if (fn !== undefined && req.method === "POST") {
+      req.resume();
+      const { key, info } = await keys.create(fn);
+      return sendJson(res, 201, { ...info, key });
+    }
+    if (req.method === "GET" && id === undefined) {
+      if (fn !== undefined && this.backend.getFunction(fn) === undefined)
+        throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
+      return sendJson(res, 200, { items: keys.list(fn) });
+    }
+    if (req.method === "DELETE" && id !== undefined) {
+      if (!(await keys.revoke(id))) throw new FaasError("NOT_FOUND", `no API key with id "${id}"`);
+      return sendJson(res, 200, { revoked: id });
+    }
+    throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.url}`);
+  }
+
+  #keyAdmin(): KeyAdmin {
+    const keys = this.backend.admin?.keys;
+    if (keys === undefined) {
+      throw new FaasError(
+        "METHOD_NOT_ALLOWED",
+        `the ${this.backend.kind} backend keeps its API keys elsewhere (faas keys --kubeconfig …)`,
+      );
+    }
+    return keys;
   }
 
   async #deploy(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {

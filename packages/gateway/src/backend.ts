@@ -4,7 +4,7 @@
  * (Deployments, EndpointSlices) both implement it.
  */
 import type { Readable } from "node:stream";
-import type { FunctionResource } from "@faas/api";
+import type { ApiKeyRecord, FunctionResource } from "@faas/api";
 import type { Registry } from "prom-client";
 
 export interface Endpoint {
@@ -70,6 +70,26 @@ export interface LogOptions {
   signal: AbortSignal;
 }
 
+/** Where the gateway finds the API keys of functions with `spec.auth: apiKey` (ADR 0011). */
+export interface KeyLookup {
+  /** The record of key `id` when it is a current key of function `fn`; undefined otherwise. */
+  apiKey(fn: string, id: string): ApiKeyRecord | undefined;
+  /** How many current keys `fn` has (shown by `faas list`). */
+  apiKeyCount(fn: string): number;
+}
+
+/** A key as the admin API shows it: never the key, nor its hash. */
+export type ApiKeyInfo = Omit<ApiKeyRecord, "sha256" | "functionUid">;
+
+/** Creating, listing and revoking keys, for backends that keep them themselves (local mode). */
+export interface KeyAdmin {
+  /** Rejects with FUNCTION_NOT_FOUND for an unknown function. `key` is returned here and never again. */
+  create(fn: string): Promise<{ key: string; info: ApiKeyInfo }>;
+  list(fn?: string): ApiKeyInfo[];
+  /** `false` when there was no such key. */
+  revoke(id: string): Promise<boolean>;
+}
+
 /** Management operations, for backends that own function definitions (local mode). */
 export interface BackendAdmin {
   /** Validated resource in, `true` when it was new. */
@@ -83,6 +103,7 @@ export interface BackendAdmin {
   setValues?(kind: ValueKind, name: string, data: Record<string, string>, replace: boolean): Promise<object>;
   /** `false` when there was no such set; refused while a function refers to it. */
   deleteValues?(kind: ValueKind, name: string): Promise<boolean>;
+  readonly keys?: KeyAdmin;
 }
 
 export type ValueKind = "secret" | "config";
@@ -104,6 +125,8 @@ export interface Backend {
   /** The gateway could not reach a replica, or it announced it is draining. */
   endpointFailed(fn: string, endpointId: string, reason: string): void;
   readonly admin?: BackendAdmin;
+  /** API keys; without it, functions with `auth: apiKey` refuse every request. */
+  readonly keys?: KeyLookup;
   /** Adds the backend's own metrics to the gateway's registry. */
   registerMetrics?(registry: Registry): void;
   /**

@@ -8,6 +8,8 @@ import { type ClientRequest, type IncomingMessage, request, type ServerResponse 
 import { FaasError } from "@faas/api";
 import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
+import { checkApiKey } from "./api-key-check.js";
+import type { KeyLookup } from "./backend.js";
 import type { GatewayConfig } from "./config.js";
 import type { ColdEpisode, FunctionState, Lease } from "./function-state.js";
 import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
@@ -50,6 +52,7 @@ export class Invoker {
     private readonly activator: Activator,
     private readonly cfg: GatewayConfig,
     private readonly log: Logger,
+    private readonly keys: KeyLookup | undefined,
   ) {
     this.#sweeper = setInterval(() => {
       try {
@@ -116,6 +119,7 @@ export class Invoker {
       );
       return;
     }
+    if (state.resource.spec.auth !== "none" && !this.#authorized(name, req, res)) return;
     const h = req.headers;
     const length = h["content-length"];
     if (length !== undefined && Number(length) > this.cfg.maxBodyBytes) {
@@ -140,6 +144,21 @@ export class Invoker {
     };
     state.touch(call.startedAt);
     this.#dispatch(call);
+  }
+
+  /** `spec.auth: apiKey`: 401 without a key, 403 with a key that is not this function's. */
+  #authorized(fn: string, req: IncomingMessage, res: ServerResponse): boolean {
+    try {
+      checkApiKey(fn, req.headers, this.keys);
+      return true;
+    } catch (err) {
+      // Anything but a refusal is a bug: the gateway's edge logs it and answers INTERNAL.
+      if (!(err instanceof FaasError)) throw err;
+      req.resume();
+      this.activator.metrics.authRefusals.inc({ function: fn, code: err.code });
+      sendError(res, err, err.code === "UNAUTHORIZED" ? { "www-authenticate": 'Bearer realm="faas"' } : undefined);
+      return false;
+    }
   }
 
   #refuseBody(res: ServerResponse, size: number): void {

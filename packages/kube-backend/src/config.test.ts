@@ -33,7 +33,24 @@ describe("in-cluster gateway configuration", () => {
     expect(cfg.gateway.maxParkedPerNamespace).toBe(perNamespace);
   });
 
+  it("FAAS_FUNCTION_NAMESPACES=* serves every namespace, the default one from FAAS_FUNCTION_NAMESPACE", () => {
+    const all = loadKubeGatewayConfig({ FAAS_FUNCTION_NAMESPACES: "*" });
+    expect({
+      all: all.allNamespaces,
+      namespaces: all.namespaces,
+      perNamespace: all.gateway.maxParkedPerNamespace,
+    }).toEqual({
+      all: true,
+      namespaces: ["default"],
+      perNamespace: 5000,
+    });
+    const other = loadKubeGatewayConfig({ FAAS_FUNCTION_NAMESPACES: " * ", FAAS_FUNCTION_NAMESPACE: "fns" });
+    expect(other.backend.namespace).toBe("fns");
+    expect(loadKubeGatewayConfig({ FAAS_FUNCTION_NAMESPACES: "a,b" }).allNamespaces).toBe(false);
+  });
+
   it.each([
+    { list: "a,*", why: /"\*" is not a namespace name/ },
     { list: "a,A", why: /"A" is not a namespace name/ },
     { list: "a,a", why: /listed twice/ },
     { list: "-x", why: /not a namespace name/ },

@@ -14,12 +14,27 @@ export interface KubeGatewayConfig {
    * default one, whose functions `/invoke/<name>` means.
    */
   namespaces: string[];
+  /**
+   * `FAAS_FUNCTION_NAMESPACES=*`: every namespace with a Function (needs the
+   * ClusterRole bound cluster-wide); the default namespace is then
+   * `FAAS_FUNCTION_NAMESPACE`, or `default`.
+   */
+  allNamespaces: boolean;
 }
 
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-function loadNamespaces(env: NodeJS.ProcessEnv): string[] {
-  const raw = env.FAAS_FUNCTION_NAMESPACES ?? env.FAAS_FUNCTION_NAMESPACE ?? "default";
+function loadNamespaces(env: NodeJS.ProcessEnv): { namespaces: string[]; all: boolean } {
+  if (env.FAAS_FUNCTION_NAMESPACES?.trim() === "*") {
+    return { namespaces: checkNamespaces(env.FAAS_FUNCTION_NAMESPACE || "default"), all: true };
+  }
+  return {
+    namespaces: checkNamespaces(env.FAAS_FUNCTION_NAMESPACES ?? env.FAAS_FUNCTION_NAMESPACE ?? "default"),
+    all: false,
+  };
+}
+
+function checkNamespaces(raw: string): string[] {
   const list = raw
     .split(",")
     .map((s) => s.trim())
@@ -40,7 +55,7 @@ function loadNamespaces(env: NodeJS.ProcessEnv): string[] {
 }
 
 export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig {
-  const namespaces = loadNamespaces(env);
+  const { namespaces, all: allNamespaces } = loadNamespaces(env);
   const parkedTotal = Number(env.FAAS_MAX_PARKED_TOTAL ?? DEFAULT_GATEWAY_CONFIG.maxParkedTotal) || 1;
   const scaleUpTimeoutMs = Number(env.FAAS_SCALE_UP_TIMEOUT_MS ?? 120_000);
   if (!Number.isInteger(scaleUpTimeoutMs) || scaleUpTimeoutMs <= 0) {
@@ -75,7 +90,8 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
         host: "0.0.0.0",
         parkTimeoutMs: 60_000,
         // Several namespaces: each may fill its share of the parking, not all of it.
-        maxParkedPerNamespace: Math.max(1, Math.floor(parkedTotal / namespaces.length)),
+        // (All namespaces, however many: half each.)
+        maxParkedPerNamespace: Math.max(1, Math.floor(parkedTotal / (allNamespaces ? 2 : namespaces.length))),
       }),
       adminToken: undefined,
     },
@@ -88,5 +104,6 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
     },
     kubeconfig: env.KUBECONFIG || undefined,
     namespaces,
+    allNamespaces,
   };
 }

@@ -11,11 +11,16 @@ const log = createLogger(cfg.gateway.logLevel, "faas-gateway", process.stdout);
 const client = KubeClient.load({ kubeconfig: cfg.kubeconfig });
 const backendFor = (namespace: string): KubeBackend =>
   new KubeBackend(client, { ...cfg.backend, namespace }, log.child({ component: "kube-backend", namespace }));
-// One namespace: its backend as it is; several: one each, under one key space (`<namespace>/<name>`).
+// One namespace: its backend as it is; several (or all): one each, under one key space (`<namespace>/<name>`).
 const backend =
-  cfg.namespaces.length === 1
+  cfg.namespaces.length === 1 && !cfg.allNamespaces
     ? backendFor(cfg.backend.namespace)
-    : new NamespacedBackend(client, new Map(cfg.namespaces.map((ns) => [ns, backendFor(ns)])), cfg.backend.namespace);
+    : new NamespacedBackend(client, {
+        defaultNamespace: cfg.backend.namespace,
+        namespaces: cfg.allNamespaces ? "*" : cfg.namespaces,
+        backendFor,
+        log: log.child({ component: "namespaces" }),
+      });
 const gateway = new Gateway(cfg.gateway, backend, log);
 
 let stopping = false;

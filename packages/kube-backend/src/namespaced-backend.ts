@@ -5,33 +5,126 @@
  * `<namespace>/<name>` elsewhere — a Kubernetes name never holds a `/`, so a
  * key is never ambiguous. Every call is passed to the namespace's backend
  * with the bare name, and everything it reports comes back under the key.
+ *
+ * Serving all namespaces, it watches Functions cluster-wide and starts a
+ * namespace's backend when the first Function appears there.
  */
-import type { FunctionResource } from "@faas/api";
-import type { Backend, BackendListener, FunctionStatus, LoadView, ScaleUpResult } from "@faas/gateway";
-import type { KubeClient } from "@faas/kube";
+import type { ApiKeyRecord, FunctionResource } from "@faas/api";
+import type { Backend, BackendListener, FunctionStatus, KeyLookup, LoadView, ScaleUpResult } from "@faas/gateway";
+import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
+import type { Logger } from "pino";
 import { Counter, Gauge, Registry } from "prom-client";
 import type { KubeBackend } from "./kube-backend.js";
 
+export interface NamespacedBackendOptions {
+  /** The namespace `/invoke/<name>` means. */
+  defaultNamespace: string;
+  /** Served namespaces; `"*"` for every namespace that has a Function (and the default one). */
+  namespaces: readonly string[] | "*";
+  /** Makes the backend of one namespace. */
+  backendFor(namespace: string): KubeBackend;
+  log: Logger;
+}
+
+interface Scope {
+  backend: KubeBackend;
+  /** The backend's own metrics, summed into the gateway's with a namespace label. */
+  registry: Registry;
+  started: Promise<void>;
+}
+
 export class NamespacedBackend implements Backend {
   readonly kind = "kubernetes";
+  readonly defaultNamespace: string;
+  readonly #scopes = new Map<string, Scope>();
   /** The key's form of each backend's resources, by namespace and generation. */
   readonly #relabelled = new Map<string, { from: FunctionResource; to: FunctionResource }>();
+  /** Serving all namespaces: every Function, to find the namespaces that have one. */
+  readonly #allFunctions: Reflector<KubeObject> | undefined;
+  #listener: BackendListener | undefined;
+  #load: LoadView | undefined;
+  #stopped = false;
 
   constructor(
     private readonly client: KubeClient,
-    /** Namespace → its backend. */
-    private readonly backends: ReadonlyMap<string, KubeBackend>,
-    readonly defaultNamespace: string,
+    private readonly opts: NamespacedBackendOptions,
   ) {
-    if (!backends.has(defaultNamespace)) throw new Error(`the default namespace ${defaultNamespace} is not served`);
+    this.defaultNamespace = opts.defaultNamespace;
+    const initial = opts.namespaces === "*" ? [opts.defaultNamespace] : opts.namespaces;
+    if (!initial.includes(opts.defaultNamespace)) {
+      throw new Error(`the default namespace ${opts.defaultNamespace} is not served`);
+    }
+    for (const ns of initial) this.#add(ns);
+    if (opts.namespaces === "*") {
+      this.#allFunctions = new Reflector<KubeObject>(
+        client,
+        { resource: RESOURCES.functions },
+        opts.log.child({ reflector: "functions-all-namespaces" }),
+      );
+      this.#allFunctions.on("add", (o) => this.#discovered(o.metadata.namespace));
+    }
+  }
+
+  #add(ns: string): Scope {
+    const backend = this.opts.backendFor(ns);
+    const registry = new Registry();
+    backend.registerMetrics(registry);
+    const scope: Scope = { backend, registry, started: Promise.resolve() };
+    this.#scopes.set(ns, scope);
+    return scope;
+  }
+
+  /** A Function in a namespace not served yet: its backend starts now, and serves once synced. */
+  #discovered(ns: string | undefined): void {
+    if (ns === undefined || this.#scopes.has(ns) || this.#stopped) return;
+    const scope = this.#add(ns);
+    this.opts.log.info({ namespace: ns }, "serving a new namespace");
+    if (this.#listener !== undefined && this.#load !== undefined) {
+      scope.started = this.#startScope(ns, scope, this.#listener, this.#load).catch((err: unknown) =>
+        this.opts.log.error({ namespace: ns, err: (err as Error).message }, "a namespace's backend failed to start"),
+      );
+    }
+  }
+
+  #startScope(ns: string, scope: Scope, listener: BackendListener, load: LoadView): Promise<void> {
+    const k = (name: string): string => this.key(ns, name);
+    const scoped: BackendListener = {
+      endpointsChanged: (fn, endpoints) => listener.endpointsChanged(k(fn), endpoints),
+      functionChanged: (fn, resource) => {
+        if (resource === undefined) this.#relabelled.delete(k(fn));
+        listener.functionChanged(k(fn), this.#relabel(ns, resource));
+      },
+      preconnect: listener.preconnect === undefined ? undefined : (e) => listener.preconnect?.(e),
+    };
+    const view: LoadView = {
+      inFlight: (fn) => load.inFlight(k(fn)),
+      queued: (fn) => load.queued(k(fn)),
+      lastActivityMs: (fn) => load.lastActivityMs(k(fn)),
+      endpointInFlight: (fn, id) => load.endpointInFlight(k(fn), id),
+      routableEndpoints:
+        load.routableEndpoints === undefined ? undefined : (fn) => load.routableEndpoints?.(k(fn)) ?? 0,
+    };
+    return scope.backend.start(scoped, view);
+  }
+
+  /** API keys of `auth: apiKey` functions: each namespace's own Secret, through its backend. */
+  readonly keys: KeyLookup = {
+    apiKey: (key: string, id: string): ApiKeyRecord | undefined => {
+      const s = this.#split(key);
+      return s === undefined ? undefined : s.backend.keys.apiKey(s.name, id);
+    },
+    apiKeyCount: (key: string): number => {
+      const s = this.#split(key);
+      return s === undefined ? 0 : s.backend.keys.apiKeyCount(s.name);
+    },
+  };
+
+  servesNamespace(namespace: string): boolean {
+    return namespace !== this.defaultNamespace && this.#scopes.has(namespace);
   }
 
   get namespaces(): string[] {
-    return [...this.backends.keys()];
-  }
-
-  servesNamespace(namespace: string): boolean {
-    return namespace !== this.defaultNamespace && this.backends.has(namespace);
+    return [...this.#scopes.keys()];
   }
 
   key(namespace: string, name: string): string {
@@ -43,7 +136,7 @@ export class NamespacedBackend implements Backend {
     const slash = key.indexOf("/");
     const ns = slash < 0 ? this.defaultNamespace : key.slice(0, slash);
     const name = slash < 0 ? key : key.slice(slash + 1);
-    const backend = this.backends.get(ns);
+    const backend = this.#scopes.get(ns)?.backend;
     return backend === undefined || name === "" ? undefined : { ns, name, backend };
   }
 
@@ -58,32 +151,21 @@ export class NamespacedBackend implements Backend {
   }
 
   async start(listener: BackendListener, load: LoadView): Promise<void> {
-    await Promise.all(
-      [...this.backends].map(([ns, backend]) => {
-        const k = (name: string): string => this.key(ns, name);
-        const scoped: BackendListener = {
-          endpointsChanged: (fn, endpoints) => listener.endpointsChanged(k(fn), endpoints),
-          functionChanged: (fn, resource) => {
-            if (resource === undefined) this.#relabelled.delete(k(fn));
-            listener.functionChanged(k(fn), this.#relabel(ns, resource));
-          },
-          preconnect: listener.preconnect === undefined ? undefined : (e) => listener.preconnect?.(e),
-        };
-        const view: LoadView = {
-          inFlight: (fn) => load.inFlight(k(fn)),
-          queued: (fn) => load.queued(k(fn)),
-          lastActivityMs: (fn) => load.lastActivityMs(k(fn)),
-          endpointInFlight: (fn, id) => load.endpointInFlight(k(fn), id),
-          routableEndpoints:
-            load.routableEndpoints === undefined ? undefined : (fn) => load.routableEndpoints?.(k(fn)) ?? 0,
-        };
-        return backend.start(scoped, view);
-      }),
-    );
+    this.#listener = listener;
+    this.#load = load;
+    for (const [ns, scope] of this.#scopes) scope.started = this.#startScope(ns, scope, listener, load);
+    await Promise.all([...this.#scopes.values()].map((s) => s.started));
+    if (this.#allFunctions !== undefined) {
+      // Synced: every namespace with a Function has its backend, started below.
+      await this.#allFunctions.start();
+      await Promise.all([...this.#scopes.values()].map((s) => s.started));
+    }
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.backends.values()].map((b) => b.stop()));
+    this.#stopped = true;
+    this.#allFunctions?.stop();
+    await Promise.all([...this.#scopes.values()].map((s) => s.backend.stop()));
   }
 
   getFunction(key: string): FunctionResource | undefined {
@@ -92,8 +174,8 @@ export class NamespacedBackend implements Backend {
   }
 
   listFunctions(): FunctionResource[] {
-    return [...this.backends].flatMap(([ns, b]) =>
-      b.listFunctions().map((f) => this.#relabel(ns, f) as FunctionResource),
+    return [...this.#scopes].flatMap(([ns, s]) =>
+      s.backend.listFunctions().map((f) => this.#relabel(ns, f) as FunctionResource),
     );
   }
 
@@ -115,7 +197,7 @@ export class NamespacedBackend implements Backend {
   }
 
   ready(): boolean {
-    return [...this.backends.values()].every((b) => b.ready());
+    return (this.#allFunctions?.synced ?? true) && [...this.#scopes.values()].every((s) => s.backend.ready());
   }
 
   /**
@@ -127,20 +209,17 @@ export class NamespacedBackend implements Backend {
     this.client.metrics.register(registry);
     const own = new Registry();
     this.client.metrics.register(own);
-    const shared = new Set(own.getMetricsAsArray().map((m) => (m as unknown as { name: string }).name));
-    const perNamespace = [...this.backends].map(([ns, b]) => {
-      const r = new Registry();
-      b.registerMetrics(r);
-      return { ns, metrics: r.getMetricsAsArray() as unknown as MetricLike[] };
-    });
-    const first = perNamespace[0]?.metrics ?? [];
-    for (const m of first) {
+    const shared = new Set((own.getMetricsAsArray() as unknown as MetricLike[]).map((m) => m.name));
+    const scopes = this.#scopes;
+    const template = (scopes.get(this.defaultNamespace)?.registry.getMetricsAsArray() ?? []) as unknown as MetricLike[];
+    for (const m of template) {
       if (shared.has(m.name)) continue;
-      const sources = perNamespace.map((p) => ({ ns: p.ns, metric: p.metrics.find((x) => x.name === m.name) }));
-      const labelNames = ["namespace", ...(m.labelNames ?? [])];
+      const name = m.name;
+      // Summed at each scrape from every namespace's backend, those started since included.
       const collect = async function (this: Counter | Gauge): Promise<void> {
         this.reset();
-        for (const { ns, metric } of sources) {
+        for (const [ns, scope] of scopes) {
+          const metric = scope.registry.getSingleMetric(name) as unknown as MetricLike | undefined;
           if (metric === undefined) continue;
           for (const v of (await metric.get()).values) {
             const labels = { ...v.labels, namespace: ns };
@@ -149,7 +228,13 @@ export class NamespacedBackend implements Backend {
           }
         }
       };
-      const def = { name: m.name, help: m.help, labelNames, registers: [registry], collect };
+      const def = {
+        name,
+        help: m.help,
+        labelNames: ["namespace", ...(m.labelNames ?? [])],
+        registers: [registry],
+        collect,
+      };
       if (m.type === "counter") new Counter(def);
       else if (m.type === "gauge") new Gauge(def);
       // Other kinds are not kept per namespace by the backend.

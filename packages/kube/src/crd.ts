@@ -41,7 +41,12 @@ export function functionSpecOpenApi(): Schema {
   const props = spec.properties as Record<string, Schema>;
   // A ConfigMap holds at most 1 MiB; the byte limit is checked client-side, characters here.
   (props.code as Schema).maxLength = MAX_CODE_BYTES;
+  // No server-side defaults for auth and env: the API server would write them into every Function,
+  // and gateways and operators built before a field (or its list form) existed refuse it. Absent is
+  // none, and no variables.
+  delete (props.auth as Schema).default;
   const env = props.env as Schema;
+  delete env.default;
   // One entry per name (the API server refuses duplicates; apply merges by name).
   env["x-kubernetes-list-type"] = "map";
   env["x-kubernetes-list-map-keys"] = ["name"];

@@ -130,10 +130,16 @@ export class KubeClient {
   }
 
   /** In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config. */
-  static load(opts: { kubeconfig?: string | undefined; requestTimeoutMs?: number } = {}): KubeClient {
+  static load(
+    opts: { kubeconfig?: string | undefined; context?: string | undefined; requestTimeoutMs?: number } = {},
+  ): KubeClient {
     const kc = new KubeConfig();
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
+    if (opts.context) {
+      if (!kc.getContextObject(opts.context)) throw new Error(`kubeconfig has no context "${opts.context}"`);
+      kc.setCurrentContext(opts.context);
+    }
     return new KubeClient(kc, opts.requestTimeoutMs ?? 30_000);
   }
 

@@ -29,6 +29,8 @@ export interface ReflectorOptions<T extends KubeObject = KubeObject> {
    * can hold a digest of their data instead of the data.
    */
   transform?: (obj: T) => T;
+  /** Told of every failed list or watch (then retried as always). */
+  onError?: (err: unknown) => void;
 }
 
 export type ReflectorEvents<T> = {
@@ -151,6 +153,9 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
         }
         this.#failures++;
         if (this.#failures > 2) this.#relistReason ??= "error";
+        try {
+          this.opts.onError?.(err);
+        } catch {}
         const base = this.opts.backoffBaseMs ?? 200;
         const delay =
           Math.min(this.opts.backoffMaxMs ?? 30_000, base * 2 ** Math.min(this.#failures - 1, 16)) *

@@ -1,4 +1,5 @@
 export * from "./function-store.js";
+export * from "./key-store.js";
 export * from "./local-backend.js";
 export * from "./log-store.js";
 export * from "./platform.js";

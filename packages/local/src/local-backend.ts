@@ -16,6 +16,8 @@ import type {
   BackendAdmin,
   BackendListener,
   FunctionStatus,
+  KeyAdmin,
+  KeyLookup,
   LoadView,
   LogOptions,
   ScaleUpResult,
@@ -24,6 +26,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { Deployments, type RefreshResult } from "./deployments.js";
 import { FunctionStore } from "./function-store.js";
+import { KeyStore } from "./key-store.js";
 import { type LocalFunction, newLocalFunction } from "./local-function.js";
 import { LocalMetrics } from "./local-metrics.js";
 import { LogStore } from "./log-store.js";
@@ -63,6 +66,9 @@ const noLoad: LoadView = { inFlight: () => 0, queued: () => 0, lastActivityMs: (
 export class LocalBackend implements Backend, BackendAdmin {
   readonly kind = "local";
   readonly admin: BackendAdmin = this;
+  /** The gateway looks keys up here; the admin API creates, lists and revokes them. */
+  readonly keys: KeyLookup & KeyAdmin;
+  readonly #keys: KeyStore;
   readonly #fns = new Map<string, LocalFunction>();
   readonly #pool: WarmPool;
   readonly #store: FunctionStore;
@@ -84,6 +90,17 @@ export class LocalBackend implements Backend, BackendAdmin {
     this.#store = new FunctionStore(opts.dataDir, log);
     this.#values = { secret: new ValueStore(opts.dataDir, "secret"), config: new ValueStore(opts.dataDir, "config") };
     this.#resolver = new Resolver(opts.dataDir, this.#values);
+    this.#keys = new KeyStore(opts.dataDir, log);
+    this.keys = {
+      apiKey: (fn, id) => this.#keys.get(fn, id),
+      apiKeyCount: (fn) => this.#keys.count(fn),
+      create: (fn) =>
+        this.#fns.has(fn)
+          ? this.#keys.create(fn)
+          : Promise.reject(new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`)),
+      list: (fn) => this.#keys.list(fn),
+      revoke: (id) => this.#keys.revoke(id),
+    };
     this.#logs = new LogStore(opts.dataDir);
     this.#pool = new WarmPool(
       opts.runtimes,
@@ -146,6 +163,7 @@ export class LocalBackend implements Backend, BackendAdmin {
     this.#listener = listener;
     this.#load = load;
     await this.#logs.init();
+    await this.#keys.load();
     for (const values of Object.values(this.#values)) await values.load();
     for (const fn of await this.#store.loadAll()) {
       const resolved = await this.#resolver.resolve(fn).catch((err: FaasError) => {
@@ -246,8 +264,10 @@ export class LocalBackend implements Backend, BackendAdmin {
     return this.#deployments.deploy(resource);
   }
 
-  remove(name: string): Promise<boolean> {
-    return this.#deployments.remove(name);
+  async remove(name: string): Promise<boolean> {
+    const removed = await this.#deployments.remove(name);
+    await this.#keys.removeFunction(name);
+    return removed;
   }
 
   listValues(kind: ValueKind): ValueSummary[] {
