@@ -11,6 +11,7 @@ import type { KeysOptions } from "./commands/keys.js";
 import type { OperatorOptions } from "./commands/operator.js";
 import type { runStress } from "./commands/stress.js";
 import type { runUp } from "./commands/up.js";
+import type { SetOptions } from "./commands/values.js";
 import { type CommandContext, type GlobalOptions, withGlobals } from "./context.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
 
@@ -243,6 +244,54 @@ Examples:
     .action((name: string, opts: { json?: boolean }, cmd: Command) =>
       run(import("./commands/delete.js").then((m) => m.runDelete(configured(cmd), name, opts))),
     );
+
+  for (const kind of ["secret", "config"] as const) {
+    const what = kind === "secret" ? "secrets" : "configs (local ConfigMaps)";
+    const values = program
+      .command(kind)
+      .description(`manage ${what} that functions refer to in local mode; values are never printed`)
+      .addHelpText(
+        "after",
+        `
+Functions refer to them as on Kubernetes (${kind === "secret" ? "secretKeyRef, secretRef, spec.secrets mounts" : "configMapKeyRef, configMapRef"}).
+With \`faas up\` running, a change rolls every function that uses it; otherwise
+the store in the data directory (${kind}s.json, mode 0600) is edited directly.
+
+Examples:
+  $ faas ${kind} set db password=s3cret user=app
+  $ faas ${kind} set db --from-file password=./password.txt
+  $ faas ${kind} list
+  $ faas ${kind} delete db`,
+      );
+    values
+      .command("set")
+      .description(`create or update a ${kind}'s keys (functions using it are rolled)`)
+      .argument("<name>", `${kind} name (lowercase letters, digits, '-', '.')`)
+      .argument("[pairs...]", "KEY=VALUE pairs")
+      .option("--from-file <KEY=PATH>", "the value of KEY is the file's content (repeatable)", collect, [])
+      .option("--replace", "the keys given are all it keeps (others are removed)")
+      .option("--json", "print the result as JSON")
+      .action((name: string, pairs: string[], opts: SetOptions, cmd: Command) =>
+        run(import("./commands/values.js").then((m) => m.runValuesSet(configured(cmd), kind, name, pairs, opts))),
+      );
+    values
+      .command("list")
+      .alias("ls")
+      .description(`show ${kind}s and their keys (never their values)`)
+      .option("--json", "print as JSON")
+      .action((opts: { json?: boolean }, cmd: Command) =>
+        run(import("./commands/values.js").then((m) => m.runValuesList(configured(cmd), kind, opts))),
+      );
+    values
+      .command("delete")
+      .alias("rm")
+      .description(`delete a ${kind} (refused while a function refers to it)`)
+      .argument("<name>", `${kind} name`)
+      .option("--json", "print the result as JSON")
+      .action((name: string, opts: { json?: boolean }, cmd: Command) =>
+        run(import("./commands/values.js").then((m) => m.runValuesDelete(configured(cmd), kind, name, opts))),
+      );
+  }
 
   program
     .command("operator")

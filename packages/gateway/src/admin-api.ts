@@ -7,7 +7,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { FaasError, parseFunction } from "@faas/api";
 import type { Activator } from "./activator.js";
-import type { Backend, FunctionStatus, KeyAdmin } from "./backend.js";
+import type { Backend, BackendAdmin, FunctionStatus, KeyAdmin, ValueKind } from "./backend.js";
 import { decodePathSegment, readJson, sendError, sendJson } from "./http-util.js";
 
 const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -46,6 +46,8 @@ export class AdminApi {
         .split("/")
         .filter(Boolean)
         .map((p) => decodePathSegment(p, "path segment"));
+      const valueKind = VALUE_ROUTES.get(parts[1] ?? "");
+      if (valueKind !== undefined && parts.length <= 3) return await this.#values(req, res, valueKind, parts[2]);
       if (parts[1] === "keys" && parts.length <= 3) return await this.#keys(req, res, undefined, parts[2]);
       if (parts[1] !== "functions") throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       const name = parts[2];
@@ -89,6 +91,37 @@ export class AdminApi {
       );
     }
     return admin;
+  }
+
+  /** `/admin/secrets[/<name>]`, `/admin/configs[/<name>]`: keys are listed, values only ever written. */
+  async #values(req: IncomingMessage, res: ServerResponse, kind: ValueKind, name: string | undefined): Promise<void> {
+    const admin: BackendAdmin = this.#admin();
+    if (admin.listValues === undefined || admin.setValues === undefined || admin.deleteValues === undefined) {
+      throw new FaasError("METHOD_NOT_ALLOWED", `the ${this.backend.kind} backend keeps no ${kind}s`);
+    }
+    if (name === undefined) {
+      if (req.method !== "GET") throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
+      return sendJson(res, 200, { items: admin.listValues(kind) });
+    }
+    switch (req.method) {
+      case "PUT": {
+        const body = (await readJson(req, MAX_ADMIN_BODY_BYTES)) as { data?: unknown; replace?: unknown };
+        const data = body?.data;
+        if (typeof data !== "object" || data === null || Array.isArray(data)) {
+          throw new FaasError("BAD_REQUEST", 'body must be {"data": {"KEY": "value", …}, "replace": false}');
+        }
+        return sendJson(
+          res,
+          200,
+          await admin.setValues(kind, name, data as Record<string, string>, body.replace === true),
+        );
+      }
+      case "DELETE":
+        if (!(await admin.deleteValues(kind, name))) throw new FaasError("NOT_FOUND", `no ${kind} named "${name}"`);
+        return sendJson(res, 200, { deleted: name });
+      default:
+        throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${kind}s`);
+    }
   }
 
   #list(req: IncomingMessage, res: ServerResponse): void {
@@ -198,6 +231,11 @@ export class AdminApi {
     stream.pipe(res);
   }
 }
+
+const VALUE_ROUTES = new Map<string, ValueKind>([
+  ["secrets", "secret"],
+  ["configs", "config"],
+]);
 
 function parseUrl(target: string): URL {
   try {

@@ -97,8 +97,16 @@ export interface BackendAdmin {
   /** `false` when there was no such function. */
   remove(name: string): Promise<boolean>;
   logs(name: string, options: LogOptions): Readable;
+  /** Secrets and configs, for backends that keep their own (local mode). Listings name keys, never values. */
+  listValues?(kind: ValueKind): { name: string; keys: string[] }[];
+  /** Stores the keys, then rolls the functions that refer to `name`; says which. */
+  setValues?(kind: ValueKind, name: string, data: Record<string, string>, replace: boolean): Promise<object>;
+  /** `false` when there was no such set; refused while a function refers to it. */
+  deleteValues?(kind: ValueKind, name: string): Promise<boolean>;
   readonly keys?: KeyAdmin;
 }
+
+export type ValueKind = "secret" | "config";
 
 export interface Backend {
   readonly kind: string;

@@ -11,7 +11,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { type KubeClient, KubeError, type KubeObject, type ResourceRef, type WatchEvent } from "./kube-client.js";
 
-export interface ReflectorOptions {
+export interface ReflectorOptions<T extends KubeObject = KubeObject> {
   resource: ResourceRef;
   labelSelector?: string;
   fieldSelector?: string;
@@ -24,6 +24,11 @@ export interface ReflectorOptions {
   minWatchMs?: number;
   /** For tests: the jitter's source. */
   random?: () => number;
+  /**
+   * What is kept of each object (its metadata must stay): a cache of Secrets
+   * can hold a digest of their data instead of the data.
+   */
+  transform?: (obj: T) => T;
   /** Told of every failed list or watch (then retried as always). */
   onError?: (err: unknown) => void;
 }
@@ -63,7 +68,7 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
 
   constructor(
     private readonly client: KubeClient,
-    private readonly opts: ReflectorOptions,
+    private readonly opts: ReflectorOptions<T>,
     private readonly log: Logger,
   ) {
     super();
@@ -200,7 +205,8 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
   }
 
   /** Stores `obj`; returns what to tell listeners, or undefined when nothing changed. */
-  #upsert(key: string, obj: T): Change<T> | undefined {
+  #upsert(key: string, received: T): Change<T> | undefined {
+    const obj = this.opts.transform ? this.opts.transform(received) : received;
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
     if (old === undefined) return ["add", obj];
