@@ -3,7 +3,7 @@
  * the data directory for the CLI, and optional manifests deployed at start.
  */
 import { randomBytes } from "node:crypto";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { type FunctionResource, RUNTIMES, type Runtime } from "@faas/api";
 import { Gateway, type GatewayConfig, type Logger } from "@faas/gateway";
@@ -54,7 +54,10 @@ export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<Lo
     throw err;
   }
   const file = stateFile(dataDir);
-  await writeFile(file, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
+  // Written whole or not at all: a CLI (or a test) polling for it never reads half a file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
+  await rename(tmp, file);
   return {
     gateway,
     backend,
