@@ -162,6 +162,34 @@ remove_host_dirs() {
   fi
 }
 
+# remove_kubeconfig: takes out of $KUBECONFIG (or ~/.kube/config) what `up`
+# put there: the whole file when it holds only this cluster; otherwise the faas
+# context, cluster and user, switching back to the context the file had before
+# `up` merged into it (kept as <file>.bak-faas).
+remove_kubeconfig() {
+  local target=${KUBECONFIG:-$HOME/.kube/config}
+  target=${target%%:*}
+  [ -s "$target" ] && [ -x "$KUBECTL" ] || return 0
+  local k=("$KUBECTL" --kubeconfig "$target") clusters current before=""
+  clusters=$("${k[@]}" config view -o jsonpath='{.clusters[*].name}' 2>/dev/null) || return 0
+  case " $clusters " in *" faas "*) ;; *) return 0 ;; esac
+  if [ "$clusters" = faas ]; then
+    rm -f "$target"
+    log "removed $target (it held only this cluster)"
+    return 0
+  fi
+  current=$("${k[@]}" config current-context 2>/dev/null || true)
+  "${k[@]}" config delete-context faas >/dev/null 2>&1 || true
+  "${k[@]}" config delete-cluster faas >/dev/null 2>&1 || true
+  "${k[@]}" config delete-user faas-admin >/dev/null 2>&1 || true
+  if [ "$current" = faas ]; then
+    [ -s "$target.bak-faas" ] && before=$("$KUBECTL" --kubeconfig "$target.bak-faas" config current-context 2>/dev/null || true)
+    if [ -n "$before" ]; then "${k[@]}" config use-context "$before" >/dev/null 2>&1 || true
+    else "${k[@]}" config unset current-context >/dev/null 2>&1 || true; fi
+  fi
+  log "removed the faas context from $target${before:+ (current context: $before again)}"
+}
+
 cluster_down() {
   [ "$(id -u)" = 0 ] || die "down needs root"
   local purge=${1:-}
@@ -186,5 +214,6 @@ cluster_down() {
     find "$D" -mindepth 1 -maxdepth 1 ! -name found.last -exec rm -rf {} +
     log "purged $D (images, certificates, logs)"
   fi
+  remove_kubeconfig || log "remove_kubeconfig failed; continuing"
   log "cluster down"
 }

@@ -5,9 +5,11 @@
  * ready EndpointSlice pointing at a local fake runner) and checks that the
  * first request is served by the replica, with no scale call.
  */
+
+import { newApiKey } from "@faas/api";
 import { type BackendListener, createLogger, DEFAULT_GATEWAY_CONFIG, Gateway, type LoadView } from "@faas/gateway";
-import type { KubeClient } from "@faas/kube";
-import { KubeBackend } from "@faas/kube-backend";
+import { type KubeClient, storeApiKey } from "@faas/kube";
+import { KubeBackend, NamespacedBackend } from "@faas/kube-backend";
 import { pino } from "pino";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -295,6 +297,130 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     await putSlice(admin, ns, fn, [{ name: `${fn}-pod`, address: runner.address, port: runner.port }]);
     const back = await served;
     expect({ status: back.status, body: back.body }).toEqual({ status: 200, body: "pod:/invoke/x" });
+  }, 30_000);
+
+  it("one gateway, two namespaces: the same name answers from each, /invoke/<namespace>/<name>, cold starts and metrics per namespace", async () => {
+    const nsA = await createNamespace(admin);
+    const nsB = await createNamespace(admin);
+    const fn = randomName("same");
+    const cold = randomName("cold");
+    const runnerB = await startFakeRunner();
+    const client = api.client();
+    const backendFor = (namespace: string): KubeBackend =>
+      new KubeBackend(
+        client,
+        {
+          namespace,
+          scaleUpTimeoutMs: 10_000,
+          activityTickMs: 250,
+          routingCheckMs: 100,
+          routingGraceMs: 500,
+          pool: NO_POOL,
+        },
+        log,
+      );
+    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: [nsA, nsB], backendFor, log });
+    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
+      defaultMetrics: false,
+    });
+    try {
+      await createWarmFunction(admin, nsA, fn, runner);
+      await createWarmFunction(admin, nsB, fn, runnerB);
+      await createFunction(admin, nsB, cold);
+      await createDeployment(admin, nsB, cold, 0);
+      await gateway.start();
+      const a = await call(`${gateway.url}/invoke/${fn}/x`);
+      expect({ status: a.status, body: a.body, pod: a.headers["x-pod"] }).toEqual({
+        status: 200,
+        body: "pod:/invoke/x",
+        pod: runner.address,
+      });
+      const b = await call(`${gateway.url}/invoke/${nsB}/${fn}/x?q=1`);
+      expect({ status: b.status, body: b.body, pod: b.headers["x-pod"] }).toEqual({
+        status: 200,
+        body: "pod:/invoke/x?q=1",
+        pod: runnerB.address,
+      });
+      // A cold start in namespace B patches B's Deployment, and nothing in A.
+      const served = call(`${gateway.url}/invoke/${nsB}/${cold}`);
+      await api.proxy.waitFor(on({ verb: "patch", resource: "deployments/scale", namespace: nsB }), 1);
+      await putSlice(admin, nsB, cold, [{ name: `${cold}-pod`, address: runnerB.address, port: runnerB.port }]);
+      expect((await served).status).toBe(200);
+      expect(api.proxy.count(on({ verb: "patch", resource: "deployments/scale", namespace: nsA }))).toBe(0);
+      // The same name is not found in a namespace that has no such function.
+      expect((await call(`${gateway.url}/invoke/${cold}`)).status).toBe(404);
+      // API keys come from the function's own namespace.
+      const locked = randomName("locked");
+      const lockedFn = await createFunction(admin, nsB, locked, { auth: "apiKey" });
+      await createDeployment(admin, nsB, locked, 1);
+      await putSlice(admin, nsB, locked, [{ name: `${locked}-pod`, address: runnerB.address, port: runnerB.port }]);
+      const key = newApiKey(locked, { functionUid: lockedFn.metadata.uid });
+      await storeApiKey(admin, nsB, key.record);
+      await eventually(
+        async () =>
+          (await call(`${gateway.url}/invoke/${nsB}/${locked}`, { headers: { "x-faas-key": key.key } })).status === 200,
+        10_000,
+        "the key of a function in the second namespace to be accepted",
+      );
+      expect((await call(`${gateway.url}/invoke/${nsB}/${locked}`)).status).toBe(401);
+      const wrong = newApiKey(locked);
+      expect(
+        (await call(`${gateway.url}/invoke/${nsB}/${locked}`, { headers: { "x-faas-key": wrong.key } })).status,
+      ).toBe(403);
+      const metrics = (await call(`${gateway.url}/metrics`)).body;
+      expect(metrics).toContain(`faas_scale_patches_total{function="${cold}",namespace="${nsB}"} 1`);
+      expect(metrics).toContain(`faas_pool_idle_pods{runtime="python",namespace="${nsA}"} 0`);
+      expect(metrics).toMatch(
+        /faas_kube_api_requests_total\{verb="patch",resource="deployments\/scale",code="200"\} 1/,
+      );
+      expect(metrics).toContain(`faas_requests_total{function="${nsB}/${fn}"`);
+    } finally {
+      await gateway.stop();
+      await runnerB.close();
+    }
+  }, 30_000);
+
+  it("serving all namespaces: a namespace's first Function, created after the start, is served", async () => {
+    const nsA = await createNamespace(admin);
+    const nsB = await createNamespace(admin);
+    const fn = randomName("late");
+    const client = api.client();
+    const backendFor = (namespace: string): KubeBackend =>
+      new KubeBackend(
+        client,
+        {
+          namespace,
+          scaleUpTimeoutMs: 10_000,
+          activityTickMs: 250,
+          routingCheckMs: 100,
+          routingGraceMs: 500,
+          pool: NO_POOL,
+        },
+        log,
+      );
+    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: "*", backendFor, log });
+    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
+      defaultMetrics: false,
+    });
+    try {
+      await gateway.start();
+      expect((await call(`${gateway.url}/readyz`)).status).toBe(200);
+      expect((await call(`${gateway.url}/invoke/${nsB}/${fn}`)).status).toBe(404);
+      await createWarmFunction(admin, nsB, fn, runner);
+      await eventually(() => backend.namespaces.includes(nsB), 5000, `${nsB} served`);
+      await eventually(
+        async () => (await call(`${gateway.url}/invoke/${nsB}/${fn}/x`)).status === 200,
+        10_000,
+        `${nsB}/${fn} answering`,
+      );
+      const r = await call(`${gateway.url}/invoke/${nsB}/${fn}/x`);
+      expect({ status: r.status, body: r.body }).toEqual({ status: 200, body: "pod:/invoke/x" });
+      expect((await call(`${gateway.url}/metrics`)).body).toContain(
+        `faas_pool_idle_pods{runtime="python",namespace="${nsB}"} 0`,
+      );
+    } finally {
+      await gateway.stop();
+    }
   }, 30_000);
 
   it("scale-ups asked again and again while the gateway routes to nothing: re-announced, slowed down, no scale call", async () => {

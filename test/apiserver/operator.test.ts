@@ -158,6 +158,91 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
     }
   });
 
+  describe("references to Secrets and ConfigMaps", () => {
+    interface Template extends KubeObject {
+      spec?: {
+        template?: {
+          metadata?: { annotations?: Record<string, string> };
+          spec?: { containers?: { env?: { name: string; valueFrom?: unknown }[]; envFrom?: unknown[] }[] };
+        };
+      };
+    }
+    const configHash = async (ns: string, fn: string): Promise<string | undefined> =>
+      (await get<Template>(RESOURCES.deployments, ns, deploymentName(fn)))?.spec?.template?.metadata?.annotations?.[
+        "faas.example.com/config-hash"
+      ];
+    const hashChangesFrom = (ns: string, fn: string, before: string | undefined, what: string) =>
+      eventually(
+        async () => {
+          const now = await configHash(ns, fn);
+          return now !== undefined && now !== before;
+        },
+        10_000,
+        what,
+      );
+
+    it("rolls on a change to the data of what a function refers to, not on metadata, and never copies a value", async () => {
+      const ns = await createNamespace(admin);
+      const fn = randomName("fn");
+      await createFunction(admin, ns, fn, {
+        env: [
+          { name: "A", value: "literal" },
+          { name: "PW", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+        ],
+        envFrom: [{ configMapRef: { name: "settings" } }],
+      });
+      const o = startOperator(ns);
+      await o.started;
+      await expectReconciled(ns, fn);
+      // Neither exists yet: the pods would wait; the operator says why.
+      const missing = await configHash(ns, fn);
+      expect(missing).toMatch(/^[0-9a-f]{16}$/);
+      await eventually(
+        async () =>
+          (
+            await admin.list<KubeObject & { reason?: string; message?: string }>({ ...RESOURCES.events, namespace: ns })
+          ).items.some(
+            (e) => e.reason === "ReferenceMissing" && e.message?.includes("Secret db, ConfigMap settings") === true,
+          ),
+        10_000,
+        "a ReferenceMissing event",
+      );
+      const secretRef = { ...RESOURCES.secrets, namespace: ns, name: "db" };
+      await admin.create(
+        { ...RESOURCES.secrets, namespace: ns },
+        { apiVersion: "v1", kind: "Secret", metadata: { name: "db" }, stringData: { password: "pw-one" } },
+        FIELD_MANAGER,
+      );
+      await hashChangesFrom(ns, fn, missing, "a roll for the new Secret");
+      const one = await configHash(ns, fn);
+      await admin.mergePatch(secretRef, { stringData: { password: "pw-two" } }, FIELD_MANAGER);
+      await hashChangesFrom(ns, fn, one, "a roll for the changed value");
+      const two = await configHash(ns, fn);
+      await admin.mergePatch(secretRef, { metadata: { labels: { team: "a" } } }, FIELD_MANAGER);
+      await admin.create(
+        { ...RESOURCES.configmaps, namespace: ns },
+        { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "settings" }, data: { MODE: "blue" } },
+        FIELD_MANAGER,
+      );
+      await hashChangesFrom(ns, fn, two, "a roll for the new ConfigMap");
+      const three = await configHash(ns, fn);
+      // The label change alone did not roll: only the ConfigMap did, once.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await configHash(ns, fn)).toBe(three);
+      const dep = await get<Template>(RESOURCES.deployments, ns, deploymentName(fn));
+      const container = dep?.spec?.template?.spec?.containers?.[0];
+      expect(container?.env?.find((e) => e.name === "PW")).toEqual({
+        name: "PW",
+        valueFrom: { secretKeyRef: { name: "db", key: "password" } },
+      });
+      expect(container?.envFrom).toEqual([{ configMapRef: { name: "settings" } }]);
+      const everything = JSON.stringify([dep, await codeConfigMaps(ns, fn)]);
+      expect(everything).toContain("literal");
+      expect(everything).not.toContain("pw-one");
+      expect(everything).not.toContain("pw-two");
+    }, 40_000);
+  });
+
   describe("idle scaler", () => {
     const scaleOf = async (ns: string, fn: string) =>
       (await get<Deployment>(RESOURCES.deployments, ns, deploymentName(fn)))?.spec?.replicas;

@@ -15,7 +15,7 @@ let served = 0;
 const server = http.createServer((req, res) => {
   served++;
   req.resume();
-  res.writeHead(200, { "content-type": "text/plain" });
+  res.writeHead(200, { "content-type": "text/plain", "x-pod": process.argv[1] });
   res.end("pod:" + req.url);
 });
 server.listen(0, process.argv[1], () => process.stdout.write(JSON.stringify({ port: server.address().port }) + "\\n"));

@@ -145,7 +145,7 @@ describe("ADR 0001: workspace boundaries", () => {
   });
 });
 
-describe("`faas list` at run time", () => {
+describe("local commands at run time", () => {
   let dir: string;
   beforeAll(() => {
     execFileSync("npx", ["tsc", "-b", "packages/cli"], { cwd: ROOT, stdio: "inherit" });
@@ -178,12 +178,18 @@ export async function resolve(specifier, context, next) {
     return { urls: existsSync(log) ? readFileSync(log, "utf8").trim().split("\n") : [], status: run.status };
   }
 
-  it("does not load @kubernetes/client-node (nor the operator)", () => {
-    const { urls, status } = loadedModules([CLI_MAIN, "list"]);
+  it.each([
+    [["list"], "/cli/dist/commands/list.js"],
+    [["keys", "list"], "/cli/dist/commands/keys.js"],
+    [["keys", "revoke", "0123456789abcdef"], "/cli/dist/commands/keys.js"],
+  ])("faas %j does not load @kubernetes/client-node (nor the operator)", (args, command) => {
+    const { urls, status } = loadedModules([CLI_MAIN, ...args]);
     // No gateway runs in this data directory: exit 3 after the command itself was loaded.
     expect(status).toBe(3);
-    expect(urls.some((u) => u.endsWith("/cli/dist/commands/list.js"))).toBe(true);
-    expect(urls.filter((u) => u.includes("client-node") || u.includes("/operator/dist/"))).toEqual([]);
+    expect(urls.some((u) => u.endsWith(command))).toBe(true);
+    expect(
+      urls.filter((u) => u.includes("client-node") || u.includes("/operator/dist/") || u.includes("/kube/dist/")),
+    ).toEqual([]);
   });
 
   it("the same hook does record the Kubernetes client when the operator is loaded", () => {

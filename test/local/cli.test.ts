@@ -329,7 +329,7 @@ describe("faas CLI against a running `faas up`", () => {
     const run = await faas(up.dataDir, ["list"]);
     expect(run.code).toBe(0);
     const lines = run.stdout.trim().split("\n");
-    expect(lines[0]).toMatch(/^NAME\s+RUNTIME\s+READY\s+MIN\/MAX\s+COLD-STARTS\s+P50\s+URL$/);
+    expect(lines[0]).toMatch(/^NAME\s+RUNTIME\s+READY\s+MIN\/MAX\s+COLD-STARTS\s+P50\s+AUTH\s+URL$/);
     expect(lines.find((l) => l.startsWith("steady "))).toMatch(/^steady\s+python\s+1\/1\s+1\/2\s/);
   });
 

@@ -4,8 +4,11 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { FaasError } from "./errors.js";
 import { parseFunction, SPEC_DEFAULTS } from "./function-spec.js";
+import { toLoadSpec } from "./load-spec.js";
 import { loadManifests, loadManifestText } from "./manifest.js";
 import { codeFileName, deploymentName } from "./names.js";
+import { parseQuantity } from "./quantity.js";
+import { hasReferences, references } from "./references.js";
 
 const valid = {
   apiVersion: "faas.example.com/v1",
@@ -34,8 +37,60 @@ describe("parseFunction", () => {
       concurrency: SPEC_DEFAULTS.concurrency,
       timeoutSeconds: 30,
       idleSeconds: SPEC_DEFAULTS.idleSeconds,
-      env: {},
+      env: [],
+      auth: "none",
     });
+  });
+
+  it("accepts auth: apiKey", () => {
+    expect(parseFunction({ ...valid, spec: { ...valid.spec, auth: "apiKey" } }).spec.auth).toBe("apiKey");
+  });
+
+  it("reads the older env map as the list, and keeps values from Secrets out of the load spec", () => {
+    const fn = parseFunction({
+      ...valid,
+      spec: {
+        ...valid.spec,
+        env: { A: "1" },
+        envFrom: [{ configMapRef: { name: "settings" } }],
+        secrets: [{ name: "tls", mountPath: "/etc/secrets/tls" }],
+      },
+    });
+    expect(fn.spec.env).toEqual([{ name: "A", value: "1" }]);
+    const withRef = parseFunction({
+      ...valid,
+      spec: {
+        ...valid.spec,
+        env: [
+          { name: "A", value: "1" },
+          { name: "PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+          { name: "MODE", valueFrom: { configMapKeyRef: { name: "settings", key: "mode" } } },
+        ],
+        envFrom: [{ secretRef: { name: "api-keys" } }],
+        secrets: [{ name: "tls", mountPath: "/etc/secrets/tls" }],
+      },
+    });
+    expect(toLoadSpec(withRef).env).toEqual({ A: "1" });
+    expect(references(withRef.spec)).toEqual({ secrets: ["api-keys", "db", "tls"], configMaps: ["settings"] });
+    expect(hasReferences(fn.spec)).toBe(true);
+    expect(hasReferences(parseFunction(valid).spec)).toBe(false);
+  });
+
+  it("accepts resources in Kubernetes quantity syntax", () => {
+    const fn = parseFunction({
+      ...valid,
+      spec: {
+        ...valid.spec,
+        resources: { requests: { cpu: "250m", memory: "64Mi" }, limits: { cpu: 1, memory: "1Gi" } },
+      },
+    });
+    expect(fn.spec.resources?.limits?.cpu).toBe(1);
+    expect(parseQuantity("250m")).toBe(0.25);
+    expect(parseQuantity("1Gi")).toBe(2 ** 30);
+    expect(parseQuantity("1e3")).toBe(1000);
+    expect(parseQuantity("1.5")).toBe(1.5);
+    expect(parseQuantity("1 Gi")).toBeUndefined();
+    expect(parseQuantity("-1")).toBeUndefined();
   });
 
   const cases: {
@@ -95,14 +150,130 @@ describe("parseFunction", () => {
     {
       name: "reserved env",
       patch: (o) => ({ ...o, spec: { ...o.spec, env: { FAAS_PORT: "1" } } }),
-      field: "spec.env.FAAS_PORT",
+      field: "spec.env.0.name",
       says: /reserved/,
+    },
+    {
+      name: "env with both value and valueFrom",
+      patch: (o) => ({
+        ...o,
+        spec: { ...o.spec, env: [{ name: "A", value: "x", valueFrom: { secretKeyRef: { name: "s", key: "k" } } }] },
+      }),
+      field: "spec.env.0",
+      says: /exactly one of value and valueFrom/,
+    },
+    {
+      name: "valueFrom with both refs",
+      patch: (o) => ({
+        ...o,
+        spec: {
+          ...o.spec,
+          env: [
+            {
+              name: "A",
+              valueFrom: { secretKeyRef: { name: "s", key: "k" }, configMapKeyRef: { name: "c", key: "k" } },
+            },
+          ],
+        },
+      }),
+      field: "spec.env.0.valueFrom",
+      says: /exactly one of secretKeyRef and configMapKeyRef/,
+    },
+    {
+      name: "a secret name that is not a Kubernetes name",
+      patch: (o) => ({
+        ...o,
+        spec: { ...o.spec, env: [{ name: "A", valueFrom: { secretKeyRef: { name: "../etc", key: "k" } } }] },
+      }),
+      field: "spec.env.0.valueFrom.secretKeyRef.name",
+      says: /name of a Secret/,
+    },
+    {
+      name: "env set twice",
+      patch: (o) => ({
+        ...o,
+        spec: {
+          ...o.spec,
+          env: [
+            { name: "A", value: "1" },
+            { name: "A", value: "2" },
+          ],
+        },
+      }),
+      field: "spec.env.1.name",
+      says: /set twice/,
+    },
+    {
+      name: "envFrom with neither ref",
+      patch: (o) => ({ ...o, spec: { ...o.spec, envFrom: [{}] } }),
+      field: "spec.envFrom.0",
+      says: /exactly one of secretRef and configMapRef/,
+    },
+    {
+      name: "a relative mount path",
+      patch: (o) => ({ ...o, spec: { ...o.spec, secrets: [{ name: "s", mountPath: "secrets" }] } }),
+      field: "spec.secrets.0.mountPath",
+      says: /absolute path/,
+    },
+    {
+      name: "a mount over the code",
+      patch: (o) => ({ ...o, spec: { ...o.spec, secrets: [{ name: "s", mountPath: "/code/keys" }] } }),
+      field: "spec.secrets.0.mountPath",
+      says: /cover \/code/,
+    },
+    {
+      name: "a mount hiding /etc",
+      patch: (o) => ({ ...o, spec: { ...o.spec, secrets: [{ name: "s", mountPath: "/etc" }] } }),
+      field: "spec.secrets.0.mountPath",
+      says: /hide \/etc/,
+    },
+    {
+      name: "overlapping mounts",
+      patch: (o) => ({
+        ...o,
+        spec: {
+          ...o.spec,
+          secrets: [
+            { name: "a", mountPath: "/etc/secrets" },
+            { name: "b", mountPath: "/etc/secrets/b" },
+          ],
+        },
+      }),
+      field: "spec.secrets.1.mountPath",
+      says: /overlaps/,
+    },
+    {
+      name: "a cpu that is not a quantity",
+      patch: (o) => ({ ...o, spec: { ...o.spec, resources: { limits: { cpu: "two" } } } }),
+      field: "spec.resources.limits.cpu",
+      says: /Kubernetes quantity/,
+    },
+    {
+      name: "an unknown resource",
+      patch: (o) => ({ ...o, spec: { ...o.spec, resources: { limits: { gpu: "1" } } } }),
+      field: "spec.resources.limits",
+      says: /unknown field.*gpu/,
+    },
+    {
+      name: "a request above its limit",
+      patch: (o) => ({
+        ...o,
+        spec: { ...o.spec, resources: { requests: { memory: "2Gi" }, limits: { memory: "512Mi" } } },
+      }),
+      field: "spec.resources.requests.memory",
+      says: /<= spec.resources.limits.memory \(got request 2Gi > limit 512Mi\)/,
     },
     {
       name: "unknown spec field",
       patch: (o) => ({ ...o, spec: { ...o.spec, replicas: 2 } }),
       field: "spec",
       says: /unknown field.*replicas/,
+    },
+    {
+      name: "unknown auth mode",
+      patch: (o) => ({ ...o, spec: { ...o.spec, auth: "basic" } }),
+      field: "spec.auth",
+      says: /one of "none", "apiKey"/,
     },
     { name: "wrong kind", patch: (o) => ({ ...o, kind: "Deployment" }), field: "kind", says: /Function/ },
   ];

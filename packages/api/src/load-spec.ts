@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import type { FunctionResource } from "./function-spec.js";
 import type { Runtime } from "./names.js";
+import { literalEnv } from "./references.js";
 
 export interface LoadSpec {
   name: string;
@@ -15,9 +16,14 @@ export interface LoadSpec {
   env: Record<string, string>;
 }
 
+/**
+ * The load spec of a function as written: `env` holds the literal values only.
+ * Values from Secrets and ConfigMaps never go into it (it is stored in the code
+ * ConfigMap on Kubernetes); the kubelet, or local mode's resolver, adds them.
+ */
 export function toLoadSpec(fn: FunctionResource): LoadSpec {
-  const { runtime, handler, code, timeoutSeconds, env } = fn.spec;
-  return { name: fn.metadata.name, runtime, handler, code, timeoutSeconds, env };
+  const { runtime, handler, code, timeoutSeconds } = fn.spec;
+  return { name: fn.metadata.name, runtime, handler, code, timeoutSeconds, env: literalEnv(fn.spec) };
 }
 
 /** A short content hash of what a runner loads: changes when code or config change. */

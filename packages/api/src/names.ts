@@ -85,3 +85,11 @@ export const POOL_TOKEN_KEY = "token";
 export const POOL_STATE_DIR = "/var/run/faas";
 export const POOL_CLAIM_FILE = `${POOL_STATE_DIR}/claimed`;
 export const poolDeploymentName = (runtime: Runtime): string => `faas-pool-${runtime}`;
+
+/**
+ * API keys on Kubernetes (ADR 0011): one Secret per namespace, one data entry
+ * per key (`<id>` → the JSON of its record, hash only). Gateways may read this
+ * Secret and no other but the pool token.
+ */
+export const API_KEYS_SECRET = "faas-api-keys";
+export const API_KEYS_LABEL = `${API_GROUP}/keys`;

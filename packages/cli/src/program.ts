@@ -7,9 +7,11 @@ import { Command, InvalidArgumentError, Option } from "commander";
 // `faas list` never loads the operator, nor through it the Kubernetes client (ADR 0001).
 import type { runDeploy } from "./commands/deploy.js";
 import type { runInvoke } from "./commands/invoke.js";
+import type { KeysOptions } from "./commands/keys.js";
 import type { OperatorOptions } from "./commands/operator.js";
 import type { runStress } from "./commands/stress.js";
 import type { runUp } from "./commands/up.js";
+import type { SetOptions } from "./commands/values.js";
 import { type CommandContext, type GlobalOptions, withGlobals } from "./context.js";
 import { EXIT_CODES_HELP } from "./exit-codes.js";
 
@@ -31,6 +33,21 @@ const ENVIRONMENT_HELP = `Environment:
   FAAS_KUBECONFIG   kubeconfig file for cluster mode (also switches it on)
   FAAS_NAMESPACE    namespace in cluster mode
   NO_COLOR          turn colours off`;
+
+/**
+ * `--kubeconfig`, `--context` and `-n` are global options as well as options of
+ * `faas keys …`: wherever they were given they end up in `cfg.cluster`
+ * (with FAAS_CONTEXT, FAAS_KUBECONFIG, FAAS_NAMESPACE), which is what keys uses.
+ */
+function keysOptions(ctx: CommandContext, opts: KeysOptions): KeysOptions {
+  const out: KeysOptions = {};
+  const { context, kubeconfig, namespace } = ctx.cfg.cluster;
+  if (context !== undefined) out.context = context;
+  if (kubeconfig !== undefined) out.kubeconfig = kubeconfig;
+  if (namespace !== undefined) out.namespace = namespace;
+  if (opts.json !== undefined) out.json = opts.json;
+  return out;
+}
 
 /**
  * `run` receives each action's exit code. `ctx.cfg` is replaced per command
@@ -181,14 +198,60 @@ A cold call prints its breakdown (parked / scale-up / specialize) on stderr.`,
       `
 Example:
   $ faas list
-  NAME   RUNTIME  READY  MIN/MAX  COLD-STARTS  P50    URL
-  hello  python   1/1    0/3      1            0.9ms  http://127.0.0.1:8000/invoke/hello
+  NAME   RUNTIME  READY  MIN/MAX  COLD-STARTS  P50    AUTH  URL
+  hello  python   1/1    0/3      1            0.9ms  none  http://127.0.0.1:8000/invoke/hello
 
-READY is ready/desired replicas; 0/0 means scaled to zero (the next call is a cold start).`,
+READY is ready/desired replicas; 0/0 means scaled to zero (the next call is a cold start).
+AUTH is spec.auth, with the number of API keys for apiKey (never the keys).`,
     )
     .action((opts: { json?: boolean }, cmd: Command) =>
       run(import("./commands/list.js").then((m) => m.runList(configured(cmd), opts))),
     );
+
+  const keys = program
+    .command("keys")
+    .description("create, list and revoke API keys of functions with spec.auth: apiKey")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ KEY=$(faas keys create hello)           # printed once; only its hash is kept
+  $ curl -H "Authorization: Bearer $KEY" localhost:8000/invoke/hello
+  $ curl -H "X-Faas-Key: $KEY" localhost:8000/invoke/hello
+  $ faas keys list
+  $ faas keys revoke 3f9c0a1b2c3d4e5f
+  $ faas keys create hello --namespace default    # on Kubernetes (also --kubeconfig, --context)
+
+Locally the keys live hashed in the data dir (keys.json, mode 0600) and \`faas up\` must be running.
+With --kubeconfig, --context or --namespace they go straight into the namespace's Secret
+faas-api-keys with your own credentials; every gateway replica sees a change within moments.`,
+    );
+  const clusterOptions = (cmd: Command): Command =>
+    cmd
+      .option("--kubeconfig <file>", "manage the keys in a cluster with this kubeconfig")
+      .option("--context <name>", "kubeconfig context to use (implies the cluster)")
+      .option("-n, --namespace <namespace>", "namespace of the functions (implies the cluster; default: the context's)")
+      .option("--json", "print JSON");
+  clusterOptions(keys.command("create").description("make a new API key for a function and print it once"))
+    .argument("<function>", "function name")
+    .action((fn: string, opts: KeysOptions, cmd: Command) => {
+      const c = configured(cmd);
+      return run(import("./commands/keys.js").then((m) => m.runKeysCreate(c, fn, keysOptions(c, opts))));
+    });
+  clusterOptions(
+    keys.command("list").alias("ls").description("show key ids, functions and creation times (never keys)"),
+  )
+    .argument("[function]", "only this function's keys")
+    .action((fn: string | undefined, opts: KeysOptions, cmd: Command) => {
+      const c = configured(cmd);
+      return run(import("./commands/keys.js").then((m) => m.runKeysList(c, fn, keysOptions(c, opts))));
+    });
+  clusterOptions(keys.command("revoke").description("revoke a key by its id; it stops working within seconds"))
+    .argument("<id>", "key id, as `faas keys list` shows it")
+    .action((id: string, opts: KeysOptions, cmd: Command) => {
+      const c = configured(cmd);
+      return run(import("./commands/keys.js").then((m) => m.runKeysRevoke(c, id, keysOptions(c, opts))));
+    });
 
   program
     .command("logs")
@@ -217,6 +280,54 @@ Examples:
     .action((name: string, opts: { json?: boolean }, cmd: Command) =>
       run(import("./commands/delete.js").then((m) => m.runDelete(configured(cmd), name, opts))),
     );
+
+  for (const kind of ["secret", "config"] as const) {
+    const what = kind === "secret" ? "secrets" : "configs (local ConfigMaps)";
+    const values = program
+      .command(kind)
+      .description(`manage ${what} that functions refer to in local mode; values are never printed`)
+      .addHelpText(
+        "after",
+        `
+Functions refer to them as on Kubernetes (${kind === "secret" ? "secretKeyRef, secretRef, spec.secrets mounts" : "configMapKeyRef, configMapRef"}).
+With \`faas up\` running, a change rolls every function that uses it; otherwise
+the store in the data directory (${kind}s.json, mode 0600) is edited directly.
+
+Examples:
+  $ faas ${kind} set db password=s3cret user=app
+  $ faas ${kind} set db --from-file password=./password.txt
+  $ faas ${kind} list
+  $ faas ${kind} delete db`,
+      );
+    values
+      .command("set")
+      .description(`create or update a ${kind}'s keys (functions using it are rolled)`)
+      .argument("<name>", `${kind} name (lowercase letters, digits, '-', '.')`)
+      .argument("[pairs...]", "KEY=VALUE pairs")
+      .option("--from-file <KEY=PATH>", "the value of KEY is the file's content (repeatable)", collect, [])
+      .option("--replace", "the keys given are all it keeps (others are removed)")
+      .option("--json", "print the result as JSON")
+      .action((name: string, pairs: string[], opts: SetOptions, cmd: Command) =>
+        run(import("./commands/values.js").then((m) => m.runValuesSet(configured(cmd), kind, name, pairs, opts))),
+      );
+    values
+      .command("list")
+      .alias("ls")
+      .description(`show ${kind}s and their keys (never their values)`)
+      .option("--json", "print as JSON")
+      .action((opts: { json?: boolean }, cmd: Command) =>
+        run(import("./commands/values.js").then((m) => m.runValuesList(configured(cmd), kind, opts))),
+      );
+    values
+      .command("delete")
+      .alias("rm")
+      .description(`delete a ${kind} (refused while a function refers to it)`)
+      .argument("<name>", `${kind} name`)
+      .option("--json", "print the result as JSON")
+      .action((name: string, opts: { json?: boolean }, cmd: Command) =>
+        run(import("./commands/values.js").then((m) => m.runValuesDelete(configured(cmd), kind, name, opts))),
+      );
+  }
 
   program
     .command("port-forward")

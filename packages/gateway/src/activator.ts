@@ -19,6 +19,8 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
   readonly metrics: GatewayMetrics;
   readonly #preconnections: Preconnections;
   #parkedTotal = 0;
+  /** Parked requests by the functions' namespace ("" for the default one). */
+  readonly #parkedByNamespace = new Map<string, number>();
 
   constructor(
     private readonly backend: Backend,
@@ -31,6 +33,11 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
   }
 
   /** The function's state, or undefined when no such function exists. */
+  /** `/invoke/<segment>/…` may name a namespace's function: the backend says whether it serves that namespace. */
+  servesNamespace(segment: string): boolean {
+    return this.backend.servesNamespace?.(segment) ?? false;
+  }
+
   state(name: string): FunctionState | undefined {
     const known = this.#states.get(name);
     if (known !== undefined) return known;
@@ -60,10 +67,25 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
       this.metrics.parkRejections.inc({ function: state.name, reason: "overflow" });
       throw new FaasError("GATEWAY_OVERLOADED", `the gateway has ${this.#parkedTotal} requests waiting; retry later`);
     }
+    const ns = state.resource.metadata.namespace ?? "";
+    const inNamespace = this.#parkedByNamespace.get(ns) ?? 0;
+    if (inNamespace >= this.cfg.maxParkedPerNamespace) {
+      this.metrics.parkRejections.inc({ function: state.name, reason: "overflow" });
+      throw new FaasError(
+        "GATEWAY_OVERLOADED",
+        `namespace ${ns || "default"} has ${inNamespace} requests waiting in this gateway; retry later`,
+      );
+    }
     if (state.ready === 0) this.#startColdEpisode(state);
     else this.#maybeScaleOut(state, 1);
     this.#parkedTotal++;
-    const parked = state.park(budgetMs, () => this.#parkedTotal--);
+    this.#parkedByNamespace.set(ns, inNamespace + 1);
+    const parked = state.park(budgetMs, () => {
+      this.#parkedTotal--;
+      const left = (this.#parkedByNamespace.get(ns) ?? 1) - 1;
+      if (left > 0) this.#parkedByNamespace.set(ns, left);
+      else this.#parkedByNamespace.delete(ns);
+    });
     parked.promise.catch((err: unknown) => {
       if (err instanceof FaasError && err.code === "DEADLINE_EXCEEDED")
         this.metrics.parkRejections.inc({ function: state.name, reason: "deadline" });

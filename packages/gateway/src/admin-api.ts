@@ -7,7 +7,7 @@ import { timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { FaasError, parseFunction } from "@faas/api";
 import type { Activator } from "./activator.js";
-import type { Backend, FunctionStatus } from "./backend.js";
+import type { Backend, BackendAdmin, FunctionStatus, KeyAdmin, ValueKind } from "./backend.js";
 import { decodePathSegment, readJson, sendError, sendJson } from "./http-util.js";
 
 const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
@@ -21,6 +21,9 @@ export interface FunctionSummary extends FunctionStatus {
   parked: number;
   p50Ms: number | null;
   url: string;
+  /** `spec.auth`, and how many keys the function has (never the keys). */
+  auth: string;
+  apiKeys: number;
 }
 
 export class AdminApi {
@@ -43,10 +46,14 @@ export class AdminApi {
         .split("/")
         .filter(Boolean)
         .map((p) => decodePathSegment(p, "path segment"));
+      const valueKind = VALUE_ROUTES.get(parts[1] ?? "");
+      if (valueKind !== undefined && parts.length <= 3) return await this.#values(req, res, valueKind, parts[2]);
+      if (parts[1] === "keys" && parts.length <= 3) return await this.#keys(req, res, undefined, parts[2]);
       if (parts[1] !== "functions") throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       const name = parts[2];
       if (name === undefined) return this.#list(req, res);
       if (parts[3] === "logs" && parts.length === 4) return this.#logs(res, name, url.searchParams);
+      if (parts[3] === "keys" && parts.length === 4) return await this.#keys(req, res, name, undefined);
       if (parts.length !== 3) throw new FaasError("NOT_FOUND", `no route for ${url.pathname}`);
       switch (req.method) {
         case "GET":
@@ -86,6 +93,37 @@ export class AdminApi {
     return admin;
   }
 
+  /** `/admin/secrets[/<name>]`, `/admin/configs[/<name>]`: keys are listed, values only ever written. */
+  async #values(req: IncomingMessage, res: ServerResponse, kind: ValueKind, name: string | undefined): Promise<void> {
+    const admin: BackendAdmin = this.#admin();
+    if (admin.listValues === undefined || admin.setValues === undefined || admin.deleteValues === undefined) {
+      throw new FaasError("METHOD_NOT_ALLOWED", `the ${this.backend.kind} backend keeps no ${kind}s`);
+    }
+    if (name === undefined) {
+      if (req.method !== "GET") throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
+      return sendJson(res, 200, { items: admin.listValues(kind) });
+    }
+    switch (req.method) {
+      case "PUT": {
+        const body = (await readJson(req, MAX_ADMIN_BODY_BYTES)) as { data?: unknown; replace?: unknown };
+        const data = body?.data;
+        if (typeof data !== "object" || data === null || Array.isArray(data)) {
+          throw new FaasError("BAD_REQUEST", 'body must be {"data": {"KEY": "value", …}, "replace": false}');
+        }
+        return sendJson(
+          res,
+          200,
+          await admin.setValues(kind, name, data as Record<string, string>, body.replace === true),
+        );
+      }
+      case "DELETE":
+        if (!(await admin.deleteValues(kind, name))) throw new FaasError("NOT_FOUND", `no ${kind} named "${name}"`);
+        return sendJson(res, 200, { deleted: name });
+      default:
+        throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${kind}s`);
+    }
+  }
+
   #list(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== "GET") throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed here`);
     const names = this.backend
@@ -114,7 +152,49 @@ export class AdminApi {
       parked: this.activator.queued(name),
       p50Ms: p50 ?? null,
       url: `${this.publicUrl()}/invoke/${name}`,
+      auth: fn.spec.auth,
+      apiKeys: this.backend.keys?.apiKeyCount(name) ?? 0,
     };
+  }
+
+  /**
+   * `POST /admin/functions/<fn>/keys` creates a key (the only answer that ever
+   * holds it), `GET /admin/functions/<fn>/keys` and `GET /admin/keys` list
+   * them, `DELETE /admin/keys/<id>` revokes one.
+   */
+  async #keys(
+    req: IncomingMessage,
+    res: ServerResponse,
+    fn: string | undefined,
+    id: string | undefined,
+  ): Promise<void> {
+    const keys = this.#keyAdmin();
+    if (fn !== undefined && req.method === "POST") {
+      req.resume();
+      const { key, info } = await keys.create(fn);
+      return sendJson(res, 201, { ...info, key });
+    }
+    if (req.method === "GET" && id === undefined) {
+      if (fn !== undefined && this.backend.getFunction(fn) === undefined)
+        throw new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`);
+      return sendJson(res, 200, { items: keys.list(fn) });
+    }
+    if (req.method === "DELETE" && id !== undefined) {
+      if (!(await keys.revoke(id))) throw new FaasError("NOT_FOUND", `no API key with id "${id}"`);
+      return sendJson(res, 200, { revoked: id });
+    }
+    throw new FaasError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.url}`);
+  }
+
+  #keyAdmin(): KeyAdmin {
+    const keys = this.backend.admin?.keys;
+    if (keys === undefined) {
+      throw new FaasError(
+        "METHOD_NOT_ALLOWED",
+        `the ${this.backend.kind} backend keeps its API keys elsewhere (faas keys --kubeconfig …)`,
+      );
+    }
+    return keys;
   }
 
   async #deploy(req: IncomingMessage, res: ServerResponse, name: string): Promise<void> {
@@ -151,6 +231,11 @@ export class AdminApi {
     stream.pipe(res);
   }
 }
+
+const VALUE_ROUTES = new Map<string, ValueKind>([
+  ["secrets", "secret"],
+  ["configs", "config"],
+]);
 
 function parseUrl(target: string): URL {
   try {

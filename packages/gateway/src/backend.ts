@@ -4,7 +4,7 @@
  * (Deployments, EndpointSlices) both implement it.
  */
 import type { Readable } from "node:stream";
-import type { FunctionResource } from "@faas/api";
+import type { ApiKeyRecord, FunctionResource } from "@faas/api";
 import type { Registry } from "prom-client";
 
 export interface Endpoint {
@@ -70,6 +70,26 @@ export interface LogOptions {
   signal: AbortSignal;
 }
 
+/** Where the gateway finds the API keys of functions with `spec.auth: apiKey` (ADR 0011). */
+export interface KeyLookup {
+  /** The record of key `id` when it is a current key of function `fn`; undefined otherwise. */
+  apiKey(fn: string, id: string): ApiKeyRecord | undefined;
+  /** How many current keys `fn` has (shown by `faas list`). */
+  apiKeyCount(fn: string): number;
+}
+
+/** A key as the admin API shows it: never the key, nor its hash. */
+export type ApiKeyInfo = Omit<ApiKeyRecord, "sha256" | "functionUid">;
+
+/** Creating, listing and revoking keys, for backends that keep them themselves (local mode). */
+export interface KeyAdmin {
+  /** Rejects with FUNCTION_NOT_FOUND for an unknown function. `key` is returned here and never again. */
+  create(fn: string): Promise<{ key: string; info: ApiKeyInfo }>;
+  list(fn?: string): ApiKeyInfo[];
+  /** `false` when there was no such key. */
+  revoke(id: string): Promise<boolean>;
+}
+
 /** Management operations, for backends that own function definitions (local mode). */
 export interface BackendAdmin {
   /** Validated resource in, `true` when it was new. */
@@ -77,7 +97,16 @@ export interface BackendAdmin {
   /** `false` when there was no such function. */
   remove(name: string): Promise<boolean>;
   logs(name: string, options: LogOptions): Readable;
+  /** Secrets and configs, for backends that keep their own (local mode). Listings name keys, never values. */
+  listValues?(kind: ValueKind): { name: string; keys: string[] }[];
+  /** Stores the keys, then rolls the functions that refer to `name`; says which. */
+  setValues?(kind: ValueKind, name: string, data: Record<string, string>, replace: boolean): Promise<object>;
+  /** `false` when there was no such set; refused while a function refers to it. */
+  deleteValues?(kind: ValueKind, name: string): Promise<boolean>;
+  readonly keys?: KeyAdmin;
 }
+
+export type ValueKind = "secret" | "config";
 
 export interface Backend {
   readonly kind: string;
@@ -96,8 +125,15 @@ export interface Backend {
   /** The gateway could not reach a replica, or it announced it is draining. */
   endpointFailed(fn: string, endpointId: string, reason: string): void;
   readonly admin?: BackendAdmin;
+  /** API keys; without it, functions with `auth: apiKey` refuse every request. */
+  readonly keys?: KeyLookup;
   /** Adds the backend's own metrics to the gateway's registry. */
   registerMetrics?(registry: Registry): void;
+  /**
+   * A namespace other than the default one whose functions this backend
+   * serves under `<namespace>/<name>` keys (`/invoke/<namespace>/<name>`).
+   */
+  servesNamespace?(namespace: string): boolean;
   /** False while the backend's view cannot be trusted (caches not synced, or found inconsistent); `/readyz` says so. */
   ready?(): boolean;
 }

@@ -14,6 +14,12 @@ export interface GatewayConfig {
   maxParkedPerFunction: number;
   /** Parked requests across all functions before 503 GATEWAY_OVERLOADED. */
   maxParkedTotal: number;
+  /**
+   * Parked requests across the functions of one namespace before 503
+   * GATEWAY_OVERLOADED for that namespace only, so one namespace's burst
+   * cannot take the whole gateway's parking.
+   */
+  maxParkedPerNamespace: number;
   /** Longest a request waits for a replica before 504 (a client may ask for less). */
   parkTimeoutMs: number;
   /** A client must send all request headers within this (slowloris guard). */
@@ -37,6 +43,8 @@ export const DEFAULT_GATEWAY_CONFIG: GatewayConfig = {
   maxBodyBytes: 6 * 1024 * 1024,
   maxParkedPerFunction: 2000,
   maxParkedTotal: 10000,
+  // One namespace (local mode, a single-namespace gateway): no bound beyond the total.
+  maxParkedPerNamespace: 10000,
   parkTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 300_000,
@@ -64,6 +72,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv, base: GatewayConfig = 
     maxBodyBytes: int(env, "FAAS_MAX_BODY_BYTES", base.maxBodyBytes, 1),
     maxParkedPerFunction: int(env, "FAAS_MAX_PARKED_PER_FUNCTION", base.maxParkedPerFunction, 1),
     maxParkedTotal: int(env, "FAAS_MAX_PARKED_TOTAL", base.maxParkedTotal, 1),
+    maxParkedPerNamespace: int(env, "FAAS_MAX_PARKED_PER_NAMESPACE", base.maxParkedPerNamespace, 1),
     parkTimeoutMs: int(env, "FAAS_PARK_TIMEOUT_MS", base.parkTimeoutMs, 1),
     headersTimeoutMs: int(env, "FAAS_HEADERS_TIMEOUT_MS", base.headersTimeoutMs, 1),
     requestTimeoutMs: int(env, "FAAS_REQUEST_TIMEOUT_MS", base.requestTimeoutMs, 1),

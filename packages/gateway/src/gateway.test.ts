@@ -1,12 +1,29 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { FaasError, type FunctionResource, type FunctionSpecInput, makeFunction } from "@faas/api";
+import { Writable } from "node:stream";
+import {
+  type ApiKeyRecord,
+  FaasError,
+  type FunctionResource,
+  type FunctionSpecInput,
+  makeFunction,
+  newApiKey,
+} from "@faas/api";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { call, metricValue, rawRequest } from "../../../test/support/http.js";
-import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, ScaleUpResult } from "./backend.js";
+import type {
+  Backend,
+  BackendListener,
+  Endpoint,
+  FunctionStatus,
+  KeyLookup,
+  LoadView,
+  ScaleUpResult,
+} from "./backend.js";
 import { DEFAULT_GATEWAY_CONFIG, type GatewayConfig } from "./config.js";
 import { Gateway } from "./gateway.js";
+import { createLogger } from "./logger.js";
 
 /** A backend whose replicas are plain HTTP servers started by the test. */
 class TestBackend implements Backend {
@@ -18,9 +35,31 @@ class TestBackend implements Backend {
   scaleUpCalls: { fn: string; replicas: number }[] = [];
   failed: { fn: string; id: string; reason: string }[] = [];
   onScaleUp: (fn: string, replicas: number) => Promise<ScaleUpResult> = () => new Promise(() => {});
+  /** API key records by id, as a key store would hold them. */
+  readonly apiKeys = new Map<string, ApiKeyRecord>();
+  readonly keys: KeyLookup = {
+    apiKey: (fn, id) => {
+      const r = this.apiKeys.get(id);
+      return r?.function === fn ? r : undefined;
+    },
+    apiKeyCount: (fn) => [...this.apiKeys.values()].filter((r) => r.function === fn).length,
+  };
+
+  /** Namespaces other than the default one, whose functions are keyed `<namespace>/<name>`. */
+  readonly namespaces = new Set<string>();
 
   add(name: string, spec: Partial<FunctionSpecInput> = {}): void {
-    this.fns.set(name, makeFunction(name, { runtime: "python", code: "x", ...spec }));
+    // As a namespaced backend does: the key is the name the gateway sees.
+    const slash = name.indexOf("/");
+    const fn = makeFunction(name.slice(slash + 1), { runtime: "python", code: "x", ...spec });
+    if (slash > 0) {
+      this.namespaces.add(name.slice(0, slash));
+      fn.metadata = { ...fn.metadata, name, namespace: name.slice(0, slash) };
+    }
+    this.fns.set(name, fn);
+  }
+  servesNamespace(ns: string): boolean {
+    return this.namespaces.has(ns);
   }
   announce(fn: string, eps: Endpoint[]): void {
     this.endpoints.set(fn, eps);
@@ -182,6 +221,58 @@ describe("gateway", () => {
     expect(over.status).toBe(503);
     expect(over.json()).toMatchObject({ error: { code: "GATEWAY_OVERLOADED" } });
     await Promise.all(parked);
+  });
+
+  it("routes /invoke/<namespace>/<name> to that namespace's function, and falls back to a default one", async () => {
+    const b = new TestBackend();
+    const [teamA, plain, deflt] = await Promise.all([
+      replica((req, res) => res.end(`team-a/hello ${req.url}`)),
+      replica((req, res) => res.end(`hello ${req.url}`)),
+      replica((req, res) => res.end(`team-a (default namespace) ${req.url}`)),
+    ]);
+    b.add("hello");
+    b.add("team-a/hello");
+    b.add("team-a/other");
+    b.add("team-a");
+    const gw = await startGateway(b);
+    b.announce("hello", [plain.endpoint]);
+    b.announce("team-a/hello", [teamA.endpoint]);
+    b.announce("team-a", [deflt.endpoint]);
+    const body = async (path: string): Promise<string> => (await call(`${gw.url}${path}`)).body;
+    expect(await body("/invoke/hello/x?q=1")).toBe("hello /invoke/x?q=1");
+    expect(await body("/invoke/team-a/hello/x?q=1")).toBe("team-a/hello /invoke/x?q=1");
+    expect(await body("/invoke/team-a/hello")).toBe("team-a/hello /invoke");
+    // The key itself, percent-encoded into one segment, names the same function.
+    expect(await body("/invoke/team-a%2Fhello/x")).toBe("team-a/hello /invoke/x");
+    // No such function in team-a: the default namespace's function named like the namespace, with a sub-path.
+    expect(await body("/invoke/team-a/nope")).toBe("team-a (default namespace) /invoke/nope");
+    expect(await body("/invoke/team-a")).toBe("team-a (default namespace) /invoke");
+    // A namespace that is not served is a default-namespace function name, as always.
+    expect((await call(`${gw.url}/invoke/team-b/hello`)).json()).toMatchObject({
+      error: { code: "FUNCTION_NOT_FOUND" },
+    });
+  });
+
+  it("bounds parking per namespace: one namespace's burst leaves the others room", async () => {
+    const b = new TestBackend();
+    b.add("a/f");
+    b.add("a/g");
+    b.add("b/f");
+    b.add("f");
+    const gw = await startGateway(b, { maxParkedPerNamespace: 2, maxParkedTotal: 10, parkTimeoutMs: 300 });
+    const parked = [call(`${gw.url}/invoke/a/f`), call(`${gw.url}/invoke/a/g`)];
+    await new Promise((r) => setTimeout(r, 50));
+    const over = await call(`${gw.url}/invoke/a/f`);
+    expect(over.status).toBe(503);
+    expect(over.json()).toMatchObject({
+      error: { code: "GATEWAY_OVERLOADED", message: expect.stringMatching(/^namespace a /) },
+    });
+    // Namespace b and the default namespace still park (and time out: nothing serves them here).
+    const others = await Promise.all([call(`${gw.url}/invoke/b/f`), call(`${gw.url}/invoke/f`)]);
+    expect(others.map((r) => r.status)).toEqual([504, 504]);
+    expect((await Promise.all(parked)).map((r) => r.status)).toEqual([504, 504]);
+    // Released: namespace a parks again.
+    expect((await call(`${gw.url}/invoke/a/f`)).status).toBe(504);
   });
 
   it("honours a client's shorter deadline with 504", async () => {
@@ -467,5 +558,118 @@ describe("gateway: no request can stop it", () => {
     // Each failure was that request's alone.
     expect((await call(`${gw.url}/invoke/f`)).status).toBe(200);
     expect((await call(`${gw.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe("spec.auth: apiKey", () => {
+  /** A replica that answers with the headers it received. */
+  const echoHeaders = (req: IncomingMessage, res: ServerResponse): void => {
+    req.resume();
+    res.setHeader("content-type", "application/json");
+    res.end(JSON.stringify(req.headers));
+  };
+
+  async function setUp() {
+    const b = new TestBackend();
+    b.add("locked", { auth: "apiKey" });
+    b.add("other", { auth: "apiKey" });
+    b.add("open");
+    const gw = await startGateway(b);
+    const rep = await replica(echoHeaders);
+    for (const fn of ["locked", "other", "open"]) b.announce(fn, [rep.endpoint]);
+    const mine = newApiKey("locked");
+    const theirs = newApiKey("other");
+    for (const k of [mine, theirs]) b.apiKeys.set(k.record.id, k.record);
+    return { b, gw, mine: mine.key, theirs: theirs.key };
+  }
+
+  it("answers 401 UNAUTHORIZED without a key, naming both ways to send one", async () => {
+    const { gw } = await setUp();
+    const r = await call(`${gw.url}/invoke/locked`);
+    expect(r.status).toBe(401);
+    expect(r.headers["www-authenticate"]).toBe('Bearer realm="faas"');
+    expect(r.json()).toMatchObject({ error: { code: "UNAUTHORIZED" } });
+    expect(r.body).toMatch(/Authorization: Bearer <key>.*X-Faas-Key: <key>/);
+  });
+
+  it("answers 403 FORBIDDEN for a wrong, malformed or another function's key, without echoing it", async () => {
+    const { gw, mine, theirs } = await setUp();
+    const forged = `${mine.slice(0, -4)}AAAA`;
+    for (const headers of <Record<string, string>[]>[
+      { authorization: `Bearer ${theirs}` },
+      { "x-faas-key": theirs },
+      { "x-faas-key": forged },
+      { authorization: "Bearer not-a-key" },
+      { "x-faas-key": "" },
+    ]) {
+      const r = await call(`${gw.url}/invoke/locked`, { headers });
+      expect(r.status, JSON.stringify(headers)).toBe(403);
+      expect(r.json()).toMatchObject({ error: { code: "FORBIDDEN" } });
+      expect(r.body).not.toContain(theirs);
+      expect(r.body).not.toContain(forged);
+    }
+    const metrics = (await call(`${gw.url}/metrics`)).body;
+    expect(metricValue(metrics, "faas_auth_refusals_total", { function: "locked", code: "FORBIDDEN" })).toBe(5);
+  });
+
+  it("serves a right key in either header, and never forwards the key to the runner", async () => {
+    const { gw, mine } = await setUp();
+    const bearer = await call(`${gw.url}/invoke/locked`, { headers: { authorization: `Bearer ${mine}` } });
+    expect(bearer.status).toBe(200);
+    expect(bearer.json()).not.toHaveProperty("authorization");
+    expect(bearer.body).not.toContain(mine);
+    const viaHeader = await call(`${gw.url}/invoke/locked`, {
+      headers: { "x-faas-key": mine, authorization: "Basic dXNlcjpwYXNz" },
+    });
+    expect(viaHeader.status).toBe(200);
+    // With X-Faas-Key, Authorization is the function's own business and reaches it.
+    expect(viaHeader.json()).toMatchObject({ authorization: "Basic dXNlcjpwYXNz" });
+    expect(viaHeader.json()).not.toHaveProperty("x-faas-key");
+    const both = await call(`${gw.url}/invoke/locked`, {
+      headers: { "x-faas-key": mine, authorization: `Bearer ${mine}` },
+    });
+    expect(both.status).toBe(200);
+    expect(both.body).not.toContain(mine);
+  });
+
+  it("refuses a revoked key on the next request", async () => {
+    const { b, gw, mine } = await setUp();
+    const headers = { "x-faas-key": mine };
+    expect((await call(`${gw.url}/invoke/locked`, { headers })).status).toBe(200);
+    b.apiKeys.clear();
+    expect((await call(`${gw.url}/invoke/locked`, { headers })).status).toBe(403);
+  });
+
+  it("leaves auth: none functions exactly as before: any headers pass through", async () => {
+    const { gw, mine } = await setUp();
+    const r = await call(`${gw.url}/invoke/open`, { headers: { authorization: "Bearer abc", "x-faas-key": mine } });
+    expect(r.status).toBe(200);
+    expect(r.json()).toMatchObject({ authorization: "Bearer abc", "x-faas-key": mine });
+  });
+
+  it("refuses everything for a function whose backend keeps no keys", async () => {
+    const b = new TestBackend();
+    (b as { keys?: KeyLookup }).keys = undefined;
+    b.add("locked", { auth: "apiKey" });
+    const gw = await startGateway(b);
+    const { key } = newApiKey("locked");
+    expect((await call(`${gw.url}/invoke/locked`)).status).toBe(401);
+    expect((await call(`${gw.url}/invoke/locked`, { headers: { "x-faas-key": key } })).status).toBe(403);
+  });
+
+  it("redacts key headers in the gateway's logs", () => {
+    let out = "";
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        out += chunk.toString();
+        done();
+      },
+    });
+    const log = createLogger("info", "test", sink);
+    const { key } = newApiKey("f");
+    log.info({ headers: { authorization: `Bearer ${key}`, "x-faas-key": key } }, "request");
+    log.child({ fn: "f" }).warn({ req: { headers: { authorization: `Bearer ${key}` } }, key }, "nested");
+    expect(out).toContain("[redacted]");
+    expect(out).not.toContain(key);
   });
 });

@@ -30,7 +30,7 @@ export class Gateway {
   ) {
     this.activator = new Activator(backend, cfg, log.child({ component: "activator" }), opts);
     backend.registerMetrics?.(this.activator.metrics.registry);
-    this.#invoker = new Invoker(this.activator, cfg, log.child({ component: "invoker" }));
+    this.#invoker = new Invoker(this.activator, cfg, log.child({ component: "invoker" }), backend.keys);
     this.#admin = new AdminApi(backend, this.activator, cfg.adminToken, () => this.url);
     this.#server = createServer(
       {

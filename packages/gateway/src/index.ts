@@ -1,5 +1,6 @@
 export * from "./activator.js";
 export * from "./admin-api.js";
+export * from "./api-key-check.js";
 export * from "./backend.js";
 export * from "./config.js";
 export * from "./function-state.js";

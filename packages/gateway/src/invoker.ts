@@ -8,6 +8,8 @@ import { type ClientRequest, type IncomingMessage, request, type ServerResponse 
 import { FaasError } from "@faas/api";
 import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
+import { checkApiKey } from "./api-key-check.js";
+import type { KeyLookup } from "./backend.js";
 import type { GatewayConfig } from "./config.js";
 import type { ColdEpisode, FunctionState, Lease } from "./function-state.js";
 import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
@@ -50,6 +52,7 @@ export class Invoker {
     private readonly activator: Activator,
     private readonly cfg: GatewayConfig,
     private readonly log: Logger,
+    private readonly keys: KeyLookup | undefined,
   ) {
     this.#sweeper = setInterval(() => {
       try {
@@ -85,7 +88,29 @@ export class Invoker {
       sendError(res, err);
       return;
     }
-    const state = this.activator.state(name);
+    let state: FunctionState | undefined;
+    // `/invoke/<namespace>/<name>`: a function of another namespace the backend serves. A
+    // default-namespace function of that name, called with a sub-path, is the fallback.
+    if (url.charCodeAt(end) === 47 /* / */ && this.activator.servesNamespace(name)) {
+      let end2 = end + 1;
+      while (end2 < url.length) {
+        const c = url.charCodeAt(end2);
+        if (c === 47 /* / */ || c === 63 /* ? */) break;
+        end2++;
+      }
+      let inner: string | undefined;
+      try {
+        inner = decodePathSegment(url.slice(end + 1, end2), "function name");
+      } catch {
+        inner = undefined;
+      }
+      state = inner === undefined || inner === "" ? undefined : this.activator.state(`${name}/${inner}`);
+      if (state !== undefined) {
+        name = `${name}/${inner}`;
+        end = end2;
+      }
+    }
+    state ??= this.activator.state(name);
     if (state === undefined) {
       req.resume();
       sendError(
@@ -94,6 +119,7 @@ export class Invoker {
       );
       return;
     }
+    if (state.resource.spec.auth !== "none" && !this.#authorized(name, req, res)) return;
     const h = req.headers;
     const length = h["content-length"];
     if (length !== undefined && Number(length) > this.cfg.maxBodyBytes) {
@@ -118,6 +144,21 @@ export class Invoker {
     };
     state.touch(call.startedAt);
     this.#dispatch(call);
+  }
+
+  /** `spec.auth: apiKey`: 401 without a key, 403 with a key that is not this function's. */
+  #authorized(fn: string, req: IncomingMessage, res: ServerResponse): boolean {
+    try {
+      checkApiKey(fn, req.headers, this.keys);
+      return true;
+    } catch (err) {
+      // Anything but a refusal is a bug: the gateway's edge logs it and answers INTERNAL.
+      if (!(err instanceof FaasError)) throw err;
+      req.resume();
+      this.activator.metrics.authRefusals.inc({ function: fn, code: err.code });
+      sendError(res, err, err.code === "UNAUTHORIZED" ? { "www-authenticate": 'Bearer realm="faas"' } : undefined);
+      return false;
+    }
   }
 
   #refuseBody(res: ServerResponse, size: number): void {

@@ -23,6 +23,7 @@ export class GatewayMetrics {
   readonly scaleUps: Counter<"function" | "reason">;
   readonly parkRejections: Counter<"function" | "reason">;
   readonly retries: Counter<"function">;
+  readonly authRefusals: Counter<"function" | "code">;
 
   constructor(source: FunctionGaugeSource, opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -56,6 +57,12 @@ export class GatewayMetrics {
       name: "faas_upstream_retries_total",
       help: "Requests re-sent to another replica after a connection that never reached the runner.",
       labelNames: ["function"],
+      registers,
+    });
+    this.authRefusals = new Counter({
+      name: "faas_auth_refusals_total",
+      help: "Invocations of auth: apiKey functions refused (code: UNAUTHORIZED without a key, FORBIDDEN with a wrong one).",
+      labelNames: ["function", "code"],
       registers,
     });
     this.registry.registerMetric(requestsMetric(source) as never);

@@ -8,9 +8,55 @@ export interface KubeGatewayConfig {
   backend: KubeBackendConfig;
   /** Path of a kubeconfig; unset in a pod (service account). */
   kubeconfig: string | undefined;
+  /**
+   * Namespaces whose Functions this gateway serves (`FAAS_FUNCTION_NAMESPACES`,
+   * comma-separated; or the single `FAAS_FUNCTION_NAMESPACE`); the first is the
+   * default one, whose functions `/invoke/<name>` means.
+   */
+  namespaces: string[];
+  /**
+   * `FAAS_FUNCTION_NAMESPACES=*`: every namespace with a Function (needs the
+   * ClusterRole bound cluster-wide); the default namespace is then
+   * `FAAS_FUNCTION_NAMESPACE`, or `default`.
+   */
+  allNamespaces: boolean;
+}
+
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+function loadNamespaces(env: NodeJS.ProcessEnv): { namespaces: string[]; all: boolean } {
+  if (env.FAAS_FUNCTION_NAMESPACES?.trim() === "*") {
+    return { namespaces: checkNamespaces(env.FAAS_FUNCTION_NAMESPACE || "default"), all: true };
+  }
+  return {
+    namespaces: checkNamespaces(env.FAAS_FUNCTION_NAMESPACES ?? env.FAAS_FUNCTION_NAMESPACE ?? "default"),
+    all: false,
+  };
+}
+
+function checkNamespaces(raw: string): string[] {
+  const list = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (list.length === 0) list.push("default");
+  for (const ns of list) {
+    if (ns.length > 63 || !NAMESPACE.test(ns)) {
+      throw new FaasError(
+        "BAD_REQUEST",
+        `FAAS_FUNCTION_NAMESPACES: ${JSON.stringify(ns)} is not a namespace name (lowercase letters, digits and '-', at most 63)`,
+      );
+    }
+  }
+  if (new Set(list).size !== list.length) {
+    throw new FaasError("BAD_REQUEST", `FAAS_FUNCTION_NAMESPACES=${raw}: a namespace is listed twice`);
+  }
+  return list;
 }
 
 export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig {
+  const { namespaces, all: allNamespaces } = loadNamespaces(env);
+  const parkedTotal = Number(env.FAAS_MAX_PARKED_TOTAL ?? DEFAULT_GATEWAY_CONFIG.maxParkedTotal) || 1;
   const scaleUpTimeoutMs = Number(env.FAAS_SCALE_UP_TIMEOUT_MS ?? 120_000);
   if (!Number.isInteger(scaleUpTimeoutMs) || scaleUpTimeoutMs <= 0) {
     throw new FaasError(
@@ -39,16 +85,25 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
   return {
     // In a pod the gateway listens on all interfaces; admin stays off (manage with kubectl).
     gateway: {
-      ...loadGatewayConfig(env, { ...DEFAULT_GATEWAY_CONFIG, host: "0.0.0.0", parkTimeoutMs: 60_000 }),
+      ...loadGatewayConfig(env, {
+        ...DEFAULT_GATEWAY_CONFIG,
+        host: "0.0.0.0",
+        parkTimeoutMs: 60_000,
+        // Several namespaces: each may fill its share of the parking, not all of it.
+        // (All namespaces, however many: half each.)
+        maxParkedPerNamespace: Math.max(1, Math.floor(parkedTotal / (allNamespaces ? 2 : namespaces.length))),
+      }),
       adminToken: undefined,
     },
     backend: {
-      namespace: env.FAAS_FUNCTION_NAMESPACE || "default",
+      namespace: namespaces[0] as string,
       scaleUpTimeoutMs,
       coldApiTimeoutMs,
       activityTickMs: 250,
       pool: { enabled: ["on", "true", "1"].includes(pool), specializeTimeoutMs, maxAttempts: 3 },
     },
     kubeconfig: env.KUBECONFIG || undefined,
+    namespaces,
+    allNamespaces,
   };
 }

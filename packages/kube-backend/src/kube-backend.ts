@@ -22,10 +22,19 @@ import {
   parseFunction,
   toLoadSpec,
 } from "@faas/api";
-import type { Backend, BackendListener, Endpoint, FunctionStatus, LoadView, ScaleUpResult } from "@faas/gateway";
+import type {
+  Backend,
+  BackendListener,
+  Endpoint,
+  FunctionStatus,
+  KeyLookup,
+  LoadView,
+  ScaleUpResult,
+} from "@faas/gateway";
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { ApiKeyCache } from "./api-key-cache.js";
 import { deploymentSteps, PodProber } from "./pod-prober.js";
 import { PoolClaimer, type PoolConfig, PoolFallback } from "./pool.js";
 import { RoutingCheck } from "./routing-check.js";
@@ -93,6 +102,9 @@ export class KubeBackend implements Backend {
   readonly #stamped = new Map<string, { at: number; activity: number }>();
   readonly #pool: PoolClaimer;
   readonly #prober: PodProber;
+  readonly #keys: ApiKeyCache;
+  /** API keys of functions with `auth: apiKey`, from the Secret `faas-api-keys` (ADR 0011). */
+  readonly keys: KeyLookup;
   /** Code hash per parsed Function object (the pool routes only to pods holding the current code). */
   readonly #hashes = new WeakMap<FunctionResource, string>();
   #listener: BackendListener | undefined;
@@ -136,6 +148,13 @@ export class KubeBackend implements Backend {
     // The gateway opens its connection to each idle pool pod ahead, so a claim's first request skips it.
     this.#pool.onIdlePod = (e) => this.#listener?.preconnect?.(e);
     this.#prober = new PodProber(client, ns, log.child({ component: "pod-prober" }), (fn) => this.#recompute(fn));
+    this.#keys = new ApiKeyCache(
+      client,
+      ns,
+      (fn) => this.#functions.get(`${ns}/${fn}`)?.metadata.uid,
+      log.child({ component: "api-keys" }),
+    );
+    this.keys = this.#keys;
   }
 
   registerMetrics(registry: Registry): void {
@@ -153,6 +172,7 @@ export class KubeBackend implements Backend {
       this.#functions.synced &&
       this.#slices.synced &&
       this.#deployments.synced &&
+      this.#keys.synced &&
       this.#routing.violated.size === 0
     );
   }
@@ -201,6 +221,7 @@ export class KubeBackend implements Backend {
       this.#deployments.start(),
       this.#pool.start(),
       this.#prober.start(),
+      this.#keys.start(),
     ]);
     this.#announceAll();
     this.#started = true;
@@ -231,6 +252,7 @@ export class KubeBackend implements Backend {
     this.#deployments.stop();
     this.#pool.stop();
     this.#prober.stop();
+    this.#keys.stop();
   }
 
   getFunction(name: string): FunctionResource | undefined {

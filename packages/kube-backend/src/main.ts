@@ -4,15 +4,24 @@ import { createLogger, Gateway } from "@faas/gateway";
 import { KubeClient } from "@faas/kube";
 import { loadKubeGatewayConfig } from "./config.js";
 import { KubeBackend } from "./kube-backend.js";
+import { NamespacedBackend } from "./namespaced-backend.js";
 
 const cfg = loadKubeGatewayConfig(process.env);
 const log = createLogger(cfg.gateway.logLevel, "faas-gateway", process.stdout);
 const client = KubeClient.load({ kubeconfig: cfg.kubeconfig });
-const gateway = new Gateway(
-  cfg.gateway,
-  new KubeBackend(client, cfg.backend, log.child({ component: "kube-backend" })),
-  log,
-);
+const backendFor = (namespace: string): KubeBackend =>
+  new KubeBackend(client, { ...cfg.backend, namespace }, log.child({ component: "kube-backend", namespace }));
+// One namespace: its backend as it is; several (or all): one each, under one key space (`<namespace>/<name>`).
+const backend =
+  cfg.namespaces.length === 1 && !cfg.allNamespaces
+    ? backendFor(cfg.backend.namespace)
+    : new NamespacedBackend(client, {
+        defaultNamespace: cfg.backend.namespace,
+        namespaces: cfg.allNamespaces ? "*" : cfg.namespaces,
+        backendFor,
+        log: log.child({ component: "namespaces" }),
+      });
+const gateway = new Gateway(cfg.gateway, backend, log);
 
 let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

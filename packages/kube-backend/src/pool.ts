@@ -5,7 +5,10 @@
  * it answers, then relabel it so the pool's ReplicaSet lets it go (and starts a
  * replacement) and the function owns it. The runner takes one specialization
  * for life, so the pod itself is the lock: a gateway that loses a race gets 409
- * and takes the next pod. Any failure falls back to the Deployment path.
+ * and takes the next pod. Any failure falls back to the Deployment path, and
+ * so do functions a pool pod cannot serve as they are declared: those that
+ * refer to Secrets or ConfigMaps (pool pods have no access to them, ADR 0013)
+ * and those whose own resources exceed a pool pod's limits.
  */
 import { type Agent, request } from "node:http";
 import {
@@ -17,6 +20,7 @@ import {
   FUNCTION_KIND,
   type FunctionResource,
   GATEWAY_FIELD_MANAGER,
+  hasReferences,
   POOL_LABEL,
   POOL_STATE_CLAIMED,
   POOL_STATE_IDLE,
@@ -24,6 +28,7 @@ import {
   POOL_TOKEN_KEY,
   POOL_TOKEN_SECRET,
   parseErrorBody,
+  parseQuantity,
   RUNNER_PORT,
   RUNTIMES,
   toLoadSpec,
@@ -46,6 +51,7 @@ export interface PoolConfig {
 }
 
 export interface PodObject extends KubeObject {
+  spec?: { containers?: { resources?: { limits?: Record<string, string> } }[] };
   status?: {
     podIP?: string;
     phase?: string;
@@ -54,7 +60,33 @@ export interface PodObject extends KubeObject {
   };
 }
 
-export type FallbackReason = "disabled" | "empty" | "no_token" | "specialize_failed" | "load_failed";
+export type FallbackReason =
+  | "disabled"
+  | "empty"
+  | "no_token"
+  | "specialize_failed"
+  | "load_failed"
+  | "references"
+  | "resources";
+
+/**
+ * Whether a pool pod is big enough for a function that declares its own
+ * resources: each of the function's limits (or, without one, its request) at
+ * most the pod's limit. A function without its own resources fits any pod.
+ */
+export function fitsPoolPod(fn: FunctionResource, pod: PodObject): boolean {
+  const own = fn.spec.resources;
+  if (own === undefined) return true;
+  const podLimits = pod.spec?.containers?.[0]?.resources?.limits ?? {};
+  for (const kind of ["cpu", "memory"] as const) {
+    const wanted = own.limits?.[kind] ?? own.requests?.[kind];
+    if (wanted === undefined) continue;
+    const has = podLimits[kind];
+    if (has === undefined) continue;
+    if ((parseQuantity(wanted) ?? Infinity) > (parseQuantity(has) ?? 0)) return false;
+  }
+  return true;
+}
 
 /** A claim that did not happen: the caller takes the Deployment path. */
 export class PoolFallback extends Error {
@@ -288,6 +320,12 @@ export class PoolClaimer {
     const runtime = fn.spec.runtime;
     if (!this.cfg.enabled) throw new PoolFallback("disabled", "the warm pool is turned off in this gateway");
     const t0 = performance.now();
+    if (hasReferences(fn.spec)) {
+      throw new PoolFallback(
+        "references",
+        "the function refers to Secrets or ConfigMaps, which pool pods cannot read (ADR 0013)",
+      );
+    }
     // Nothing to claim: say so at once, without reading the token (an API call).
     if (this.#idle(runtime).length === 0) {
       const anyPods = this.pods.list().some((p) => p.metadata.labels?.[POOL_LABEL] === runtime);
@@ -298,7 +336,11 @@ export class PoolClaimer {
     const body = JSON.stringify(toLoadSpec(fn));
     let lastError = "no ready pool pod";
     for (let attempt = 0; attempt < this.cfg.maxAttempts; attempt++) {
-      const candidates = this.#idle(runtime);
+      const idle = this.#idle(runtime);
+      const candidates = idle.filter((p) => fitsPoolPod(fn, p));
+      if (idle.length > 0 && candidates.length === 0) {
+        throw new PoolFallback("resources", "the function's own resources exceed a pool pod's limits");
+      }
       if (candidates.length === 0) break;
       const pod = candidates[Math.floor(Math.random() * candidates.length)] as PodObject;
       const ip = pod.status?.podIP as string;

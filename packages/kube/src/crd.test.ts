@@ -23,4 +23,15 @@ describe("Function CRD", () => {
     expect(spec.required).toEqual(["runtime", "code"]);
     expect(JSON.stringify(spec["x-kubernetes-validations"])).toContain("self.maxReplicas >= self.minReplicas");
   });
+
+  it("lets spec.auth be absent (none) rather than defaulting it into every stored Function", () => {
+    const crd = buildFunctionCrd() as {
+      spec: {
+        versions: { schema: { openAPIV3Schema: { properties: { spec: { properties: Record<string, unknown> } } } } }[];
+      };
+    };
+    const auth = crd.spec.versions[0]?.schema.openAPIV3Schema.properties.spec.properties.auth;
+    expect(auth).toMatchObject({ type: "string", enum: ["none", "apiKey"] });
+    expect(auth).not.toHaveProperty("default");
+  });
 });

@@ -13,6 +13,7 @@ import {
   MAX_CODE_BYTES,
   MAX_NAME_LENGTH,
   NAME_PATTERN,
+  QUANTITY_PATTERN,
 } from "@faas/api";
 import { stringify } from "yaml";
 import { z } from "zod";
@@ -26,6 +27,7 @@ function structural(schema: Schema): Schema {
   if (additionalProperties !== undefined && additionalProperties !== false) {
     out.additionalProperties = structural(additionalProperties as Schema);
   }
+  if (rest.items !== undefined) out.items = structural(rest.items as Schema);
   if (rest.properties !== undefined) {
     out.properties = Object.fromEntries(
       Object.entries(rest.properties as Record<string, Schema>).map(([k, v]) => [k, structural(v)]),
@@ -39,16 +41,65 @@ export function functionSpecOpenApi(): Schema {
   const props = spec.properties as Record<string, Schema>;
   // A ConfigMap holds at most 1 MiB; the byte limit is checked client-side, characters here.
   (props.code as Schema).maxLength = MAX_CODE_BYTES;
-  (props.env as Schema).maxProperties = 100;
-  spec["x-kubernetes-validations"] = [
-    ...CEL_RULES.map((r) => ({ rule: r.rule, message: r.message, fieldPath: r.fieldPath })),
+  // No server-side defaults for auth and env: the API server would write them into every Function,
+  // and gateways and operators built before a field (or its list form) existed refuse it. Absent is
+  // none, and no variables.
+  delete (props.auth as Schema).default;
+  const env = props.env as Schema;
+  delete env.default;
+  // One entry per name (the API server refuses duplicates; apply merges by name).
+  env["x-kubernetes-list-type"] = "map";
+  env["x-kubernetes-list-map-keys"] = ["name"];
+  const envItem = env.items as Schema;
+  envItem["x-kubernetes-validations"] = [
+    { rule: "has(self.value) != has(self.valueFrom)", message: "needs exactly one of value and valueFrom" },
+  ];
+  ((envItem.properties as Record<string, Schema>).valueFrom as Schema)["x-kubernetes-validations"] = [
     {
-      rule: "!has(self.env) || self.env.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
-      message: "spec.env: names must be valid environment variable names",
-      fieldPath: ".env",
+      rule: "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+      message: "needs exactly one of secretKeyRef and configMapKeyRef",
     },
   ];
+  ((props.envFrom as Schema).items as Schema)["x-kubernetes-validations"] = [
+    {
+      rule: "has(self.secretRef) != has(self.configMapRef)",
+      message: "needs exactly one of secretRef and configMapRef",
+    },
+  ];
+  props.resources = resourcesOpenApi((props.resources as Schema).description as string);
+  spec["x-kubernetes-validations"] = CEL_RULES.map((r) => ({
+    rule: r.rule,
+    message: r.message,
+    fieldPath: r.fieldPath,
+  }));
   return spec;
+}
+
+/** Quantities as Kubernetes writes them: an integer or a string (`cpu: 1`, `memory: 128Mi`). */
+const quantitySchema: Schema = {
+  "x-kubernetes-int-or-string": true,
+  anyOf: [{ type: "integer" }, { type: "string" }],
+  pattern: QUANTITY_PATTERN.source,
+};
+
+function resourcesOpenApi(description: string): Schema {
+  const amounts: Schema = {
+    type: "object",
+    properties: { cpu: quantitySchema, memory: quantitySchema },
+  };
+  const notAbove = (r: string) =>
+    `!has(self.requests) || !has(self.limits) || !has(self.requests.${r}) || !has(self.limits.${r}) || ` +
+    `quantity(string(self.requests.${r})).compareTo(quantity(string(self.limits.${r}))) <= 0`;
+  return {
+    type: "object",
+    description,
+    properties: { requests: amounts, limits: amounts },
+    "x-kubernetes-validations": ["cpu", "memory"].map((r) => ({
+      rule: notAbove(r),
+      message: `spec.resources.requests.${r} must be <= spec.resources.limits.${r}`,
+      fieldPath: `.requests.${r}`,
+    })),
+  };
 }
 
 const condition: Schema = {

@@ -1,3 +1,4 @@
+export * from "./api-keys-secret.js";
 export * from "./crd.js";
 export * from "./kube-client.js";
 export * from "./kube-metrics.js";

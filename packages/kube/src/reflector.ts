@@ -11,7 +11,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "pino";
 import { type KubeClient, KubeError, type KubeObject, type ResourceRef, type WatchEvent } from "./kube-client.js";
 
-export interface ReflectorOptions {
+export interface ReflectorOptions<T extends KubeObject = KubeObject> {
   resource: ResourceRef;
   labelSelector?: string;
   fieldSelector?: string;
@@ -24,6 +24,13 @@ export interface ReflectorOptions {
   minWatchMs?: number;
   /** For tests: the jitter's source. */
   random?: () => number;
+  /**
+   * What is kept of each object (its metadata must stay): a cache of Secrets
+   * can hold a digest of their data instead of the data.
+   */
+  transform?: (obj: T) => T;
+  /** Told of every failed list or watch (then retried as always). */
+  onError?: (err: unknown) => void;
 }
 
 export type ReflectorEvents<T> = {
@@ -61,7 +68,7 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
 
   constructor(
     private readonly client: KubeClient,
-    private readonly opts: ReflectorOptions,
+    private readonly opts: ReflectorOptions<T>,
     private readonly log: Logger,
   ) {
     super();
@@ -146,6 +153,9 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
         }
         this.#failures++;
         if (this.#failures > 2) this.#relistReason ??= "error";
+        try {
+          this.opts.onError?.(err);
+        } catch {}
         const base = this.opts.backoffBaseMs ?? 200;
         const delay =
           Math.min(this.opts.backoffMaxMs ?? 30_000, base * 2 ** Math.min(this.#failures - 1, 16)) *
@@ -195,7 +205,8 @@ export class Reflector<T extends KubeObject> extends EventEmitter<ReflectorEvent
   }
 
   /** Stores `obj`; returns what to tell listeners, or undefined when nothing changed. */
-  #upsert(key: string, obj: T): Change<T> | undefined {
+  #upsert(key: string, received: T): Change<T> | undefined {
+    const obj = this.opts.transform ? this.opts.transform(received) : received;
     const old = this.#cache.get(key);
     this.#cache.set(key, obj);
     if (old === undefined) return ["add", obj];

@@ -3,13 +3,25 @@
  * new code is trial-loaded (so broken or never-loading code is refused at
  * deploy and the deployed version keeps serving), stored, then rolled out.
  * Serial per name, so after any interleaving of deploys the stored code, the
- * in-memory definition and every routed replica agree.
+ * in-memory definition and every routed replica agree. A changed secret or
+ * config is a redeploy of each function that refers to it: its version (the
+ * resolved content's hash) changes, and replicas are replaced the same way.
  */
 import { FaasError, type FunctionResource, type LoadSpec } from "@faas/api";
 import type { Logger } from "pino";
 import type { FunctionStore } from "./function-store.js";
 import { type LocalFunction, newLocalFunction } from "./local-function.js";
 import type { Replicas } from "./replicas.js";
+import type { Resolver } from "./resolver.js";
+import type { ValueKind } from "./value-store.js";
+
+/** What a changed secret or config did to the functions that refer to it. */
+export interface RefreshResult {
+  /** Functions whose replicas now run with the new values. */
+  rolled: string[];
+  /** Functions that could not take them (a key they need is gone, or the code failed to load). */
+  failed: { function: string; error: string }[];
+}
 
 export interface DeploymentHost {
   readonly functions: Map<string, LocalFunction>;
@@ -23,8 +35,33 @@ export class Deployments {
     private readonly host: DeploymentHost,
     private readonly store: FunctionStore,
     private readonly replicas: Replicas,
+    private readonly resolver: Resolver,
     private readonly log: Logger,
   ) {}
+
+  /** Redeploys every function that refers to the secret (or config) `name`, each in its own queue. */
+  async refresh(kind: ValueKind, name: string): Promise<RefreshResult> {
+    const referring = [...this.host.functions.values()].filter((f) => this.resolver.refersTo(f.resource, kind, name));
+    const result: RefreshResult = { rolled: [], failed: [] };
+    await Promise.all(
+      referring.map(async (f) => {
+        const fn = f.resource.metadata.name;
+        try {
+          await this.#serially(fn, async () => {
+            const current = this.host.functions.get(fn);
+            if (current !== undefined) await this.#deploy(current.resource);
+          });
+          result.rolled.push(fn);
+        } catch (err) {
+          // The message names the field and the secret, never a value.
+          this.log.error({ fn, [kind]: name, err: (err as Error).message }, "could not roll out new values");
+          result.failed.push({ function: fn, error: (err as Error).message });
+        }
+      }),
+    );
+    result.rolled.sort();
+    return result;
+  }
 
   /** Validated resource in, `true` when it was new. Resolves once the new code is what gets routed. */
   deploy(resource: FunctionResource): Promise<boolean> {
@@ -53,7 +90,7 @@ export class Deployments {
 
   async #deploy(resource: FunctionResource): Promise<boolean> {
     const name = resource.metadata.name;
-    const next = newLocalFunction(resource);
+    const next = newLocalFunction(resource, await this.resolver.resolve(resource));
     const existing = this.host.functions.get(name);
     if (existing === undefined || existing.hash !== next.hash) await this.#trialLoad(next.load, next.hash);
     await this.store.save(resource);
@@ -64,6 +101,7 @@ export class Deployments {
       return true;
     }
     existing.resource = resource;
+    existing.unresolved = undefined;
     this.host.functionChanged(name, resource);
     if (existing.hash !== next.hash) {
       existing.load = next.load;
@@ -108,7 +146,14 @@ export class Deployments {
       this.log.error({ fn: f.load.name, err: String(failed.reason) }, "roll-out: a new replica failed");
     // Anything not of the current code leaves routing now, including replicas a
     // scale-up attached while the new ones were starting.
-    for (const r of f.replicas.filter((r) => r.codeHash !== f.hash)) void this.replicas.retire(f, r);
+    const retired = f.replicas.filter((r) => r.codeHash !== f.hash).map((r) => this.replicas.retire(f, r));
+    // Older versions' mounted files go once no runner of theirs is left.
+    void Promise.allSettled(retired).then(() =>
+      this.resolver.prune(
+        f.load.name,
+        new Set([f.hash, ...f.replicas.flatMap((r) => (r.codeHash ? [r.codeHash] : []))]),
+      ),
+    );
   }
 
   async #remove(name: string): Promise<boolean> {
@@ -121,6 +166,7 @@ export class Deployments {
     const replicas = f.replicas;
     f.replicas = [];
     await Promise.all(replicas.map((r) => r.stop(graceMs)));
+    await this.resolver.prune(name, new Set());
     return true;
   }
 }

@@ -6,7 +6,9 @@
  *
  * The concerns live apart: `WarmPool` (generic runners), `Replicas` (a
  * function's runner processes), `Deployments` (serialized deploy and remove),
- * `decideScale` (the scaling policy, pure) and `LocalMetrics`.
+ * `decideScale` (the scaling policy, pure) and `LocalMetrics`; secrets and
+ * configs live in `ValueStore`s, and `Resolver` turns a function's references
+ * to them into its runners' environment and files.
  */
 import { FaasError, type FunctionResource, type Runtime } from "@faas/api";
 import type {
@@ -14,21 +16,26 @@ import type {
   BackendAdmin,
   BackendListener,
   FunctionStatus,
+  KeyAdmin,
+  KeyLookup,
   LoadView,
   LogOptions,
   ScaleUpResult,
 } from "@faas/gateway";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { Deployments } from "./deployments.js";
+import { Deployments, type RefreshResult } from "./deployments.js";
 import { FunctionStore } from "./function-store.js";
+import { KeyStore } from "./key-store.js";
 import { type LocalFunction, newLocalFunction } from "./local-function.js";
 import { LocalMetrics } from "./local-metrics.js";
 import { LogStore } from "./log-store.js";
 import { Replicas } from "./replicas.js";
+import { Resolver } from "./resolver.js";
 import { runnerCommand } from "./runner-commands.js";
 import { RunnerProcess } from "./runner-process.js";
 import { decideScale } from "./scale-policy.js";
+import { type ValueKind, ValueStore, type ValueSummary } from "./value-store.js";
 import { WarmPool } from "./warm-pool.js";
 
 export interface LocalBackendOptions {
@@ -59,6 +66,9 @@ const noLoad: LoadView = { inFlight: () => 0, queued: () => 0, lastActivityMs: (
 export class LocalBackend implements Backend, BackendAdmin {
   readonly kind = "local";
   readonly admin: BackendAdmin = this;
+  /** The gateway looks keys up here; the admin API creates, lists and revokes them. */
+  readonly keys: KeyLookup & KeyAdmin;
+  readonly #keys: KeyStore;
   readonly #fns = new Map<string, LocalFunction>();
   readonly #pool: WarmPool;
   readonly #store: FunctionStore;
@@ -66,6 +76,8 @@ export class LocalBackend implements Backend, BackendAdmin {
   readonly #metrics = new LocalMetrics();
   readonly #replicas: Replicas;
   readonly #deployments: Deployments;
+  readonly #values: Record<ValueKind, ValueStore>;
+  readonly #resolver: Resolver;
   #listener: BackendListener = noopListener;
   #load: LoadView = noLoad;
   #timer: NodeJS.Timeout | undefined;
@@ -76,6 +88,19 @@ export class LocalBackend implements Backend, BackendAdmin {
     private readonly log: Logger,
   ) {
     this.#store = new FunctionStore(opts.dataDir, log);
+    this.#values = { secret: new ValueStore(opts.dataDir, "secret"), config: new ValueStore(opts.dataDir, "config") };
+    this.#resolver = new Resolver(opts.dataDir, this.#values);
+    this.#keys = new KeyStore(opts.dataDir, log);
+    this.keys = {
+      apiKey: (fn, id) => this.#keys.get(fn, id),
+      apiKeyCount: (fn) => this.#keys.count(fn),
+      create: (fn) =>
+        this.#fns.has(fn)
+          ? this.#keys.create(fn)
+          : Promise.reject(new FaasError("FUNCTION_NOT_FOUND", `no function named "${fn}"`)),
+      list: (fn) => this.#keys.list(fn),
+      revoke: (id) => this.#keys.revoke(id),
+    };
     this.#logs = new LogStore(opts.dataDir);
     this.#pool = new WarmPool(
       opts.runtimes,
@@ -104,6 +129,7 @@ export class LocalBackend implements Backend, BackendAdmin {
       },
       this.#store,
       this.#replicas,
+      this.#resolver,
       log,
     );
   }
@@ -137,7 +163,15 @@ export class LocalBackend implements Backend, BackendAdmin {
     this.#listener = listener;
     this.#load = load;
     await this.#logs.init();
-    for (const fn of await this.#store.loadAll()) this.#fns.set(fn.metadata.name, newLocalFunction(fn));
+    await this.#keys.load();
+    for (const values of Object.values(this.#values)) await values.load();
+    for (const fn of await this.#store.loadAll()) {
+      const resolved = await this.#resolver.resolve(fn).catch((err: FaasError) => {
+        this.log.error({ fn: fn.metadata.name, err: err.message }, "a stored function refers to a missing value");
+        return err;
+      });
+      this.#fns.set(fn.metadata.name, newLocalFunction(fn, resolved));
+    }
     await this.#pool.start();
     await Promise.allSettled([...this.#fns.values()].map((f) => this.#replicas.ensureMin(f)));
     this.#timer = setInterval(() => this.tick(performance.now()), this.opts.tickMs);
@@ -168,6 +202,11 @@ export class LocalBackend implements Backend, BackendAdmin {
     const f = this.#fns.get(name);
     if (f === undefined) return Promise.reject(new FaasError("FUNCTION_NOT_FOUND", `no function named "${name}"`));
     if (this.#stopped) return Promise.reject(new FaasError("SHUTTING_DOWN", "the local backend is stopping"));
+    if (f.unresolved !== undefined) {
+      return Promise.reject(
+        new FaasError("FUNCTION_LOAD_FAILED", `${name} cannot start: ${f.unresolved.message}`, { cause: f.unresolved }),
+      );
+    }
     return this.#replicas.scaleUp(f, Math.min(Math.max(replicas, 1), f.resource.spec.maxReplicas));
   }
 
@@ -225,8 +264,40 @@ export class LocalBackend implements Backend, BackendAdmin {
     return this.#deployments.deploy(resource);
   }
 
-  remove(name: string): Promise<boolean> {
-    return this.#deployments.remove(name);
+  async remove(name: string): Promise<boolean> {
+    const removed = await this.#deployments.remove(name);
+    await this.#keys.removeFunction(name);
+    return removed;
+  }
+
+  listValues(kind: ValueKind): ValueSummary[] {
+    return this.#values[kind].list();
+  }
+
+  /** Stores the keys, then replaces the replicas of every function that refers to `name`. */
+  async setValues(
+    kind: ValueKind,
+    name: string,
+    data: Record<string, string>,
+    replace: boolean,
+  ): Promise<ValueSummary & RefreshResult> {
+    const summary = await this.#values[kind].set(name, data, replace);
+    this.log.info({ [kind]: name, keys: summary.keys }, `${kind} set`);
+    return { ...summary, ...(await this.#deployments.refresh(kind, name)) };
+  }
+
+  /** Refused while a function refers to it: its replicas could not be replaced. */
+  async deleteValues(kind: ValueKind, name: string): Promise<boolean> {
+    const users = this.listFunctions().filter((f) => this.#resolver.refersTo(f, kind, name));
+    if (users.length > 0) {
+      throw new FaasError(
+        "CONFLICT",
+        `${kind} ${name} is used by ${users.map((f) => f.metadata.name).join(", ")}; change or delete those first`,
+      );
+    }
+    const deleted = await this.#values[kind].delete(name);
+    if (deleted) this.log.info({ [kind]: name }, `${kind} deleted`);
+    return deleted;
   }
 
   logs(name: string, options: LogOptions) {

@@ -1,11 +1,15 @@
 /** One function in local mode: its definition, the code its replicas must run, and its runner processes. */
-import { codeHash, type FunctionResource, type LoadSpec, toLoadSpec } from "@faas/api";
+import { type FaasError, type FunctionResource, type LoadSpec, toLoadSpec } from "@faas/api";
 import type { ScaleUpResult } from "@faas/gateway";
+import type { ResolvedFunction } from "./resolver.js";
 import type { RunnerProcess } from "./runner-process.js";
 
 export interface LocalFunction {
   resource: FunctionResource;
+  /** With the values of the secrets and configs it refers to: never stored, never logged. */
   load: LoadSpec;
+  /** Set when a secret or config it refers to is missing: no replica can start. */
+  unresolved: FaasError | undefined;
   /** The code every routed replica runs; a replica started for another hash is never routed. */
   hash: string;
   replicas: RunnerProcess[];
@@ -18,12 +22,13 @@ export interface LocalFunction {
   excessSince: number | undefined;
 }
 
-export function newLocalFunction(resource: FunctionResource): LocalFunction {
-  const load = toLoadSpec(resource);
+export function newLocalFunction(resource: FunctionResource, resolved: ResolvedFunction | FaasError): LocalFunction {
+  const ok = "load" in resolved;
   return {
     resource,
-    load,
-    hash: codeHash(load),
+    load: ok ? resolved.load : toLoadSpec(resource),
+    unresolved: ok ? undefined : resolved,
+    hash: ok ? resolved.hash : "unresolved",
     replicas: [],
     pending: 0,
     batch: undefined,

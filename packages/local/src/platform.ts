@@ -54,9 +54,10 @@ export async function startLocalPlatform(opts: LocalPlatformOptions): Promise<Lo
     throw err;
   }
   const file = stateFile(dataDir);
-  // Written aside and renamed: whoever waits for the file never reads it half-written.
-  await writeFile(`${file}.tmp`, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
-  await rename(`${file}.tmp`, file);
+  // Written whole or not at all: a CLI (or a test) polling for it never reads half a file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify({ url: gateway.url, token, pid: process.pid })}\n`, { mode: 0o600 });
+  await rename(tmp, file);
   return {
     gateway,
     backend,

@@ -4,7 +4,7 @@
  * leads (or always, without leader election). Caches stay warm on followers so
  * a new leader starts at once.
  */
-import { CLAIMED_FOR_LABEL, FUNCTION_LABEL } from "@faas/api";
+import { CLAIMED_FOR_LABEL, FUNCTION_LABEL, type FunctionSpec, parseFunction } from "@faas/api";
 import { type KubeClient, type KubeObject, LeaderElector, objectKey, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import type { OperatorConfig } from "./config.js";
@@ -13,6 +13,7 @@ import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
+import { type DigestedObject, digestData, refersTo } from "./resources/references.js";
 import { WorkQueue } from "./work-queue.js";
 
 export interface OperatorOptions {
@@ -28,6 +29,11 @@ export class Operator {
     hpas: Reflector<KubeObject>;
     pods: Reflector<PodObject>;
   };
+  /**
+   * Every Secret and ConfigMap in the namespaces served, reduced to a digest of
+   * their data on arrival: a change to one a function refers to rolls it.
+   */
+  readonly #referenced: { secrets: Reflector<DigestedObject>; referenced: Reflector<DigestedObject> };
   readonly #queue: WorkQueue;
   readonly #reconciler: FunctionReconciler;
   readonly #idle: IdleScaler;
@@ -56,10 +62,11 @@ export class Operator {
     const reflect = <T extends KubeObject>(
       resource: (typeof RESOURCES)[keyof typeof RESOURCES],
       labelSelector?: string,
+      transform?: (obj: T) => T,
     ) =>
       new Reflector<T>(
         client,
-        { resource: { ...resource, namespace: ns }, labelSelector },
+        { resource: { ...resource, namespace: ns }, labelSelector, transform },
         log.child({ reflector: resource.plural }),
       );
     this.functions = reflect<RawFunction>(RESOURCES.functions);
@@ -70,11 +77,15 @@ export class Operator {
       hpas: reflect(RESOURCES.hpas, FUNCTION_LABEL),
       pods: reflect<PodObject>(RESOURCES.pods, FUNCTION_LABEL),
     };
+    this.#referenced = {
+      secrets: reflect<DigestedObject>(RESOURCES.secrets, undefined, digestData),
+      referenced: reflect<DigestedObject>(RESOURCES.configmaps, undefined, digestData),
+    };
     const events = new EventRecorder(client, cfg.identity, log);
     this.#reconciler = new FunctionReconciler({
       client,
       cfg,
-      caches: this.#owned,
+      caches: { ...this.#owned, ...this.#referenced },
       events,
       log,
       now: () => new Date(now()),
@@ -132,6 +143,7 @@ export class Operator {
       this.functions.start(),
       this.#claimedPods.start(),
       ...Object.values(this.#owned).map((r) => r.start()),
+      ...Object.values(this.#referenced).map((r) => r.start()),
     ]);
     if (this.#stopped) return;
     this.#synced = true;
@@ -159,6 +171,7 @@ export class Operator {
     this.functions.stop();
     this.#claimedPods.stop();
     for (const r of Object.values(this.#owned)) r.stop();
+    for (const r of Object.values(this.#referenced)) r.stop();
   }
 
   #setLeading(leading: boolean): void {
@@ -228,6 +241,26 @@ export class Operator {
       this.#idle.forget(d);
       this.pool.observeDeployment(d, true);
     });
+    const enqueueReferring = (kind: "secret" | "configmap") => (o: KubeObject) => {
+      for (const fn of this.functions.list()) {
+        if (fn.metadata.namespace !== o.metadata.namespace) continue;
+        const spec = specOf(fn);
+        if (spec === undefined || !refersTo(spec, kind, o.metadata.name)) continue;
+        this.log.info({ fn: objectKey(fn), [kind]: o.metadata.name }, "a referenced object changed");
+        this.#queue.add(objectKey(fn));
+      }
+    };
+    for (const [kind, r] of [
+      ["secret", this.#referenced.secrets],
+      ["configmap", this.#referenced.referenced],
+    ] as const) {
+      const enqueue = enqueueReferring(kind);
+      r.on("add", enqueue);
+      r.on("update", (o, old) => {
+        if (o.digest !== old.digest) enqueue(o);
+      });
+      r.on("delete", enqueue);
+    }
     // A claimed pod's hand-off is due a moment after the Deployment's pod is ready: check at once too.
     this.#claimedPods.on("add", () => void this.pool.retireClaimedPods());
   }
@@ -241,5 +274,14 @@ export class Operator {
     const result = await this.#reconciler.reconcile(fn, { force, signal: this.#leadership.signal });
     this.log.debug({ fn: key, ms: Math.round(performance.now() - started), force }, "reconciled");
     return result;
+  }
+}
+
+/** The parsed spec of a cached Function, or undefined when it is invalid (its reconcile says why). */
+function specOf(fn: RawFunction): FunctionSpec | undefined {
+  try {
+    return parseFunction(fn).spec;
+  } catch {
+    return undefined;
   }
 }

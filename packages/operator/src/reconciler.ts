@@ -26,6 +26,7 @@ import { buildConfigMap } from "./resources/config-map.js";
 import { buildDeployment, buildDeploymentForCreate, functionCodeHash } from "./resources/deployment.js";
 import { buildHpa, wantsHpa } from "./resources/hpa.js";
 import { type FunctionObject, functionSelector } from "./resources/labels.js";
+import { type ConfigState, configState, type DigestedObject } from "./resources/references.js";
 import { buildService } from "./resources/service.js";
 import { computeStatus, readyCondition, sameStatus } from "./status.js";
 import type { HandlerResult } from "./work-queue.js";
@@ -39,6 +40,9 @@ export interface ReconcilerCaches {
   services: Reflector<KubeObject>;
   hpas: Reflector<KubeObject>;
   pods: Reflector<PodObject>;
+  /** Every Secret and ConfigMap of the namespaces served, as digests: what functions refer to. */
+  secrets: Reflector<DigestedObject>;
+  referenced: Reflector<DigestedObject>;
 }
 
 export interface ReconcilerDeps {
@@ -74,9 +78,11 @@ function fingerprint(
   dep: DeploymentObject | undefined,
   svc: KubeObject | undefined,
   hpa: KubeObject | undefined,
+  configHash: string | undefined,
 ): string {
   const { replicas: _r, ...depSpec } = dep?.spec ?? { selector: {}, template: {} };
   return JSON.stringify([
+    configHash,
     fn.metadata.uid,
     fn.metadata.generation,
     cm?.metadata.resourceVersion,
@@ -128,19 +134,33 @@ export class FunctionReconciler {
       try {
         const fn = parseFunction(raw, `${ns}/${name}`) as FunctionObject;
         hash = functionCodeHash(fn);
+        const config = this.#configState(fn);
         const cached = fingerprint(
           raw,
           caches.configmaps.get(`${ns}/${configMapName(name, hash)}`),
           deployment,
           caches.services.get(`${ns}/${serviceName(name)}`),
           caches.hpas.get(`${ns}/${hpaName(name)}`),
+          config.hash,
         );
         if (opts.force || this.#applied.get(key) !== cached) {
           const changed = this.#applied.get(key) !== cached;
-          const applied = await this.#applyChildren(raw, fn, opts.signal);
+          const applied = await this.#applyChildren(raw, fn, config, opts.signal);
           deployment = applied.deployment;
           this.#applied.set(key, applied.fingerprint);
-          log[changed ? "info" : "debug"]({ fn: key, generation: raw.metadata.generation, codeHash: hash }, "applied");
+          log[changed ? "info" : "debug"](
+            { fn: key, generation: raw.metadata.generation, codeHash: hash, configHash: config.hash },
+            "applied",
+          );
+          if (changed && config.missing.length > 0) {
+            // New pods wait for these (CreateContainerConfigError); running ones keep serving.
+            this.deps.events.record(
+              raw,
+              "Warning",
+              "ReferenceMissing",
+              `${config.missing.join(", ")} not found; new pods cannot start until it exists`,
+            );
+          }
         }
         if (deployment) deployment = await this.#ensureMinReplicas(fn, deployment, opts.signal);
         if (deployment) await this.#pruneCode(fn, hash, deployment, opts.signal);
@@ -189,7 +209,20 @@ export class FunctionReconciler {
     return undefined;
   }
 
-  async #applyChildren(raw: RawFunction, fn: FunctionObject, signal: AbortSignal): Promise<Applied> {
+  #configState(fn: FunctionObject): ConfigState {
+    const { secrets, referenced } = this.deps.caches;
+    return configState(fn.spec, fn.metadata.namespace, {
+      secret: (ns, name) => secrets.get(`${ns}/${name}`),
+      configMap: (ns, name) => referenced.get(`${ns}/${name}`),
+    });
+  }
+
+  async #applyChildren(
+    raw: RawFunction,
+    fn: FunctionObject,
+    config: ConfigState,
+    signal: AbortSignal,
+  ): Promise<Applied> {
     const { client, cfg, caches } = this.deps;
     const ns = fn.metadata.namespace;
     const name = fn.metadata.name;
@@ -203,11 +236,11 @@ export class FunctionReconciler {
       configMapName(name, functionCodeHash(fn)),
       buildConfigMap(fn),
     );
-    const created = await this.#createDeploymentOnce(fn, signal);
+    const created = await this.#createDeploymentOnce(fn, config.hash, signal);
     signal.throwIfAborted();
     const deployment = await client.apply<DeploymentObject>(
       ref(RESOURCES.deployments, ns, deploymentName(name)),
-      buildDeployment(fn, cfg),
+      buildDeployment(fn, cfg, config.hash),
       OPERATOR_FIELD_MANAGER,
     );
     signal.throwIfAborted();
@@ -243,7 +276,7 @@ export class FunctionReconciler {
         `created ConfigMap, Deployment (${fn.spec.minReplicas} replicas) and Service`,
       );
     }
-    return { deployment, fingerprint: fingerprint(raw, cm, deployment, svc, hpa) };
+    return { deployment, fingerprint: fingerprint(raw, cm, deployment, svc, hpa, config.hash) };
   }
 
   /** Server-side applies a child, unless an object of that name belongs to someone else. */
@@ -266,7 +299,11 @@ export class FunctionReconciler {
    * POSTs the Deployment with its initial replicas if it does not exist yet,
    * under its own field manager, so later applies never own `spec.replicas`.
    */
-  async #createDeploymentOnce(fn: FunctionObject, signal: AbortSignal): Promise<boolean> {
+  async #createDeploymentOnce(
+    fn: FunctionObject,
+    configHash: string | undefined,
+    signal: AbortSignal,
+  ): Promise<boolean> {
     const ns = fn.metadata.namespace;
     const name = deploymentName(fn.metadata.name);
     let existing = this.deps.caches.deployments.get(`${ns}/${name}`);
@@ -275,7 +312,7 @@ export class FunctionReconciler {
       try {
         await this.deps.client.create(
           ref(RESOURCES.deployments, ns),
-          buildDeploymentForCreate(fn, this.deps.cfg),
+          buildDeploymentForCreate(fn, this.deps.cfg, configHash),
           CREATE_FIELD_MANAGER,
         );
         return true;

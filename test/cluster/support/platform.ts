@@ -258,3 +258,86 @@ export async function burstFromZero(namespace: string, fn: string, count: number
     seconds,
   };
 }
+
+export interface LocalGateway {
+  port: number;
+  logFile: string;
+  /** One metric of this gateway, summed over the series whose labels match. */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The gateway of this worktree's build as a local process serving one
+ * namespace (`node packages/kube-backend/dist/main.js`, as in a pod, against
+ * the test cluster's kubeconfig); pod IPs are reachable from this machine.
+ * Leaves the cluster's own gateway alone.
+ */
+export async function startLocalGateway(namespace: string, env: Record<string, string> = {}): Promise<LocalGateway> {
+  mkdirSync(join(repoRoot, ".faas"), { recursive: true });
+  const logFile = join(repoRoot, ".faas", `gateway-${namespace}-${Date.now()}.log`);
+  const out = createWriteStream(logFile);
+  const port = await freePort();
+  const child = spawn(process.execPath, [join(repoRoot, "packages/kube-backend/dist/main.js")], {
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOME: process.env.HOME ?? "/root",
+      KUBECONFIG: kubeconfigPath,
+      FAAS_FUNCTION_NAMESPACE: namespace,
+      FAAS_GATEWAY_HOST: "127.0.0.1",
+      FAAS_GATEWAY_PORT: String(port),
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  await waitFor(
+    "the local gateway to be ready",
+    async () => {
+      if (child.exitCode !== null) throw new Error(`gateway exited ${child.exitCode}; see ${logFile}`);
+      const r = await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined);
+      return r?.status === 200 ? true : undefined;
+    },
+    { timeoutMs: 60_000, intervalMs: 250 },
+  );
+  return {
+    port,
+    logFile,
+    async metric(name, labels = {}) {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      let total = 0;
+      for (const line of text.split("\n")) {
+        if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+        if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+          total += Number(line.slice(line.lastIndexOf(" ") + 1));
+      }
+      return total;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Applies crd.yaml (this worktree's Function schema) and waits until it is served. */
+export async function installCrd(): Promise<void> {
+  await kubectl(["apply", "-f", join(repoRoot, "crd.yaml")]);
+  await kubectl(["wait", "--for=condition=Established", "crd/functions.faas.example.com", "--timeout=60s"]);
+}

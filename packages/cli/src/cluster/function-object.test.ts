@@ -33,7 +33,7 @@ describe("functionObject: what `faas deploy` applies", () => {
         code: 'def handle(req):\n    return "hi"\n',
         minReplicas: 1,
         maxReplicas: 4,
-        env: { GREETING: "hi" },
+        env: [{ name: "GREETING", value: "hi" }],
       },
     });
     expect(Object.keys(obj.metadata)).toEqual(["name", "namespace"]);

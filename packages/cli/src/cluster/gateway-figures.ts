@@ -16,6 +16,19 @@ export interface FunctionFigures {
 
 export const GATEWAY_SELECTOR = `app.kubernetes.io/name=${GATEWAY_SERVICE}`;
 
+/** The namespace a gateway reaches by bare names (ADR 0015: the first it serves, `default` by convention). */
+export const GATEWAY_DEFAULT_NAMESPACE = "default";
+
+/** How the gateway knows a function: its name in the default namespace, `<namespace>/<name>` elsewhere. */
+export function gatewayKey(namespace: string, name: string): string {
+  return namespace === GATEWAY_DEFAULT_NAMESPACE ? name : `${namespace}/${name}`;
+}
+
+/** `/invoke/<name>` or `/invoke/<namespace>/<name>`. */
+export function invokePath(namespace: string, name: string): string {
+  return `/invoke/${gatewayKey(namespace, name).split("/").map(encodeURIComponent).join("/")}`;
+}
+
 const SAMPLE = /^([a-zA-Z_:][\w:]*)\{([^}]*)\}\s+(\S+)/;
 const LABEL = /(\w+)="((?:[^"\\]|\\.)*)"/g;
 

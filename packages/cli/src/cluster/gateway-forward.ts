@@ -10,10 +10,12 @@ import type { CliConfig } from "../config.js";
 import type { CommandContext } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
 import { GatewayClient } from "../gateway-client.js";
-import { GATEWAY_SELECTOR } from "./gateway-figures.js";
+import { GATEWAY_SELECTOR, invokePath } from "./gateway-figures.js";
 
 export interface ClusterGateway {
   client: GatewayClient;
+  /** Where the function is on the gateway: `/invoke/<name>`, or `/invoke/<namespace>/<name>` (ADR 0015). */
+  invokePath(name: string): string;
   /** The gateway pods connections went to (empty with --gateway). */
   pods: readonly string[];
   close(): Promise<void>;
@@ -22,10 +24,11 @@ export interface ClusterGateway {
 export async function clusterGateway(cfg: CliConfig, target: ClusterTarget): Promise<ClusterGateway> {
   const resolveAt = (url: string): Promise<GatewayClient> =>
     GatewayClient.resolve({ dataDir: cfg.dataDir, urlOverride: url, token: undefined, defaultUrl: url });
-  if (cfg.gatewayUrl !== undefined) {
-    return { client: await resolveAt(cfg.gatewayUrl), pods: [], close: async () => {} };
-  }
   const conn = await connectCluster(target);
+  const path = (name: string): string => invokePath(conn.namespace, name);
+  if (cfg.gatewayUrl !== undefined) {
+    return { client: await resolveAt(cfg.gatewayUrl), invokePath: path, pods: [], close: async () => {} };
+  }
   const forwarder = new PortForwarder(conn.kube, {
     namespace: SYSTEM_NAMESPACE,
     selector: GATEWAY_SELECTOR,
@@ -44,6 +47,7 @@ export async function clusterGateway(cfg: CliConfig, target: ClusterTarget): Pro
   }
   return {
     client: await resolveAt(`http://127.0.0.1:${port}`),
+    invokePath: path,
     pods: forwarder.podsUsed,
     close: () => forwarder.close(),
   };

@@ -100,3 +100,16 @@ describe("faas list on a cluster", () => {
     expect(row?.slice(5, 7)).toEqual(["-", "-"]);
   });
 });
+
+describe("functions outside the gateway's default namespace (ADR 0015)", () => {
+  it("are keyed <namespace>/<name> on the gateway: figures and invoke paths", async () => {
+    const { gatewayKey, invokePath } = await import("./gateway-figures.js");
+    expect(gatewayKey("default", "hello")).toBe("hello");
+    expect(gatewayKey("team-a", "hello")).toBe("team-a/hello");
+    expect(invokePath("default", "hello")).toBe("/invoke/hello");
+    expect(invokePath("team-a", "hello")).toBe("/invoke/team-a/hello");
+    const figures = addGatewayMetrics('faas_cold_starts_total{function="team-a/hello"} 7\n', new Map());
+    expect(summarize(hello, figures, "team-a").coldStarts).toBe(7);
+    expect(summarize(hello, figures, "default").coldStarts).toBe(0);
+  });
+});

@@ -9,7 +9,13 @@ import type { CommandContext } from "../context.js";
 import { EXIT } from "../exit-codes.js";
 import { type Colors, formatTable } from "../ui.js";
 import { type ClusterFunction, statusWord } from "./function-object.js";
-import { type FunctionFigures, gatewayFigures, p50Ms } from "./gateway-figures.js";
+import {
+  type FunctionFigures,
+  GATEWAY_DEFAULT_NAMESPACE,
+  gatewayFigures,
+  gatewayKey,
+  p50Ms,
+} from "./gateway-figures.js";
 import { kubeFailure } from "./kube-errors.js";
 
 export interface ClusterSummary {
@@ -32,9 +38,10 @@ export const LIST_HEADER = ["NAME", "RUNTIME", "READY", "MIN/MAX", "STATUS", "CO
 export function summarize(
   fn: ClusterFunction,
   figures: ReadonlyMap<string, FunctionFigures> | undefined,
+  namespace = GATEWAY_DEFAULT_NAMESPACE,
 ): ClusterSummary {
   const name = fn.metadata.name;
-  const f = figures?.get(name);
+  const f = figures?.get(gatewayKey(namespace, name));
   const ready = fn.status?.conditions?.find((c) => c.type === "Ready");
   return {
     name,

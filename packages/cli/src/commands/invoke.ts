@@ -34,8 +34,12 @@ export async function runInvoke(ctx: CommandContext, name: string, opts: InvokeO
   const cluster = clusterTarget(ctx.cfg);
   const gateway = cluster
     ? await (await import("../cluster/gateway-forward.js")).clusterGateway(ctx.cfg, cluster)
-    : { client: await gatewayClient(ctx.cfg), close: async () => {} };
-  const path = `/invoke/${encodeURIComponent(name)}${subPath(opts.path)}`;
+    : {
+        client: await gatewayClient(ctx.cfg),
+        invokePath: (n: string) => `/invoke/${encodeURIComponent(n)}`,
+        close: async () => {},
+      };
+  const path = `${gateway.invokePath(name)}${subPath(opts.path)}`;
 
   let spinner: ReturnType<typeof ui.spinner> | undefined;
   const timer = setTimeout(() => {

@@ -27,9 +27,10 @@ export async function runList(ctx: CommandContext, opts: { json?: boolean }): Pr
     `${f.minReplicas}/${f.maxReplicas}`,
     String(f.coldStarts),
     f.p50Ms === null ? c.dim("-") : `${f.p50Ms.toFixed(1)}ms`,
+    authCell(f, c),
     f.url,
   ]);
-  ui.out(formatTable(["NAME", "RUNTIME", "READY", "MIN/MAX", "COLD-STARTS", "P50", "URL"], rows, c));
+  ui.out(formatTable(["NAME", "RUNTIME", "READY", "MIN/MAX", "COLD-STARTS", "P50", "AUTH", "URL"], rows, c));
   return EXIT.OK;
 }
 
@@ -37,4 +38,11 @@ function readyCell(f: FunctionSummary, c: Colors): string {
   const text = `${f.readyReplicas}/${f.desiredReplicas}`;
   if (f.readyReplicas === 0 && f.desiredReplicas === 0) return c.dim(text);
   return f.readyReplicas < f.desiredReplicas ? c.yellow(text) : c.green(text);
+}
+
+/** `none`, or `apiKey (N keys)`: how many, never which. */
+function authCell(f: FunctionSummary, c: Colors): string {
+  if (f.auth === "none") return c.dim("none");
+  const text = `${f.auth} (${f.apiKeys} key${f.apiKeys === 1 ? "" : "s"})`;
+  return f.apiKeys === 0 ? c.yellow(text) : text;
 }

@@ -34,9 +34,13 @@ export async function runStress(ctx: CommandContext, name: string, opts: StressO
   const cluster = clusterTarget(ctx.cfg);
   const gateway = cluster
     ? await (await import("../cluster/gateway-forward.js")).clusterGateway(ctx.cfg, cluster)
-    : { client: await gatewayClient(ctx.cfg), close: async () => {} };
+    : {
+        client: await gatewayClient(ctx.cfg),
+        invokePath: (n: string) => `/invoke/${encodeURIComponent(n)}`,
+        close: async () => {},
+      };
   try {
-    return await stress(ctx, name, opts, durationMs, gateway.client.url);
+    return await stress(ctx, name, opts, durationMs, `${gateway.client.url}${gateway.invokePath(name)}`);
   } finally {
     await gateway.close();
   }
@@ -47,11 +51,12 @@ async function stress(
   name: string,
   opts: StressOptions,
   durationMs: number,
-  gatewayUrl: string,
+  /** The function's URL on the gateway, without a sub-path. */
+  functionUrl: string,
 ): Promise<number> {
   const { ui } = ctx;
   const sub = opts.path ? (opts.path.startsWith("/") || opts.path.startsWith("?") ? opts.path : `/${opts.path}`) : "";
-  const url = `${gatewayUrl}/invoke/${encodeURIComponent(name)}${sub}`;
+  const url = `${functionUrl}${sub}`;
   const body = opts.data === undefined ? undefined : Buffer.from(opts.data);
   const abort = new AbortController();
   const previous = ctx.onInterrupt;

@@ -6,6 +6,10 @@
  * when a pod goes (readiness gate, surge-only rollouts, preStop sleep so
  * endpoints go before SIGTERM, a grace period longer than the function timeout).
  *
+ * Values from Secrets and ConfigMaps reach the container through the kubelet
+ * (`valueFrom`, `envFrom`, secret volumes), never through the code ConfigMap;
+ * the config hash of what the function refers to rolls the pods when it changes.
+ *
  * `spec.replicas` is deliberately absent: the gateway and the HPA own it.
  */
 import {
@@ -15,14 +19,19 @@ import {
   configMapName,
   deploymentName,
   FUNCTION_LABEL,
+  type FunctionSpec,
+  parseQuantity,
+  quantityString,
   RUNNER_PORT,
   toLoadSpec,
 } from "@faas/api";
-import type { V1Container, V1Deployment } from "@kubernetes/client-node";
+import type { V1Container, V1Deployment, V1EnvVar, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
 import { childMetadata, type FunctionObject, functionLabels } from "./labels.js";
 
 export { CODE_HASH_ANNOTATION };
+/** On a pod template: digest of the Secrets and ConfigMaps the function refers to. */
+export const CONFIG_HASH_ANNOTATION = "faas.example.com/config-hash";
 export const RUNNER_CONTAINER = "runner";
 export const RUNNER_UID = 10001;
 
@@ -68,8 +77,50 @@ export function runnerContainerBase(readinessFailures: number, cfg: Pick<Operato
   } satisfies Partial<V1Container>;
 }
 
-export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1Deployment {
+/** The function's own requests and limits over the operator's defaults; a request never ends above its limit. */
+export function containerResources(
+  spec: FunctionSpec,
+  cfg: Pick<OperatorConfig, "requests" | "limits">,
+): { requests: Record<string, string>; limits: Record<string, string> } {
+  const own = spec.resources ?? {};
+  const requests: Record<string, string> = { ...cfg.requests };
+  const limits: Record<string, string> = { ...cfg.limits };
+  for (const kind of ["cpu", "memory"] as const) {
+    const ownRequest = own.requests?.[kind];
+    const ownLimit = own.limits?.[kind];
+    if (ownRequest !== undefined) requests[kind] = quantityString(ownRequest);
+    if (ownLimit !== undefined) limits[kind] = quantityString(ownLimit);
+    const request = requests[kind] ?? "0";
+    const limit = limits[kind] ?? request;
+    if ((parseQuantity(request) ?? 0) <= (parseQuantity(limit) ?? Infinity)) continue;
+    // A default on one side is adjusted to the function's own value on the other.
+    if (ownLimit !== undefined) requests[kind] = limit;
+    else limits[kind] = request;
+  }
+  return { requests, limits };
+}
+
+/** Env entries the kubelet resolves; literal values travel in the load spec. */
+function referencedEnv(spec: FunctionSpec): V1EnvVar[] {
+  return spec.env.filter((e) => e.valueFrom !== undefined).map((e) => ({ name: e.name, valueFrom: e.valueFrom }));
+}
+
+const secretVolumeName = (i: number): string => `secret-${i}`;
+
+function secretVolumes(spec: FunctionSpec): { volumes: V1Volume[]; mounts: V1VolumeMount[] } {
+  const list = spec.secrets ?? [];
+  return {
+    // Readable by the runner's group (fsGroup) only.
+    volumes: list.map((m, i) => ({ name: secretVolumeName(i), secret: { secretName: m.name, defaultMode: 0o440 } })),
+    mounts: list.map((m, i) => ({ name: secretVolumeName(i), mountPath: m.mountPath, readOnly: true })),
+  };
+}
+
+export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig, configHash?: string): V1Deployment {
   const name = fn.metadata.name;
+  const secrets = secretVolumes(fn.spec);
+  const annotations: Record<string, string> = { [CODE_HASH_ANNOTATION]: functionCodeHash(fn) };
+  if (configHash !== undefined) annotations[CONFIG_HASH_ANNOTATION] = configHash;
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
@@ -79,7 +130,7 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1De
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       revisionHistoryLimit: 3,
       template: {
-        metadata: { labels: functionLabels(fn), annotations: { [CODE_HASH_ANNOTATION]: functionCodeHash(fn) } },
+        metadata: { labels: functionLabels(fn), annotations },
         spec: {
           automountServiceAccountToken: false,
           enableServiceLinks: false,
@@ -88,6 +139,7 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1De
             runAsNonRoot: true,
             runAsUser: RUNNER_UID,
             runAsGroup: RUNNER_UID,
+            ...(secrets.volumes.length > 0 ? { fsGroup: RUNNER_UID } : {}),
             seccompProfile: { type: "RuntimeDefault" },
           },
           containers: [
@@ -99,18 +151,22 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1De
                 { name: "FAAS_PORT", value: String(RUNNER_PORT) },
                 { name: "FAAS_HOST", value: "0.0.0.0" },
                 { name: "FAAS_CODE_DIR", value: CODE_MOUNT_PATH },
+                ...referencedEnv(fn.spec),
               ],
+              ...(fn.spec.envFrom?.length ? { envFrom: fn.spec.envFrom } : {}),
               ...runnerContainerBase(2, cfg),
-              resources: { requests: { ...cfg.requests }, limits: { ...cfg.limits } },
+              resources: containerResources(fn.spec, cfg),
               volumeMounts: [
                 { name: "code", mountPath: CODE_MOUNT_PATH, readOnly: true },
                 { name: "tmp", mountPath: "/tmp" },
+                ...secrets.mounts,
               ],
             },
           ],
           volumes: [
             { name: "code", configMap: { name: configMapName(name, functionCodeHash(fn)), defaultMode: 0o444 } },
             { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+            ...secrets.volumes,
           ],
         },
       },
@@ -119,7 +175,7 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig): V1De
 }
 
 /** The first version of the Deployment, created once with its initial replicas. */
-export function buildDeploymentForCreate(fn: FunctionObject, cfg: DeploymentConfig): V1Deployment {
-  const d = buildDeployment(fn, cfg);
+export function buildDeploymentForCreate(fn: FunctionObject, cfg: DeploymentConfig, configHash?: string): V1Deployment {
+  const d = buildDeployment(fn, cfg, configHash);
   return { ...d, spec: { ...d.spec!, replicas: fn.spec.minReplicas } };
 }

@@ -11,10 +11,11 @@ import {
 import { describe, expect, it } from "vitest";
 import { DEFAULT_OPERATOR_CONFIG } from "../config.js";
 import { buildConfigMap } from "./config-map.js";
-import { buildDeployment, buildDeploymentForCreate, CODE_HASH_ANNOTATION } from "./deployment.js";
+import { buildDeployment, buildDeploymentForCreate, CODE_HASH_ANNOTATION, containerResources } from "./deployment.js";
 import { buildHpa, wantsHpa } from "./hpa.js";
 import type { FunctionObject } from "./labels.js";
 import { buildPoolDeployment, buildPoolTokenSecret } from "./pool.js";
+import { configState, type DigestedObject, digestData } from "./references.js";
 import { buildService } from "./service.js";
 
 const cfg = DEFAULT_OPERATOR_CONFIG;
@@ -247,5 +248,120 @@ describe("buildPoolDeployment", () => {
     const b = buildPoolTokenSecret("ns").stringData?.token;
     expect(a).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(a).not.toBe(b);
+  });
+});
+
+describe("secrets, config and resources on the Deployment", () => {
+  const withRefs = fn("sec", {
+    env: [
+      { name: "PLAIN", value: "visible" },
+      { name: "PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+      { name: "MODE", valueFrom: { configMapKeyRef: { name: "settings", key: "mode" } } },
+    ],
+    envFrom: [{ secretRef: { name: "api-keys" } }],
+    secrets: [{ name: "tls", mountPath: "/etc/secrets/tls" }],
+  });
+
+  it("leaves referenced values to the kubelet: never in the code ConfigMap", () => {
+    const cm = buildConfigMap(withRefs);
+    const loadSpec = JSON.parse(cm.data?.["function.json"] as string);
+    expect(loadSpec.env).toEqual({ PLAIN: "visible" });
+    const d = buildDeployment(withRefs, cfg, "cafe");
+    const pod = d.spec?.template.spec;
+    const c = pod?.containers[0];
+    expect(c?.env?.filter((e) => !e.name.startsWith("FAAS_"))).toEqual([
+      { name: "PASSWORD", valueFrom: { secretKeyRef: { name: "db", key: "password" } } },
+      { name: "MODE", valueFrom: { configMapKeyRef: { name: "settings", key: "mode" } } },
+    ]);
+    expect(c?.envFrom).toEqual([{ secretRef: { name: "api-keys" } }]);
+    expect(c?.volumeMounts).toContainEqual({ name: "secret-0", mountPath: "/etc/secrets/tls", readOnly: true });
+    expect(pod?.volumes).toContainEqual({ name: "secret-0", secret: { secretName: "tls", defaultMode: 0o440 } });
+    expect(pod?.securityContext?.fsGroup).toBe(10001);
+    expect(d.spec?.template.metadata?.annotations?.["faas.example.com/config-hash"]).toBe("cafe");
+  });
+
+  it("has no config hash, envFrom, fsGroup or secret volume without references", () => {
+    const d = buildDeployment(fn("plain"), cfg);
+    expect(d.spec?.template.metadata?.annotations?.["faas.example.com/config-hash"]).toBeUndefined();
+    expect(d.spec?.template.spec?.containers[0]?.envFrom).toBeUndefined();
+    expect(d.spec?.template.spec?.securityContext?.fsGroup).toBeUndefined();
+    expect(d.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(["code", "tmp"]);
+  });
+
+  const resourceCases: {
+    name: string;
+    given: FunctionSpecInput["resources"];
+    want: { requests: Record<string, string>; limits: Record<string, string> };
+  }[] = [
+    {
+      name: "unset: the operator's defaults",
+      given: undefined,
+      want: { requests: { ...cfg.requests }, limits: { ...cfg.limits } },
+    },
+    {
+      name: "all four set",
+      given: { requests: { cpu: "250m", memory: "128Mi" }, limits: { cpu: 2, memory: "512Mi" } },
+      want: { requests: { cpu: "250m", memory: "128Mi" }, limits: { cpu: "2", memory: "512Mi" } },
+    },
+    {
+      name: "a request above the default limit raises the limit",
+      given: { requests: { memory: "1Gi" } },
+      want: { requests: { ...cfg.requests, memory: "1Gi" }, limits: { ...cfg.limits, memory: "1Gi" } },
+    },
+    {
+      name: "a limit below the default request lowers the request",
+      given: { limits: { cpu: "50m" } },
+      want: { requests: { ...cfg.requests, cpu: "50m" }, limits: { ...cfg.limits, cpu: "50m" } },
+    },
+  ];
+  for (const c of resourceCases) {
+    it(`resources: ${c.name}`, () => {
+      expect(containerResources(fn("r", { resources: c.given }).spec, cfg)).toEqual(c.want);
+      const d = buildDeployment(fn("r", { resources: c.given }), cfg);
+      expect(d.spec?.template.spec?.containers[0]?.resources).toEqual(c.want);
+    });
+  }
+});
+
+describe("configState", () => {
+  const spec = fn("s", {
+    env: [{ name: "P", valueFrom: { secretKeyRef: { name: "db", key: "p" } } }],
+    envFrom: [{ configMapRef: { name: "settings" } }],
+  }).spec;
+  const obj = (name: string, data: Record<string, string>) =>
+    digestData({
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: { name, namespace: "ns1", resourceVersion: "1" },
+      data,
+    } as never);
+  const lookup = (secrets: Record<string, DigestedObject>, cms: Record<string, DigestedObject>) => ({
+    secret: (_ns: string, n: string) => secrets[n],
+    configMap: (_ns: string, n: string) => cms[n],
+  });
+
+  it("keeps a digest, not the data, and changes when a referenced value changes", () => {
+    const a = obj("db", { p: Buffer.from("one").toString("base64") });
+    expect(JSON.stringify(a)).not.toContain(Buffer.from("one").toString("base64"));
+    const settings = obj("settings", { mode: "x" });
+    const before = configState(spec, "ns1", lookup({ db: a }, { settings }));
+    const same = configState(
+      spec,
+      "ns1",
+      lookup({ db: obj("db", { p: Buffer.from("one").toString("base64") }) }, { settings }),
+    );
+    const after = configState(
+      spec,
+      "ns1",
+      lookup({ db: obj("db", { p: Buffer.from("two").toString("base64") }) }, { settings }),
+    );
+    expect(before).toEqual(same);
+    expect(before.missing).toEqual([]);
+    expect(after.hash).not.toBe(before.hash);
+  });
+
+  it("names what is missing; a function without references has no hash", () => {
+    expect(configState(spec, "ns1", lookup({}, {})).missing).toEqual(["Secret db", "ConfigMap settings"]);
+    expect(configState(fn("p").spec, "ns1", lookup({}, {}))).toEqual({ hash: undefined, missing: [] });
   });
 });

@@ -1,0 +1,143 @@
+/**
+ * Turns a function's references to Secrets and ConfigMaps into what its
+ * runners get in local mode: environment values in the load spec (sent to the
+ * runner over loopback at specialization, never stored) and secret mounts as
+ * read-only files under the data directory. The content hash of the result is
+ * the function's version: a changed secret changes it, and replicas are
+ * replaced the way a redeploy replaces them.
+ *
+ * A mount's `mountPath` cannot be created on the host; the files of
+ * `mountPath: /etc/secrets/db` are at `$FAAS_MOUNT_ROOT/etc/secrets/db`, a
+ * directory per function version (unset on Kubernetes, where the path is real).
+ */
+import { createHash } from "node:crypto";
+import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { codeHash, FaasError, type FunctionResource, type LoadSpec, references, toLoadSpec } from "@faas/api";
+import type { ValueKind, ValueStore } from "./value-store.js";
+
+export const MOUNT_ROOT_ENV = "FAAS_MOUNT_ROOT";
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export interface ResolvedFunction {
+  load: LoadSpec;
+  /** Version of what the runners get: code, settings, values and files. */
+  hash: string;
+}
+
+interface Mount {
+  mountPath: string;
+  files: Record<string, string>;
+}
+
+export class Resolver {
+  constructor(
+    private readonly dataDir: string,
+    private readonly stores: Record<ValueKind, ValueStore>,
+  ) {}
+
+  /** Throws INVALID_SPEC naming the field when a reference cannot be resolved. */
+  async resolve(resource: FunctionResource): Promise<ResolvedFunction> {
+    const spec = resource.spec;
+    const base = toLoadSpec(resource);
+    const env: Record<string, string> = {};
+    // envFrom first: an `env` entry of the same name wins, as on Kubernetes.
+    (spec.envFrom ?? []).forEach((from, i) => {
+      const [kind, name, field] = from.secretRef
+        ? (["secret", from.secretRef.name, "secretRef"] as const)
+        : (["config", from.configMapRef?.name ?? "", "configMapRef"] as const);
+      const data = this.#lookup(kind, name, `spec.envFrom.${i}.${field}`);
+      // Like the kubelet, keys that are not variable names are skipped; so are the platform's own.
+      for (const [key, value] of Object.entries(data)) {
+        if (ENV_NAME.test(key) && !key.startsWith("FAAS_")) env[key] = value;
+      }
+    });
+    spec.env.forEach((e, i) => {
+      if (e.value !== undefined) {
+        env[e.name] = e.value;
+        return;
+      }
+      const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
+      if (ref === undefined) return;
+      const kind: ValueKind = e.valueFrom?.secretKeyRef ? "secret" : "config";
+      const field = `spec.env.${i}.valueFrom.${kind === "secret" ? "secretKeyRef" : "configMapKeyRef"}`;
+      const data = this.#lookup(kind, ref.name, field);
+      const value = data[ref.key];
+      if (value === undefined) {
+        throw invalid(
+          field,
+          `${kind} ${ref.name} has no key ${JSON.stringify(ref.key)} (\`faas ${kind} list\` shows its keys)`,
+        );
+      }
+      env[e.name] = value;
+    });
+    const mounts: Mount[] = (spec.secrets ?? []).map((m, i) => ({
+      mountPath: m.mountPath,
+      files: { ...this.#lookup("secret", m.name, `spec.secrets.${i}.name`) },
+    }));
+    const load: LoadSpec = { ...base, env };
+    const hash = createHash("sha256")
+      .update(JSON.stringify([codeHash(load), mounts]))
+      .digest("hex")
+      .slice(0, 16);
+    if (mounts.length > 0)
+      load.env = { ...env, [MOUNT_ROOT_ENV]: await this.#materialize(resource.metadata.name, hash, mounts) };
+    return { load, hash };
+  }
+
+  /** Whether the function's spec refers to the secret (or config) `name`. */
+  refersTo(resource: FunctionResource, kind: ValueKind, name: string): boolean {
+    const refs = references(resource.spec);
+    return (kind === "secret" ? refs.secrets : refs.configMaps).includes(name);
+  }
+
+  /** Removes the mounted files of a function's versions other than `keep`. */
+  async prune(fn: string, keep: ReadonlySet<string>): Promise<void> {
+    const dir = this.#functionMounts(fn);
+    const versions = await readdir(dir).catch(() => [] as string[]);
+    for (const v of versions) if (!keep.has(v)) await rm(join(dir, v), { recursive: true, force: true });
+    if (keep.size === 0) await rm(dir, { recursive: true, force: true });
+  }
+
+  #lookup(kind: ValueKind, name: string, field: string): Readonly<Record<string, string>> {
+    const data = this.stores[kind].get(name);
+    if (data === undefined) {
+      throw invalid(
+        field,
+        `no ${kind} named ${JSON.stringify(name)}; create it with \`faas ${kind} set ${name} KEY=VALUE\``,
+      );
+    }
+    return data;
+  }
+
+  #functionMounts(fn: string): string {
+    return join(this.dataDir, "mounts", fn);
+  }
+
+  /** Writes a version's files once (content-addressed): 0700 directories, 0400 files. */
+  async #materialize(fn: string, hash: string, mounts: Mount[]): Promise<string> {
+    const root = join(this.#functionMounts(fn), hash);
+    if (await exists(root)) return root;
+    const tmp = `${root}.${process.pid}.tmp`;
+    await rm(tmp, { recursive: true, force: true });
+    for (const m of mounts) {
+      const dir = join(tmp, m.mountPath);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      for (const [key, value] of Object.entries(m.files)) await writeFile(join(dir, key), value, { mode: 0o400 });
+    }
+    await mkdir(dirname(root), { recursive: true, mode: 0o700 });
+    await rename(tmp, root);
+    return root;
+  }
+}
+
+function invalid(field: string, message: string): FaasError {
+  return new FaasError("INVALID_SPEC", `${field}: ${message}`, { details: { issues: [`${field}: ${message}`] } });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
