@@ -133,10 +133,10 @@ describe("the walkthrough with the faas CLI on a cluster", () => {
     const listed = await faas("list");
     expect(listed.code).toBe(0);
     const [header, row, ...rest] = listed.stdout.trimEnd().split("\n");
-    expect(header).toMatch(/^NAME\s+RUNTIME\s+READY\s+MIN\/MAX\s+STATUS\s+COLD-STARTS\s+P50\s+URL$/);
+    expect(header).toMatch(/^NAME\s+RUNTIME\s+READY\s+MIN\/MAX\s+STATUS\s+COLD-STARTS\s+P50\s+AUTH\s+URL$/);
     expect(rest).toEqual([]);
     expect(row).toMatch(
-      /^hello\s+python\s+[01]\/1\s+0\/3\s+(Available|Pending)\s+\d+\s+[\d.]+ms\s+http:\/\/faas-gateway\.faas-system:8000\/invoke\/hello$/,
+      /^hello\s+python\s+[01]\/1\s+0\/3\s+(Available|Pending)\s+\d+\s+[\d.]+ms\s+none\s+http:\/\/faas-gateway\.faas-system:8000\/invoke\/hello$/,
     );
     expect(await coldStartsOf("hello")).toBe(coldStartsBefore + 1);
 
@@ -210,7 +210,7 @@ describe("the walkthrough with the faas CLI on a cluster", () => {
       stdout: "created talk  http://faas-gateway.faas-system:8000/invoke/talk\n",
     });
     const listed = await faas("list");
-    expect(listed.stdout).toMatch(/\ntalk\s+python\s+2\/2\s+2\/2\s+Available\s+0\s+-\s+http/);
+    expect(listed.stdout).toMatch(/\ntalk\s+python\s+2\/2\s+2\/2\s+Available\s+0\s+-\s+none\s+http/);
 
     const follow = start(["logs", "talk", "-f", "--tail", "0"]);
     try {

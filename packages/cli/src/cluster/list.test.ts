@@ -84,12 +84,16 @@ describe("gateway figures", () => {
 describe("faas list on a cluster", () => {
   it("prints local mode's columns plus STATUS, from Function objects and the gateways' figures", () => {
     const figures = addGatewayMetrics(GATEWAY_A, new Map());
-    const items = [summarize(hello, figures), summarize(broken, figures)];
+    const keys = new Map([["broken", 1]]);
+    const items = [
+      summarize(hello, figures, "default", keys),
+      summarize({ ...broken, spec: { ...broken.spec, auth: "apiKey" } }, figures, "default", keys),
+    ];
     expect(formatTable(LIST_HEADER, listRows(items, plain), plain)).toBe(
       [
-        "NAME    RUNTIME  READY  MIN/MAX  STATUS     COLD-STARTS  P50    URL",
-        "hello   python   1/1    0/3      Available  2            2.5ms  http://faas-gateway.faas-system:8000/invoke/hello",
-        "broken  nodejs   0/1    1/5      CrashLoop  0            -      http://faas-gateway.faas-system:8000/invoke/broken",
+        "NAME    RUNTIME  READY  MIN/MAX  STATUS     COLD-STARTS  P50    AUTH            URL",
+        "hello   python   1/1    0/3      Available  2            2.5ms  none            http://faas-gateway.faas-system:8000/invoke/hello",
+        "broken  nodejs   0/1    1/5      CrashLoop  0            -      apiKey (1 key)  http://faas-gateway.faas-system:8000/invoke/broken",
       ].join("\n"),
     );
     expect(items[1]).toMatchObject({ status: "CrashLoop", message: "pod b: CrashLoopBackOff", coldStarts: 0 });

@@ -3,7 +3,7 @@
  * subresource: replicas, conditions, URL) with the gateways' figures beside
  * it; the columns of local mode plus STATUS.
  */
-import { RESOURCES } from "@faas/kube";
+import { RESOURCES, readApiKeys } from "@faas/kube";
 import { type ClusterTarget, connectCluster } from "../cluster-context.js";
 import type { CommandContext } from "../context.js";
 import { EXIT } from "../exit-codes.js";
@@ -30,15 +30,30 @@ export interface ClusterSummary {
   /** From the gateways' metrics; null when they could not be read. */
   coldStarts: number | null;
   p50Ms: number | null;
+  /** spec.auth: `none` or `apiKey`. */
+  auth: string;
+  /** API keys of an `apiKey` function in the namespace's Secret; null when unknown. */
+  apiKeys: number | null;
   url: string;
 }
 
-export const LIST_HEADER = ["NAME", "RUNTIME", "READY", "MIN/MAX", "STATUS", "COLD-STARTS", "P50", "URL"] as const;
+export const LIST_HEADER = [
+  "NAME",
+  "RUNTIME",
+  "READY",
+  "MIN/MAX",
+  "STATUS",
+  "COLD-STARTS",
+  "P50",
+  "AUTH",
+  "URL",
+] as const;
 
 export function summarize(
   fn: ClusterFunction,
   figures: ReadonlyMap<string, FunctionFigures> | undefined,
   namespace = GATEWAY_DEFAULT_NAMESPACE,
+  keysByFunction?: ReadonlyMap<string, number>,
 ): ClusterSummary {
   const name = fn.metadata.name;
   const f = figures?.get(gatewayKey(namespace, name));
@@ -54,6 +69,8 @@ export function summarize(
     message: ready?.message ?? "",
     coldStarts: figures === undefined ? null : (f?.coldStarts ?? 0),
     p50Ms: f === undefined ? null : p50Ms(f.buckets),
+    auth: String(fn.spec.auth ?? "none"),
+    apiKeys: keysByFunction === undefined ? null : (keysByFunction.get(name) ?? 0),
     url: fn.status?.url ?? "",
   };
 }
@@ -67,6 +84,7 @@ export function listRows(items: readonly ClusterSummary[], c: Colors): string[][
     statusCell(s.status, c),
     s.coldStarts === null ? c.dim("-") : String(s.coldStarts),
     s.p50Ms === null ? c.dim("-") : `${s.p50Ms.toFixed(1)}ms`,
+    authCell(s, c),
     s.url,
   ]);
 }
@@ -75,6 +93,14 @@ function readyCell(s: ClusterSummary, c: Colors): string {
   const text = `${s.readyReplicas}/${s.desiredReplicas}`;
   if (s.readyReplicas === 0 && s.desiredReplicas === 0) return c.dim(text);
   return s.readyReplicas < s.desiredReplicas ? c.yellow(text) : c.green(text);
+}
+
+/** Local mode's AUTH cell: `none`, or `apiKey (N keys)` — how many, never which. */
+function authCell(s: ClusterSummary, c: Colors): string {
+  if (s.auth === "none") return c.dim("none");
+  if (s.apiKeys === null) return s.auth;
+  const text = `${s.auth} (${s.apiKeys} key${s.apiKeys === 1 ? "" : "s"})`;
+  return s.apiKeys === 0 ? c.yellow(text) : text;
 }
 
 function statusCell(status: string, c: Colors): string {
