@@ -78,4 +78,18 @@ current-context: gone
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/no context "nope" in the kubeconfig \(it has: gone\)/);
   });
+
+  it("faas keys sees --kubeconfig/--context before or after its own name (they are global options too)", async () => {
+    for (const args of [
+      ["keys", "list", "--kubeconfig", kubeconfig, "--context", "nope"],
+      ["--kubeconfig", kubeconfig, "--context", "nope", "keys", "list"],
+    ]) {
+      const r = await faas(join(dir, "data"), args);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(/no context "nope"/);
+    }
+    // On the cluster (not the local gateway): an unreachable API server.
+    const r = await faas(join(dir, "data"), ["keys", "list", "--kubeconfig", kubeconfig]);
+    expect(r.stderr).toMatch(/cannot list|namespace default/);
+  });
 });
