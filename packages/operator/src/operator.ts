@@ -13,6 +13,7 @@ import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
+import { ReferenceAccessKeeper } from "./reference-access.js";
 import { type DigestedObject, digestData, refersTo } from "./resources/references.js";
 import { WorkQueue } from "./work-queue.js";
 
@@ -40,6 +41,8 @@ export class Operator {
   /** Pods gateways claimed from the warm pool (not function children: no function label). */
   readonly #claimedPods: Reflector<PodObject>;
   readonly pool: PoolKeeper;
+  /** With a warm pool: the gateway's `get` on the Secrets and ConfigMaps Functions take env from, by name. */
+  readonly #references: ReferenceAccessKeeper | undefined;
   readonly #elector: LeaderElector | undefined;
   /** Aborted when leadership is lost: in-flight reconciles stop before their next write. */
   #leadership = new AbortController();
@@ -119,6 +122,13 @@ export class Operator {
       log: log.child({ component: "pool" }),
       now,
     });
+    if (Object.values(cfg.poolSize).some((n) => n > 0)) {
+      this.#references = new ReferenceAccessKeeper({
+        client,
+        functions: this.functions,
+        log: log.child({ component: "reference-access" }),
+      });
+    }
     if (cfg.leaderElection) {
       this.#elector = new LeaderElector(
         client,
@@ -184,6 +194,10 @@ export class Operator {
       this.#reconciler.resetMemory();
       this.#enqueueAll(true);
       this.#queue.resume();
+      this.#references?.reset();
+      for (const ns of new Set(this.functions.list().map((f) => f.metadata.namespace ?? "default"))) {
+        void this.#references?.sync(ns);
+      }
     } else {
       this.#leadership.abort();
       this.#queue.pause();
@@ -199,18 +213,24 @@ export class Operator {
   }
 
   #wire(): void {
+    const access = (fn: RawFunction): void => {
+      if (this.#leading) void this.#references?.sync(fn.metadata.namespace ?? "default");
+    };
     this.functions.on("add", (fn) => {
       this.#queue.add(objectKey(fn));
       if (this.#leading) void this.pool.ensure(fn.metadata.namespace ?? "default");
+      access(fn);
     });
     this.functions.on("update", (fn, old) => {
       // Annotation- and status-only changes (gateways stamping activity, our own
       // status writes) leave the generation alone and need no reconcile.
       if (fn.metadata.generation !== old.metadata.generation || fn.metadata.uid !== old.metadata.uid) {
         this.#queue.add(objectKey(fn));
+        access(fn);
       }
     });
     this.functions.on("delete", (fn) => {
+      access(fn);
       const key = objectKey(fn);
       this.#queue.forget(key);
       this.#reconciler.forget(key);
