@@ -11,6 +11,7 @@ import type { OperatorConfig } from "./config.js";
 import { EventRecorder } from "./events.js";
 import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
+import { NetworkPolicyKeeper } from "./network-policy-keeper.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
 import { WorkQueue } from "./work-queue.js";
@@ -34,6 +35,7 @@ export class Operator {
   /** Pods gateways claimed from the warm pool (not function children: no function label). */
   readonly #claimedPods: Reflector<PodObject>;
   readonly pool: PoolKeeper;
+  readonly networkPolicies: NetworkPolicyKeeper;
   readonly #elector: LeaderElector | undefined;
   /** Aborted when leadership is lost: in-flight reconciles stop before their next write. */
   #leadership = new AbortController();
@@ -108,6 +110,12 @@ export class Operator {
       log: log.child({ component: "pool" }),
       now,
     });
+    this.networkPolicies = new NetworkPolicyKeeper({
+      client,
+      cfg,
+      namespaces: () => this.pool.namespaces(),
+      log: log.child({ component: "network-policy" }),
+    });
     if (cfg.leaderElection) {
       this.#elector = new LeaderElector(
         client,
@@ -166,6 +174,7 @@ export class Operator {
     this.#leading = leading;
     this.#idle.setEnabled(leading);
     this.pool.setEnabled(leading);
+    this.networkPolicies.setEnabled(leading);
     if (leading) {
       this.#leadership = new AbortController();
       this.#reconciler.resetMemory();
@@ -188,7 +197,10 @@ export class Operator {
   #wire(): void {
     this.functions.on("add", (fn) => {
       this.#queue.add(objectKey(fn));
-      if (this.#leading) void this.pool.ensure(fn.metadata.namespace ?? "default");
+      if (this.#leading) {
+        void this.pool.ensure(fn.metadata.namespace ?? "default");
+        void this.networkPolicies.ensure(fn.metadata.namespace ?? "default");
+      }
     });
     this.functions.on("update", (fn, old) => {
       // Annotation- and status-only changes (gateways stamping activity, our own
