@@ -66,9 +66,8 @@ export class NetworkPolicyKeeper {
 
   async #apply(ns: string): Promise<void> {
     for (const policy of buildNetworkPolicies(ns, this.deps.cfg)) {
-      const name = policy.metadata?.name ?? "";
       await this.deps.client.apply(
-        { ...RESOURCES.networkpolicies, namespace: ns, name },
+        { ...RESOURCES.networkpolicies, namespace: ns, name: policy.metadata.name },
         policy,
         OPERATOR_FIELD_MANAGER,
       );
