@@ -11,6 +11,7 @@ import type { OperatorConfig } from "./config.js";
 import { EventRecorder } from "./events.js";
 import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
+import { NetworkPolicyKeeper } from "./network-policy-keeper.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
 import { ReferenceAccessKeeper } from "./reference-access.js";
@@ -43,6 +44,7 @@ export class Operator {
   readonly pool: PoolKeeper;
   /** With a warm pool: the gateway's `get` on the Secrets and ConfigMaps Functions take env from, by name. */
   readonly #references: ReferenceAccessKeeper | undefined;
+  readonly networkPolicies: NetworkPolicyKeeper;
   readonly #elector: LeaderElector | undefined;
   /** Aborted when leadership is lost: in-flight reconciles stop before their next write. */
   #leadership = new AbortController();
@@ -129,6 +131,12 @@ export class Operator {
         log: log.child({ component: "reference-access" }),
       });
     }
+    this.networkPolicies = new NetworkPolicyKeeper({
+      client,
+      cfg,
+      namespaces: () => this.pool.namespaces(),
+      log: log.child({ component: "network-policy" }),
+    });
     if (cfg.leaderElection) {
       this.#elector = new LeaderElector(
         client,
@@ -189,6 +197,7 @@ export class Operator {
     this.#leading = leading;
     this.#idle.setEnabled(leading);
     this.pool.setEnabled(leading);
+    this.networkPolicies.setEnabled(leading);
     if (leading) {
       this.#leadership = new AbortController();
       this.#reconciler.resetMemory();
@@ -218,7 +227,10 @@ export class Operator {
     };
     this.functions.on("add", (fn) => {
       this.#queue.add(objectKey(fn));
-      if (this.#leading) void this.pool.ensure(fn.metadata.namespace ?? "default");
+      if (this.#leading) {
+        void this.pool.ensure(fn.metadata.namespace ?? "default");
+        void this.networkPolicies.ensure(fn.metadata.namespace ?? "default");
+      }
       access(fn);
     });
     this.functions.on("update", (fn, old) => {
