@@ -353,7 +353,16 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
         secrets: [{ name: "tls", mountPath: "/etc/tls" }],
       });
       await eventually(async () => (await rules()) === "secrets:db:get", 5000, "a Role for Secret db");
-      const binding = await admin.find<KubeObject & { subjects?: unknown[] }>(bindingRef);
+      // The binding follows the Role.
+      let binding: (KubeObject & { subjects?: unknown[] }) | undefined;
+      await eventually(
+        async () => {
+          binding = await admin.find<KubeObject & { subjects?: unknown[] }>(bindingRef);
+          return binding !== undefined;
+        },
+        5000,
+        "the RoleBinding",
+      );
       expect(binding?.subjects).toEqual([{ kind: "ServiceAccount", name: "faas-gateway", namespace: "faas-system" }]);
       await createFunction(admin, ns, b, {
         envFrom: [{ configMapRef: { name: "settings" } }, { secretRef: { name: "api" } }],

@@ -210,6 +210,53 @@ describe("network isolation of function and pool pods", () => {
     });
   }
 
+  it("the gateway's /metrics: not behind its Service; its port admits only labelled namespaces and the node", async () => {
+    const pods = await kubectlJson<{ items: PodJson[] }>([
+      "-n",
+      "faas-system",
+      "get",
+      "pods",
+      "-l",
+      "app.kubernetes.io/name=faas-gateway",
+    ]);
+    const gatewayPod = pods.items.find((p) => !p.metadata.deletionTimestamp && p.status?.podIP)?.status
+      ?.podIP as string;
+    const run = (ns: string, podName: string, host: string, port: number, what: string, path?: string) =>
+      probe(ns, podName, host, port, path).then((p) => {
+        record(`${ns}/${podName}`, what, p);
+        return p;
+      });
+    // The Service is for clients: /metrics there is a 404.
+    const viaService = await run(
+      other.name,
+      "prober",
+      targets.gatewayService,
+      8000,
+      "gateway Service /metrics",
+      "/metrics",
+    );
+    expect(viaService.outcome).toMatch(/^http HTTP\/1\.1 404/);
+    // The metrics port itself: refused to pods of unlabelled namespaces.
+    expect(blocked(await run(other.name, "prober", gatewayPod, 9090, `gateway pod ${gatewayPod}:9090`))).toBe(true);
+    expect(blocked(await run(NS, localProber, gatewayPod, 9090, `gateway pod ${gatewayPod}:9090`))).toBe(true);
+    // The node (the API server's proxy, a scraper on the host) gets the figures.
+    const fromNode = await httpGet(`http://${gatewayPod}:9090/metrics`);
+    expect(fromNode.status).toBe(200);
+    expect(fromNode.body).toContain("faas_requests_total");
+    measured.push(`host -> gateway pod ${gatewayPod}:9090/metrics: ${fromNode.status}`);
+    // A monitoring namespace, labelled so, is let in.
+    await kubectl(["label", "namespace", other.name, "faas.example.com/metrics=allowed"]);
+    const allowed = await waitFor(
+      "a labelled namespace to reach the metrics port",
+      async () => {
+        const p = await probe(other.name, "prober", gatewayPod, 9090, "/metrics");
+        return /^http HTTP\/1\.1 200/.test(p.outcome) ? p : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500 },
+    );
+    record(`${other.name}/prober (labelled)`, `gateway pod ${gatewayPod}:9090/metrics`, allowed);
+  });
+
   it("through the gateway from the host (port-forward), the function answers", async () => {
     const r = await invoke(pf.localPort, `/invoke/${FN}`);
     measured.push(`host -> gateway port-forward /invoke/${FN}: ${r.status} ${JSON.stringify(r.body)}`);
