@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the pinned Kubernetes, etcd and metrics-server binaries from Go modules
-# into a cache outside the repository. Idempotent: a binary already in the cache
+# Builds the pinned Kubernetes, etcd, metrics-server and kube-router binaries
+# from Go modules into a cache outside the repository. Idempotent: a binary already in the cache
 # is not rebuilt. Usage: hack/cluster/build-binaries.sh  (prints the bin dir)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +70,21 @@ fi
 if [ ! -x "$K8S_BIN/metrics-server" ]; then
   log "building metrics-server $METRICS_SERVER_VERSION"
   GOBIN="$K8S_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "sigs.k8s.io/metrics-server/cmd/metrics-server@$METRICS_SERVER_VERSION" >&2
+fi
+
+if [ ! -x "$KUBE_ROUTER_BIN/kube-router" ]; then
+  # A module of our own (kube-router/go.mod and go.sum, committed) requires
+  # kube-router and the patched versions of its vulnerable dependencies; the
+  # build reads only those files (-mod=readonly), so it is the same everywhere.
+  log "building kube-router $KUBE_ROUTER_VERSION (dependencies from $KUBE_ROUTER_DIR/go.mod)"
+  mkdir -p "$KUBE_ROUTER_BIN"
+  kr_pkg=github.com/cloudnativelabs/kube-router/v2
+  kr_t0=$(date +%s)
+  ( cd "$KUBE_ROUTER_DIR" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X $kr_pkg/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr_pkg/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+      -o "$KUBE_ROUTER_BIN/kube-router.tmp" "$kr_pkg/cmd/kube-router" >&2 )
+  mv "$KUBE_ROUTER_BIN/kube-router.tmp" "$KUBE_ROUTER_BIN/kube-router"
+  log "built kube-router in $(( $(date +%s) - kr_t0 ))s"
 fi
 
 echo "$K8S_BIN"

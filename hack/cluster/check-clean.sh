@@ -2,7 +2,7 @@
 # Proves that `cluster.sh down` left the machine as `up` found it: compares the
 # state now with the snapshot `up` took, and fails on anything the cluster adds
 # (processes, mounts, network namespaces, interfaces, iptables chains or rules,
-# kubepods cgroups, listening ports) or any sysctl it did not put back.
+# nf_tables tables, ipsets, kubepods cgroups, listening ports) or any sysctl it did not put back.
 # Other lines that changed (other work on the machine) are shown, not failed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 found=$D/found.last
-ours="$D|$BRIDGE|veth|cni-|KUBE-|CNI-|FAAS-|kube-proxy|10\\.244\\.|10\\.245\\.|10\\.96\\.|kubepods|^process |^listen |^nft |^addr lo "
+ours="$D|$BRIDGE|veth|cni-|KUBE-|CNI-|FAAS-|kube-proxy|kube-router|10\\.244\\.|10\\.245\\.|10\\.96\\.|kubepods|^process |^listen |^nft |^addr lo "
 now=$(mktemp)
 trap 'rm -f "$now"' EXIT
 "$here/snapshot.sh" > "$now"

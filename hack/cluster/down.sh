@@ -1,7 +1,8 @@
 # `cluster.sh down [--purge]` (sourced by cluster.sh after lib.sh).
 # Stops only what `up` recorded in PID files, then removes what the cluster
 # left behind: containers and their shims, mounts under $D, the pods' network
-# namespaces, the bridge, the iptables chains and cgroups, and restores sysctls.
+# namespaces, the bridge, the iptables chains, ipsets and nf_tables table,
+# cgroups, and restores sysctls.
 
 CLUSTER_CHAIN_RE='^(KUBE-|CNI-|FAAS-)'
 
@@ -114,6 +115,9 @@ clean_iptables() {
   for family in ip ip6; do
     if nft list table "$family" kube-proxy >/dev/null 2>&1; then nft delete table "$family" kube-proxy || true; fi
   done
+  if nft list table ip "$NFT_TABLE" >/dev/null 2>&1; then
+    nft delete table ip "$NFT_TABLE" && log "removed nf_tables table ip $NFT_TABLE"
+  fi
   # With iptables-nft, the first rule in a table creates that nf_tables table;
   # drop the ones the cluster brought into being once they hold no rules again.
   for cmd in iptables ip6tables; do
@@ -126,6 +130,21 @@ clean_iptables() {
       fi
     done
   done
+}
+
+# remove_ipsets: kube-router's sets (KUBE-SRC-*, KUBE-DST-*, ... and their
+# inet6: twins) that were not there when found; after clean_iptables, since a
+# set still referenced by a rule cannot be destroyed.
+remove_ipsets() {
+  command -v ipset >/dev/null || return 0
+  local set n=0
+  while read -r set; do
+    [ -n "$set" ] || continue
+    grep -qx "ipset $set" "$FOUND/snapshot" 2>/dev/null && continue
+    ipset destroy "$set" 2>/dev/null && n=$((n + 1)) || log "could not destroy ipset $set"
+  done < <(ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router)' || true)
+  [ "$n" -gt 0 ] && log "removed $n ipsets"
+  return 0
 }
 
 remove_cgroups() {
@@ -194,18 +213,19 @@ cluster_down() {
   [ "$(id -u)" = 0 ] || die "down needs root"
   local purge=${1:-}
   [ -d "$D" ] || { log "nothing to stop ($D does not exist)"; return 0; }
+  stop_pid "$RUN/kube-router.pid" kube-router
   stop_pid "$RUN/kube-proxy.pid" kube-proxy
   stop_pid "$RUN/kubelet.pid" kubelet
   kill_containers || log "kill_containers failed; continuing"
   local i
   for (( i=${#DAEMONS[@]}-1; i>=0; i-- )); do
-    case ${DAEMONS[$i]} in kubelet|kube-proxy) continue ;; esac
+    case ${DAEMONS[$i]} in kubelet|kube-proxy|kube-router) continue ;; esac
     stop_pid "$RUN/${DAEMONS[$i]}.pid" "${DAEMONS[$i]}"
   done
   # Cleanup goes on past a failed step; check-clean.sh tells what is left.
   local step
   for step in kill_containers remove_netns unmount_all remove_interfaces clean_iptables \
-    remove_cgroups restore_sysctls remove_host_dirs; do
+    remove_ipsets remove_cgroups restore_sysctls remove_host_dirs; do
     "$step" || log "$step failed; continuing"
   done
   rm -rf "$D/etcd" "$D/kubelet" "$D/run" "$D/cni" "$D/pod-logs" "$D/containerd/state" "$D/containerd/opt"

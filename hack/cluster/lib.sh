@@ -19,6 +19,8 @@ CONTAINERD_SOCK=$RUN/containerd.sock
 NODE_NAME=faas-node
 BRIDGE=faas0              # the only interface the cluster adds (plus pod veths)
 NODE_IP=10.245.0.1        # node address, on lo: exists on this machine only
+# nf_tables table (nft) with the rules that keep pod traffic on this machine.
+NFT_TABLE=faas-cluster
 POD_CIDR=10.244.0.0/24
 POD_GATEWAY=10.244.0.1
 SERVICE_CIDR=10.96.0.0/24
@@ -39,7 +41,7 @@ SYSCTLS=(net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables
   kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max)
 
 # Daemons in start order; `down` stops them in reverse.
-DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
+DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy kube-router)
 
 KUBECTL=$K8S_BIN/kubectl
 ADMIN_KUBECONFIG=$CFG/admin.kubeconfig

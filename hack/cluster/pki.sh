@@ -55,6 +55,7 @@ generate_pki() {
   issue_cert kube-controller-manager system:kube-controller-manager "" clientAuth
   issue_cert kube-scheduler system:kube-scheduler "" clientAuth
   issue_cert kube-proxy system:kube-proxy "" clientAuth
+  issue_cert kube-router system:kube-router "" clientAuth
   issue_cert kubelet-client "system:node:$NODE_NAME" system:nodes clientAuth
   issue_cert kubelet-serving "$NODE_NAME" "" serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
   CA_NAME=front-proxy-ca issue_cert front-proxy-client front-proxy-client "" clientAuth
@@ -66,5 +67,6 @@ generate_pki() {
   write_kubeconfig "$CFG/controller-manager.kubeconfig" system:kube-controller-manager kube-controller-manager
   write_kubeconfig "$CFG/scheduler.kubeconfig" system:kube-scheduler kube-scheduler
   write_kubeconfig "$CFG/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
+  write_kubeconfig "$CFG/kube-router.kubeconfig" system:kube-router kube-router
   write_kubeconfig "$CFG/kubelet.kubeconfig" "system:node:$NODE_NAME" kubelet-client
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the parts of the machine's state that the test cluster touches, one
 # item a line, sorted: network namespaces, interfaces, mounts, iptables chains
-# and rules, the cluster's processes, kubepods cgroups, listening cluster ports.
+# and rules, nf_tables tables, ipsets, the cluster's processes, kubepods
+# cgroups, listening cluster ports.
 # `up` records it before starting; check-clean.sh compares after `down`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,10 +27,11 @@ here=$(cd "$(dirname "$0")" && pwd)
     done
   done
   command -v nft >/dev/null && { nft list tables 2>/dev/null | sed 's/^/nft /' || true; }
+  command -v ipset >/dev/null && { ipset list -n 2>/dev/null | sed 's/^/ipset /' || true; }
   for p in /proc/[0-9]*; do
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
     case $exe in
-      "$K8S_BIN"/*|*/containerd|*/containerd-shim*|*/runc) echo "process $exe" ;;
+      "$K8S_BIN"/*|"$KUBE_ROUTER_BIN"/*|*/containerd|*/containerd-shim*|*/runc) echo "process $exe" ;;
       *) grep -q kubepods "$p/cgroup" 2>/dev/null && echo "process (in kubepods) $exe" ;;
     esac
   done

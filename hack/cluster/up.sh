@@ -7,6 +7,8 @@ ensure_host_packages() {
   command -v runc >/dev/null || need+=(runc)
   [ -x "$CNI_BIN_DIR/bridge" ] || need+=(containernetworking-plugins)
   command -v iptables >/dev/null || need+=(iptables)
+  command -v ipset >/dev/null || need+=(ipset)
+  command -v nft >/dev/null || need+=(nftables)
   command -v conntrack >/dev/null || need+=(conntrack)
   command -v debootstrap >/dev/null || need+=(debootstrap)
   command -v openssl >/dev/null || need+=(openssl)
@@ -155,7 +157,14 @@ YAML
 # setup_network: the node address on lo (the CNI bridge plugin allows one IPv4
 # address on its bridge), the pods' bridge with their gateway, and the service
 # range routed to the bridge, so nothing addressed to the cluster is routed out
-# of the machine; and a FORWARD chain that keeps pod traffic on the bridge.
+# of the machine; rules that keep pod traffic on the bridge; and a FORWARD chain
+# that accepts pod-to-pod traffic once the NetworkPolicy engine has passed it.
+#
+# The rejects are in an nf_tables table of their own, hooked before iptables'
+# filter table: kube-router puts its chain first in FORWARD and ACCEPTs there
+# whatever NetworkPolicies allow, which would otherwise skip any iptables rule
+# after it. A packet must pass every table's hook, so these rejects hold
+# whatever iptables accepts.
 setup_network() {
   ip addr replace "$NODE_IP/32" dev lo
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
@@ -168,11 +177,20 @@ setup_network() {
   ip link set "$BRIDGE" up
   ip route replace "$SERVICE_CIDR" dev "$BRIDGE" src "$NODE_IP"
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1
+  nft -f - <<NFT
+table ip $NFT_TABLE
+delete table ip $NFT_TABLE
+table ip $NFT_TABLE {
+  chain forward {
+    type filter hook forward priority filter - 10; policy accept;
+    ip saddr $POD_CIDR oifname != "$BRIDGE" counter reject comment "faas-cluster: pods stay on this machine"
+    ip daddr $POD_CIDR iifname != "$BRIDGE" counter reject comment "faas-cluster: pods are not reachable from outside"
+  }
+}
+NFT
   if ! iptables -S FAAS-FORWARD >/dev/null 2>&1; then
     iptables -N FAAS-FORWARD
     iptables -A FAAS-FORWARD -i "$BRIDGE" -o "$BRIDGE" -j ACCEPT -m comment --comment "faas-cluster: pod to pod"
-    iptables -A FAAS-FORWARD -s "$POD_CIDR" ! -o "$BRIDGE" -j REJECT -m comment --comment "faas-cluster: pods stay on this machine"
-    iptables -A FAAS-FORWARD -d "$POD_CIDR" ! -i "$BRIDGE" -j REJECT -m comment --comment "faas-cluster: pods are not reachable from outside"
   fi
   iptables -C FORWARD -j FAAS-FORWARD 2>/dev/null || iptables -I FORWARD 1 -j FAAS-FORWARD
 }
@@ -235,6 +253,23 @@ start_node() {
   log "node $NODE_NAME is Ready"
 }
 
+# start_policy_engine: kube-router's NetworkPolicy controller only (no routing,
+# no service proxy: the bridge and kube-proxy do those), as a host process with
+# its own read-only identity. It needs the node object, so it starts after the
+# node registered; ready once its chains are hooked into FORWARD.
+# No health or metrics port: nothing of it listens.
+start_policy_engine() {
+  kc apply -f "$here/manifests/kube-router-rbac.yaml" >/dev/null
+  start_daemon kube-router "$KUBE_ROUTER_BIN/kube-router" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --run-loadbalancer=false \
+    --kubeconfig "$CFG/kube-router.kubeconfig" --hostname-override "$NODE_NAME" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --enable-ipv4=true --enable-ipv6=false \
+    --health-port=0 --metrics-port=0 --iptables-sync-period=5m --v=1
+  wait_for 120 "kube-router's chains in FORWARD" bash -c \
+    'iptables -S FORWARD | grep -q -- "-j KUBE-ROUTER-FORWARD" && iptables -S KUBE-ROUTER-FORWARD | grep -q "0x20000/0x20000 -j ACCEPT"'
+  log "kube-router enforces NetworkPolicies"
+}
+
 deploy_metrics_server() {
   sed -e "s#@IMAGE@#$METRICS_SERVER_IMAGE#" "$here/manifests/metrics-server.yaml" | kc apply -f - >/dev/null
   kc -n kube-system rollout status deployment/metrics-server --timeout=180s >/dev/null \
@@ -269,9 +304,9 @@ cluster_up() {
   [ "$(id -u)" = 0 ] || die "up needs root (network, mounts, containerd)"
   local t0=$SECONDS
   ensure_host_packages
-  command -v go >/dev/null || [ -x "$K8S_BIN/kubelet" ] \
-    || die "the Go toolchain (1.24 or newer) is needed to build the Kubernetes binaries"
-  log "building (or reusing) Kubernetes binaries"
+  command -v go >/dev/null || { [ -x "$K8S_BIN/kubelet" ] && [ -x "$KUBE_ROUTER_BIN/kube-router" ]; } \
+    || die "the Go toolchain (1.26 or newer) is needed to build the Kubernetes binaries and kube-router"
+  log "building (or reusing) Kubernetes binaries and kube-router"
   "$here/build-binaries.sh" >/dev/null
   mkdir -p "$D" "$RUN" "$LOGS"
   record_found_state
@@ -283,6 +318,7 @@ cluster_up() {
   start_containerd
   CONTAINERD_SOCK=$CONTAINERD_SOCK "$here/build-images.sh"
   start_node
+  start_policy_engine
   deploy_metrics_server
   local name
   for name in "${DAEMONS[@]}"; do

@@ -4,5 +4,10 @@ K8S_MINOR=34
 K8S_STAGING_VERSION=v0.34.4
 ETCD_VERSION=v3.6.16
 METRICS_SERVER_VERSION=v0.8.0
+# The NetworkPolicy engine, built from kube-router/go.mod (which pins patched
+# dependencies); its cache is keyed by the version and by that go.sum.
+KUBE_ROUTER_VERSION=v2.1.0
 FAAS_CACHE=${FAAS_CACHE:-$HOME/.cache/faas}
 K8S_BIN=$FAAS_CACHE/k8s/$K8S_VERSION-etcd$ETCD_VERSION-ms$METRICS_SERVER_VERSION/bin
+KUBE_ROUTER_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kube-router
+KUBE_ROUTER_BIN=$FAAS_CACHE/kube-router/$KUBE_ROUTER_VERSION-$(sha256sum "$KUBE_ROUTER_DIR/go.sum" | cut -c1-12)/bin

@@ -328,5 +328,62 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
       await new Promise((r) => setTimeout(r, 500));
       expect(await scaleOf(ns, fn)).toBe(2);
     }, 30_000);
+
+    it("grants the gateway `get` on exactly what functions take env from, and takes it back with the last of them", async () => {
+      const ns = await createNamespace(admin);
+      const a = randomName("env");
+      const b = randomName("env");
+      const roleRef = {
+        group: "rbac.authorization.k8s.io",
+        version: "v1",
+        plural: "roles",
+        namespace: ns,
+        name: "faas-gateway-references",
+      };
+      const bindingRef = { ...roleRef, plural: "rolebindings" };
+      type Role = KubeObject & { rules?: { resources: string[]; resourceNames: string[]; verbs: string[] }[] };
+      const rules = async (): Promise<string | undefined> => {
+        const role = await admin.find<Role>(roleRef);
+        return role?.rules?.map((r) => `${r.resources.join()}:${r.resourceNames.join()}:${r.verbs.join()}`).join(" ");
+      };
+      const o = startOperator(ns);
+      await o.started;
+      await createFunction(admin, ns, a, {
+        env: [{ name: "P", valueFrom: { secretKeyRef: { name: "db", key: "password" } } }],
+        secrets: [{ name: "tls", mountPath: "/etc/tls" }],
+      });
+      await eventually(async () => (await rules()) === "secrets:db:get", 5000, "a Role for Secret db");
+      // The binding follows the Role.
+      let binding: (KubeObject & { subjects?: unknown[] }) | undefined;
+      await eventually(
+        async () => {
+          binding = await admin.find<KubeObject & { subjects?: unknown[] }>(bindingRef);
+          return binding !== undefined;
+        },
+        5000,
+        "the RoleBinding",
+      );
+      expect(binding?.subjects).toEqual([{ kind: "ServiceAccount", name: "faas-gateway", namespace: "faas-system" }]);
+      await createFunction(admin, ns, b, {
+        envFrom: [{ configMapRef: { name: "settings" } }, { secretRef: { name: "api" } }],
+      });
+      await eventually(
+        async () => (await rules()) === "secrets:api,db:get configmaps:settings:get",
+        5000,
+        "the Role widened to b's references",
+      );
+      await admin.delete({ ...RESOURCES.functions, namespace: ns, name: a });
+      await eventually(
+        async () => (await rules()) === "secrets:api:get configmaps:settings:get",
+        5000,
+        "db no longer granted",
+      );
+      await admin.delete({ ...RESOURCES.functions, namespace: ns, name: b });
+      await eventually(
+        async () => (await admin.find(roleRef)) === undefined && (await admin.find(bindingRef)) === undefined,
+        5000,
+        "Role and binding gone with the last referencing function",
+      );
+    }, 30_000);
   });
 });

@@ -136,7 +136,8 @@ describe("gateway pod replaced while functions are warm", () => {
           );
         }
       }
-      const text = await (await fetch(`${base}/metrics`)).text();
+      // Metrics are on their own port (gateway-deploy.yaml), reachable from the node.
+      const text = await (await fetch(`http://${fresh.status?.podIP}:9090/metrics`)).text();
       apiCalls.push({
         scalePatches: metric(text, "faas_kube_api_requests_total", { verb: "patch", resource: "deployments/scale" }),
         scaleGets: metric(text, "faas_kube_api_requests_total", { verb: "get", resource: "deployments/scale" }),

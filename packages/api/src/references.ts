@@ -3,6 +3,7 @@
  * to (the operator watches them; local mode resolves them from its own
  * store), and the environment that needs no lookup.
  */
+import { FaasError } from "./errors.js";
 import type { FunctionSpec } from "./function-spec.js";
 
 export interface References {
@@ -38,4 +39,57 @@ export function literalEnv(spec: FunctionSpec): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of spec.env) if (e.value !== undefined) out[e.name] = e.value;
   return out;
+}
+
+export type ReferenceKind = "secret" | "config";
+
+/**
+ * The values of one Secret (`secret`) or ConfigMap (`config`), by key; throws
+ * (an error naming `field`) when there is no such object.
+ */
+export type ReferenceLookup = (kind: ReferenceKind, name: string, field: string) => Readonly<Record<string, string>>;
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * A function's environment with every reference resolved, as the kubelet
+ * builds a container's: `envFrom` first (keys that are not variable names are
+ * skipped, and so are the platform's own `FAAS_*`), then `env` entries, which
+ * win. Throws INVALID_SPEC naming the field for a key a Secret or ConfigMap
+ * does not have; the message never holds a value.
+ */
+export function resolveEnv(
+  spec: FunctionSpec,
+  lookup: ReferenceLookup,
+  words: { noun?: (kind: ReferenceKind) => string; hint?: (kind: ReferenceKind) => string } = {},
+): Record<string, string> {
+  const env: Record<string, string> = {};
+  (spec.envFrom ?? []).forEach((from, i) => {
+    const [kind, name, field] = from.secretRef
+      ? (["secret", from.secretRef.name, "secretRef"] as const)
+      : (["config", from.configMapRef?.name ?? "", "configMapRef"] as const);
+    const data = lookup(kind, name, `spec.envFrom.${i}.${field}`);
+    for (const [key, value] of Object.entries(data)) {
+      if (ENV_NAME.test(key) && !key.startsWith("FAAS_")) env[key] = value;
+    }
+  });
+  spec.env.forEach((e, i) => {
+    if (e.value !== undefined) {
+      env[e.name] = e.value;
+      return;
+    }
+    const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
+    if (ref === undefined) return;
+    const kind: ReferenceKind = e.valueFrom?.secretKeyRef ? "secret" : "config";
+    const field = `spec.env.${i}.valueFrom.${kind === "secret" ? "secretKeyRef" : "configMapKeyRef"}`;
+    const value = lookup(kind, ref.name, field)[ref.key];
+    if (value === undefined) {
+      const what = words.noun?.(kind) ?? (kind === "secret" ? "Secret" : "ConfigMap");
+      const hint = words.hint === undefined ? "" : ` (${words.hint(kind)})`;
+      const message = `${field}: ${what} ${ref.name} has no key ${JSON.stringify(ref.key)}${hint}`;
+      throw new FaasError("INVALID_SPEC", message, { details: { issues: [message] } });
+    }
+    env[e.name] = value;
+  });
+  return env;
 }

@@ -22,6 +22,11 @@ export interface GatewayConfig {
   maxParkedPerNamespace: number;
   /** Longest a request waits for a replica before 504 (a client may ask for less). */
   parkTimeoutMs: number;
+  /**
+   * Serve `/metrics` on this port only (same host), not on `port`: in a
+   * cluster, scrapers reach it, clients of the Service do not. 0: on `port`.
+   */
+  metricsPort: number;
   /** A client must send all request headers within this (slowloris guard). */
   headersTimeoutMs: number;
   /** A client must send the whole request within this. */
@@ -45,6 +50,7 @@ export const DEFAULT_GATEWAY_CONFIG: GatewayConfig = {
   maxParkedTotal: 10000,
   // One namespace (local mode, a single-namespace gateway): no bound beyond the total.
   maxParkedPerNamespace: 10000,
+  metricsPort: 0,
   parkTimeoutMs: 30_000,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 300_000,
@@ -74,6 +80,7 @@ export function loadGatewayConfig(env: NodeJS.ProcessEnv, base: GatewayConfig = 
     maxParkedTotal: int(env, "FAAS_MAX_PARKED_TOTAL", base.maxParkedTotal, 1),
     maxParkedPerNamespace: int(env, "FAAS_MAX_PARKED_PER_NAMESPACE", base.maxParkedPerNamespace, 1),
     parkTimeoutMs: int(env, "FAAS_PARK_TIMEOUT_MS", base.parkTimeoutMs, 1),
+    metricsPort: int(env, "FAAS_METRICS_PORT", base.metricsPort),
     headersTimeoutMs: int(env, "FAAS_HEADERS_TIMEOUT_MS", base.headersTimeoutMs, 1),
     requestTimeoutMs: int(env, "FAAS_REQUEST_TIMEOUT_MS", base.requestTimeoutMs, 1),
     keepAliveTimeoutMs: int(env, "FAAS_KEEPALIVE_TIMEOUT_MS", base.keepAliveTimeoutMs, 1),

@@ -275,6 +275,26 @@ describe("gateway", () => {
     expect((await call(`${gw.url}/invoke/a/f`)).status).toBe(504);
   });
 
+  it("serves /metrics on its own port when one is set, and not on the main one", async () => {
+    const free = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, "127.0.0.1", () => {
+        const port = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(port));
+      });
+    });
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b, { metricsPort: free });
+    const main = await call(`${gw.url}/metrics`);
+    expect(main.status).toBe(404);
+    const scraped = await call(`http://127.0.0.1:${free}/metrics`);
+    expect(scraped.status).toBe(200);
+    expect(scraped.body).toContain("# TYPE faas_requests_total counter");
+    expect((await call(`http://127.0.0.1:${free}/invoke/f`)).status).toBe(404);
+    expect((await call(`${gw.url}/healthz`)).status).toBe(200);
+  });
+
   it("honours a client's shorter deadline with 504", async () => {
     const b = new TestBackend();
     b.add("f");

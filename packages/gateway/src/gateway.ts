@@ -1,7 +1,8 @@
 /**
  * The gateway server: invocation, health, metrics and admin routes over one
  * `node:http` server, with limits against slow or oversized clients and a
- * graceful stop that loses no accepted request.
+ * graceful stop that loses no accepted request. With `metricsPort`, `/metrics`
+ * moves to a server of its own on that port.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
@@ -17,6 +18,8 @@ import { Invoker } from "./invoker.js";
 export class Gateway {
   readonly activator: Activator;
   readonly #server: Server;
+  /** `/metrics` alone, when `cfg.metricsPort` is set. */
+  readonly #metricsServer: Server | undefined;
   readonly #invoker: Invoker;
   readonly #admin: AdminApi;
   #ready = false;
@@ -49,6 +52,17 @@ export class Gateway {
         }
       },
     );
+    if (cfg.metricsPort > 0) {
+      this.#metricsServer = createServer(
+        { headersTimeout: cfg.headersTimeoutMs, requestTimeout: cfg.requestTimeoutMs },
+        (req, res) => {
+          req.resume();
+          if (req.url === "/metrics") this.#sendMetrics(req, res);
+          else sendError(res, new FaasError("NOT_FOUND", `this port serves /metrics only`));
+        },
+      );
+      this.#metricsServer.on("clientError", (_err, socket: Socket) => socket.destroy());
+    }
     this.#server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       try {
         this.#answerClientError(err, socket);
@@ -100,17 +114,21 @@ export class Gateway {
       sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready", backend: this.backend.kind });
       return;
     }
-    if (url === "/metrics") {
-      this.activator.metrics.registry
-        .metrics()
-        .then((text) => {
-          res.writeHead(200, { "content-type": this.activator.metrics.registry.contentType });
-          res.end(text);
-        })
-        .catch((err: unknown) => sendInternalError(this.log, req, res, err));
+    if (url === "/metrics" && this.#metricsServer === undefined) {
+      this.#sendMetrics(req, res);
       return;
     }
     sendError(res, new FaasError("NOT_FOUND", `no route for ${url}; invoke functions at /invoke/<name>`));
+  }
+
+  #sendMetrics(req: IncomingMessage, res: ServerResponse): void {
+    this.activator.metrics.registry
+      .metrics()
+      .then((text) => {
+        res.writeHead(200, { "content-type": this.activator.metrics.registry.contentType });
+        res.end(text);
+      })
+      .catch((err: unknown) => sendInternalError(this.log, req, res, err));
   }
 
   get port(): number {
@@ -135,8 +153,22 @@ export class Gateway {
         resolve();
       });
     });
+    const metrics = this.#metricsServer;
+    if (metrics !== undefined) {
+      await new Promise<void>((resolve, reject) => {
+        metrics.once("error", reject);
+        metrics.listen(this.cfg.metricsPort, this.cfg.host, () => {
+          metrics.off("error", reject);
+          metrics.on("error", (err) => this.log.error({ err }, "metrics server error"));
+          resolve();
+        });
+      });
+    }
     this.#ready = true;
-    this.log.info({ url: this.url, backend: this.backend.kind }, "gateway listening");
+    this.log.info(
+      { url: this.url, backend: this.backend.kind, metricsPort: this.cfg.metricsPort || undefined },
+      "gateway listening",
+    );
   }
 
   /** Stops accepting, lets in-flight and parked requests finish (bounded), then stops the backend. */
@@ -155,6 +187,8 @@ export class Gateway {
     this.activator.rejectAllParked(new FaasError("SHUTTING_DOWN", "the gateway is shutting down; retry"));
     this.#server.closeAllConnections();
     this.#invoker.close();
+    this.#metricsServer?.closeAllConnections();
+    this.#metricsServer?.close();
     await closed;
     await this.backend.stop();
     this.log.info("gateway stopped");

@@ -16,6 +16,7 @@ import {
   CLAIMED_AT_ANNOTATION,
   CLAIMED_FOR_LABEL,
   CODE_HASH_ANNOTATION,
+  FaasError,
   FUNCTION_API_VERSION,
   FUNCTION_KIND,
   type FunctionResource,
@@ -29,8 +30,10 @@ import {
   POOL_TOKEN_SECRET,
   parseErrorBody,
   parseQuantity,
+  type ReferenceKind,
   RUNNER_PORT,
   RUNTIMES,
+  resolveEnv,
   toLoadSpec,
 } from "@faas/api";
 import { type ColdStep, type Endpoint, replicaAgent } from "@faas/gateway";
@@ -67,6 +70,7 @@ export type FallbackReason =
   | "specialize_failed"
   | "load_failed"
   | "references"
+  | "mounts"
   | "resources";
 
 /**
@@ -320,10 +324,10 @@ export class PoolClaimer {
     const runtime = fn.spec.runtime;
     if (!this.cfg.enabled) throw new PoolFallback("disabled", "the warm pool is turned off in this gateway");
     const t0 = performance.now();
-    if (hasReferences(fn.spec)) {
+    if ((fn.spec.secrets ?? []).length > 0) {
       throw new PoolFallback(
-        "references",
-        "the function refers to Secrets or ConfigMaps, which pool pods cannot read (ADR 0013)",
+        "mounts",
+        "the function mounts Secrets as files, which a pool pod has no volume for (ADR 0013)",
       );
     }
     // Nothing to claim: say so at once, without reading the token (an API call).
@@ -333,7 +337,10 @@ export class PoolClaimer {
     }
     const token = this.#token ?? (await this.#readToken().catch(() => undefined));
     if (token === undefined) throw new PoolFallback("no_token", `no Secret ${POOL_TOKEN_SECRET} in ${this.namespace}`);
-    const body = JSON.stringify(toLoadSpec(fn));
+    // Env from Secrets and ConfigMaps: read now (by name; nothing is kept), sent in the specialization.
+    const load = toLoadSpec(fn);
+    if (hasReferences(fn.spec)) load.env = await this.#resolveEnv(fn);
+    const body = JSON.stringify(load);
     let lastError = "no ready pool pod";
     for (let attempt = 0; attempt < this.cfg.maxAttempts; attempt++) {
       const idle = this.#idle(runtime);
@@ -482,6 +489,57 @@ export class PoolClaimer {
         this.log.warn({ pod: pod.metadata.name, err: (err as Error).message, attempt }, "pool: relabel failed");
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       }
+    }
+  }
+
+  /** The function's environment with its references read from the API server; PoolFallback when one cannot be. */
+  async #resolveEnv(fn: FunctionResource): Promise<Record<string, string>> {
+    const wanted = new Map<string, { kind: ReferenceKind; name: string }>();
+    for (const e of fn.spec.env) {
+      const s = e.valueFrom?.secretKeyRef;
+      const c = e.valueFrom?.configMapKeyRef;
+      if (s) wanted.set(`secret/${s.name}`, { kind: "secret", name: s.name });
+      if (c) wanted.set(`config/${c.name}`, { kind: "config", name: c.name });
+    }
+    for (const e of fn.spec.envFrom ?? []) {
+      if (e.secretRef) wanted.set(`secret/${e.secretRef.name}`, { kind: "secret", name: e.secretRef.name });
+      if (e.configMapRef) wanted.set(`config/${e.configMapRef.name}`, { kind: "config", name: e.configMapRef.name });
+    }
+    const data = new Map<string, Record<string, string> | Error>();
+    await Promise.all(
+      [...wanted].map(async ([key, { kind, name }]) => {
+        const what = kind === "secret" ? "Secret" : "ConfigMap";
+        try {
+          const obj = await this.client.find<{ data?: Record<string, string> }>(
+            { ...(kind === "secret" ? RESOURCES.secrets : RESOURCES.configmaps), namespace: this.namespace, name },
+            { timeoutMs: TOKEN_READ_TIMEOUT_MS },
+          );
+          if (obj === undefined) {
+            data.set(key, new Error(`no ${what} ${name} in ${this.namespace}`));
+            return;
+          }
+          const raw = obj.data ?? {};
+          data.set(
+            key,
+            kind === "secret"
+              ? Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]))
+              : raw,
+          );
+        } catch (err) {
+          // 403: the operator has not granted this gateway `get` on it (yet), or runs without a pool.
+          data.set(key, new Error(`cannot read ${what} ${name}: ${(err as Error).message}`));
+        }
+      }),
+    );
+    try {
+      return resolveEnv(fn.spec, (kind, name) => {
+        const got = data.get(`${kind}/${name}`);
+        if (got === undefined || got instanceof Error) throw got ?? new Error(`${kind} ${name} was not read`);
+        return got;
+      });
+    } catch (err) {
+      // Never a value in the message: resolveEnv's name fields and keys, or the API's error.
+      throw new PoolFallback("references", err instanceof FaasError ? err.message : (err as Error).message);
     }
   }
 

@@ -87,6 +87,7 @@ export const RESOURCES = {
   endpointslices: { group: "discovery.k8s.io", version: "v1", plural: "endpointslices" },
   hpas: { group: "autoscaling", version: "v2", plural: "horizontalpodautoscalers" },
   leases: { group: "coordination.k8s.io", version: "v1", plural: "leases" },
+  networkpolicies: { group: "networking.k8s.io", version: "v1", plural: "networkpolicies" },
 } as const satisfies Record<string, Omit<ResourceRef, "namespace" | "name">>;
 
 type Query = Record<string, string | number | boolean | undefined>;

@@ -13,11 +13,18 @@
 import { createHash } from "node:crypto";
 import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { codeHash, FaasError, type FunctionResource, type LoadSpec, references, toLoadSpec } from "@faas/api";
+import {
+  codeHash,
+  FaasError,
+  type FunctionResource,
+  type LoadSpec,
+  references,
+  resolveEnv,
+  toLoadSpec,
+} from "@faas/api";
 import type { ValueKind, ValueStore } from "./value-store.js";
 
 export const MOUNT_ROOT_ENV = "FAAS_MOUNT_ROOT";
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export interface ResolvedFunction {
   load: LoadSpec;
@@ -40,36 +47,10 @@ export class Resolver {
   async resolve(resource: FunctionResource): Promise<ResolvedFunction> {
     const spec = resource.spec;
     const base = toLoadSpec(resource);
-    const env: Record<string, string> = {};
-    // envFrom first: an `env` entry of the same name wins, as on Kubernetes.
-    (spec.envFrom ?? []).forEach((from, i) => {
-      const [kind, name, field] = from.secretRef
-        ? (["secret", from.secretRef.name, "secretRef"] as const)
-        : (["config", from.configMapRef?.name ?? "", "configMapRef"] as const);
-      const data = this.#lookup(kind, name, `spec.envFrom.${i}.${field}`);
-      // Like the kubelet, keys that are not variable names are skipped; so are the platform's own.
-      for (const [key, value] of Object.entries(data)) {
-        if (ENV_NAME.test(key) && !key.startsWith("FAAS_")) env[key] = value;
-      }
-    });
-    spec.env.forEach((e, i) => {
-      if (e.value !== undefined) {
-        env[e.name] = e.value;
-        return;
-      }
-      const ref = e.valueFrom?.secretKeyRef ?? e.valueFrom?.configMapKeyRef;
-      if (ref === undefined) return;
-      const kind: ValueKind = e.valueFrom?.secretKeyRef ? "secret" : "config";
-      const field = `spec.env.${i}.valueFrom.${kind === "secret" ? "secretKeyRef" : "configMapKeyRef"}`;
-      const data = this.#lookup(kind, ref.name, field);
-      const value = data[ref.key];
-      if (value === undefined) {
-        throw invalid(
-          field,
-          `${kind} ${ref.name} has no key ${JSON.stringify(ref.key)} (\`faas ${kind} list\` shows its keys)`,
-        );
-      }
-      env[e.name] = value;
+    // The same rules as on Kubernetes; a missing key's message points at `faas secret|config list`.
+    const env = resolveEnv(spec, (kind, name, field) => this.#lookup(kind, name, field), {
+      noun: (kind) => kind,
+      hint: (kind) => `\`faas ${kind} list\` shows its keys`,
     });
     const mounts: Mount[] = (spec.secrets ?? []).map((m, i) => ({
       mountPath: m.mountPath,

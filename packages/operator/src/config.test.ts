@@ -24,6 +24,8 @@ describe("loadConfig", () => {
       logLevel: "info",
       poolSize: { python: 2, nodejs: 2 },
       poolRequests: { cpu: "100m", memory: "64Mi" },
+      networkPolicy: true,
+      gatewayNamespace: "faas-system",
     });
     expect(c).toEqual({ ...DEFAULT_OPERATOR_CONFIG, identity: c.identity });
   });
@@ -32,6 +34,19 @@ describe("loadConfig", () => {
     { name: "--namespace", env: {}, argv: ["--namespace", "default"], want: { namespace: "default" } },
     { name: "-n=", env: {}, argv: ["-n=team-a"], want: { namespace: "team-a" } },
     { name: "env namespace", env: { FAAS_WATCH_NAMESPACE: "x" }, argv: [], want: { namespace: "x" } },
+    {
+      name: "network policies off (env)",
+      env: { FAAS_NETWORK_POLICY: "false" },
+      argv: [],
+      want: { networkPolicy: false },
+    },
+    {
+      name: "--network-policy=false wins over the environment",
+      env: { FAAS_NETWORK_POLICY: "true" },
+      argv: ["--network-policy=false"],
+      want: { networkPolicy: false },
+    },
+    { name: "gateway namespace", env: { FAAS_GATEWAY_NAMESPACE: "gw" }, argv: [], want: { gatewayNamespace: "gw" } },
     {
       name: "--all-namespaces wins",
       env: { FAAS_WATCH_NAMESPACE: "x" },

@@ -43,6 +43,13 @@ export interface OperatorConfig {
   poolRequests: ResourceAmounts;
   /** The pool's objects are applied again this often (and when leadership starts). */
   poolResyncSeconds: number;
+  /**
+   * Keep NetworkPolicies in every namespace served that let only the gateway's
+   * pods (and the node) reach function and pool pods; false removes ours.
+   */
+  networkPolicy: boolean;
+  /** Where the gateway's pods run (the policies' namespaceSelector). */
+  gatewayNamespace: string;
   /** A claimed pod goes once the function's Deployment has had a ready pod this long. */
   poolHandoffMs: number;
   /** A claimed pod goes when its function's Deployment is still at zero this long after the claim. */
@@ -81,6 +88,8 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   // As much CPU weight as a function pod: a claimed pod serves a cold start under contention.
   poolRequests: { cpu: "100m", memory: "64Mi" },
   poolResyncSeconds: 60,
+  networkPolicy: true,
+  gatewayNamespace: SYSTEM_NAMESPACE,
   poolHandoffMs: 2_000,
   poolOrphanMs: 30_000,
   preStopSleepSeconds: 3,
@@ -140,12 +149,13 @@ const FLAGS = [
   "log-level",
   "health-port",
   "pool-size",
+  "network-policy",
 ];
 
 /**
  * Flags (`--namespace X`, `--all-namespaces`, `--kubeconfig F`, `--leader-elect`,
- * `--lease-name`, `--lease-namespace`, `--log-level`, `--health-port`, `--pool-size`) override
- * the environment (`FAAS_*`).
+ * `--lease-name`, `--lease-namespace`, `--log-level`, `--health-port`, `--pool-size`,
+ * `--network-policy`) override the environment (`FAAS_*`).
  */
 export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = []): OperatorConfig {
   const d = DEFAULT_OPERATOR_CONFIG;
@@ -191,6 +201,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = [])
       memory: env.FAAS_POOL_MEMORY_REQUEST || d.poolRequests.memory,
     },
     poolResyncSeconds: int("FAAS_POOL_RESYNC_SECONDS", env.FAAS_POOL_RESYNC_SECONDS, d.poolResyncSeconds, 1),
+    networkPolicy: bool("--network-policy", f["network-policy"] ?? env.FAAS_NETWORK_POLICY, d.networkPolicy),
+    gatewayNamespace: env.FAAS_GATEWAY_NAMESPACE || d.gatewayNamespace,
     poolHandoffMs: int("FAAS_POOL_HANDOFF_MS", env.FAAS_POOL_HANDOFF_MS, d.poolHandoffMs),
     poolOrphanMs: int("FAAS_POOL_ORPHAN_MS", env.FAAS_POOL_ORPHAN_MS, d.poolOrphanMs, 1),
     preStopSleepSeconds: int("FAAS_PRESTOP_SLEEP_SECONDS", env.FAAS_PRESTOP_SLEEP_SECONDS, d.preStopSleepSeconds),

@@ -12,6 +12,7 @@ export { Operator } from "./operator.js";
 export { buildConfigMap } from "./resources/config-map.js";
 export { buildDeployment } from "./resources/deployment.js";
 export { buildHpa, wantsHpa } from "./resources/hpa.js";
+export { buildNetworkPolicies } from "./resources/network-policy.js";
 export { buildService } from "./resources/service.js";
 
 /**

@@ -11,8 +11,10 @@ import type { OperatorConfig } from "./config.js";
 import { EventRecorder } from "./events.js";
 import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
+import { NetworkPolicyKeeper } from "./network-policy-keeper.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
+import { ReferenceAccessKeeper } from "./reference-access.js";
 import { type DigestedObject, digestData, refersTo } from "./resources/references.js";
 import { WorkQueue } from "./work-queue.js";
 
@@ -40,6 +42,9 @@ export class Operator {
   /** Pods gateways claimed from the warm pool (not function children: no function label). */
   readonly #claimedPods: Reflector<PodObject>;
   readonly pool: PoolKeeper;
+  /** With a warm pool: the gateway's `get` on the Secrets and ConfigMaps Functions take env from, by name. */
+  readonly #references: ReferenceAccessKeeper | undefined;
+  readonly networkPolicies: NetworkPolicyKeeper;
   readonly #elector: LeaderElector | undefined;
   /** Aborted when leadership is lost: in-flight reconciles stop before their next write. */
   #leadership = new AbortController();
@@ -119,6 +124,19 @@ export class Operator {
       log: log.child({ component: "pool" }),
       now,
     });
+    if (Object.values(cfg.poolSize).some((n) => n > 0)) {
+      this.#references = new ReferenceAccessKeeper({
+        client,
+        functions: this.functions,
+        log: log.child({ component: "reference-access" }),
+      });
+    }
+    this.networkPolicies = new NetworkPolicyKeeper({
+      client,
+      cfg,
+      namespaces: () => this.pool.namespaces(),
+      log: log.child({ component: "network-policy" }),
+    });
     if (cfg.leaderElection) {
       this.#elector = new LeaderElector(
         client,
@@ -179,11 +197,16 @@ export class Operator {
     this.#leading = leading;
     this.#idle.setEnabled(leading);
     this.pool.setEnabled(leading);
+    this.networkPolicies.setEnabled(leading);
     if (leading) {
       this.#leadership = new AbortController();
       this.#reconciler.resetMemory();
       this.#enqueueAll(true);
       this.#queue.resume();
+      this.#references?.reset();
+      for (const ns of new Set(this.functions.list().map((f) => f.metadata.namespace ?? "default"))) {
+        void this.#references?.sync(ns);
+      }
     } else {
       this.#leadership.abort();
       this.#queue.pause();
@@ -199,18 +222,27 @@ export class Operator {
   }
 
   #wire(): void {
+    const access = (fn: RawFunction): void => {
+      if (this.#leading) void this.#references?.sync(fn.metadata.namespace ?? "default");
+    };
     this.functions.on("add", (fn) => {
       this.#queue.add(objectKey(fn));
-      if (this.#leading) void this.pool.ensure(fn.metadata.namespace ?? "default");
+      if (this.#leading) {
+        void this.pool.ensure(fn.metadata.namespace ?? "default");
+        void this.networkPolicies.ensure(fn.metadata.namespace ?? "default");
+      }
+      access(fn);
     });
     this.functions.on("update", (fn, old) => {
       // Annotation- and status-only changes (gateways stamping activity, our own
       // status writes) leave the generation alone and need no reconcile.
       if (fn.metadata.generation !== old.metadata.generation || fn.metadata.uid !== old.metadata.uid) {
         this.#queue.add(objectKey(fn));
+        access(fn);
       }
     });
     this.functions.on("delete", (fn) => {
+      access(fn);
       const key = objectKey(fn);
       this.#queue.forget(key);
       this.#reconciler.forget(key);

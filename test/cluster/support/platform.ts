@@ -125,7 +125,7 @@ export async function systemPods(app: string): Promise<string[]> {
 export async function gatewayMetric(name: string, labels: Record<string, string>): Promise<number> {
   let total = 0;
   for (const pod of await systemPods("faas-gateway")) {
-    const { stdout } = await kubectl(["get", "--raw", `/api/v1/namespaces/faas-system/pods/${pod}:8000/proxy/metrics`]);
+    const { stdout } = await kubectl(["get", "--raw", `/api/v1/namespaces/faas-system/pods/${pod}:9090/proxy/metrics`]);
     for (const line of stdout.split("\n")) {
       if (!line.startsWith(`${name}{`)) continue;
       if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
