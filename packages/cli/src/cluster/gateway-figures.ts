@@ -79,20 +79,41 @@ export function p50Ms(buckets: ReadonlyMap<number, number>): number | null {
   return null;
 }
 
+interface GatewayPod {
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec?: { containers?: { ports?: { name?: string; containerPort: number }[] }[] };
+}
+
+/**
+ * Where a gateway pod serves `/metrics`: its container port named `metrics`,
+ * else its `prometheus.io/port` annotation, else the gateway port (gateways
+ * that served metrics beside `/invoke`).
+ */
+export function metricsPort(pod: GatewayPod): number {
+  for (const c of pod.spec?.containers ?? []) {
+    const port = c.ports?.find((p) => p.name === "metrics");
+    if (port) return port.containerPort;
+  }
+  const annotated = Number(pod.metadata.annotations?.["prometheus.io/port"]);
+  return Number.isInteger(annotated) && annotated > 0 ? annotated : GATEWAY_PORT;
+}
+
 /** Every ready gateway pod's figures, summed; throws when the pods cannot be listed or read. */
 export async function gatewayFigures(kube: KubeClient): Promise<Map<string, FunctionFigures>> {
-  const { items } = await kube.list<Parameters<typeof readyPodNames>[0][number]>(
+  const { items } = await kube.list<GatewayPod & Parameters<typeof readyPodNames>[0][number]>(
     { ...RESOURCES.pods, namespace: SYSTEM_NAMESPACE },
     { labelSelector: GATEWAY_SELECTOR },
   );
-  const pods = readyPodNames(items);
+  const ready = new Set(readyPodNames(items));
+  const pods = items.filter((p) => ready.has(p.metadata.name));
   if (pods.length === 0) throw new Error(`no ready ${GATEWAY_SERVICE} pod in ${SYSTEM_NAMESPACE}`);
   const texts = await Promise.all(
     pods.map(async (pod) => {
+      // Through the API server's pod proxy: no port-forward, and the metrics port need not be exposed.
       const path = resourcePath({
         ...RESOURCES.pods,
         namespace: SYSTEM_NAMESPACE,
-        name: `${pod}:${GATEWAY_PORT}`,
+        name: `${pod.metadata.name}:${metricsPort(pod)}`,
         subresource: "proxy/metrics",
       });
       const res = await kube.stream(path, {}, { idleTimeoutMs: 5000 });

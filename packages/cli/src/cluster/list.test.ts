@@ -117,3 +117,25 @@ describe("functions outside the gateway's default namespace (ADR 0015)", () => {
     expect(summarize(hello, figures, "default").coldStarts).toBe(0);
   });
 });
+
+describe("the gateway pod's metrics port", () => {
+  it("is the container port named metrics, else the prometheus.io/port annotation, else 8000", async () => {
+    const { metricsPort } = await import("./gateway-figures.js");
+    const named = {
+      metadata: { name: "g" },
+      spec: {
+        containers: [
+          {
+            ports: [
+              { name: "http", containerPort: 8000 },
+              { name: "metrics", containerPort: 9090 },
+            ],
+          },
+        ],
+      },
+    };
+    expect(metricsPort(named)).toBe(9090);
+    expect(metricsPort({ metadata: { name: "g", annotations: { "prometheus.io/port": "9191" } } })).toBe(9191);
+    expect(metricsPort({ metadata: { name: "g" }, spec: { containers: [{}] } })).toBe(8000);
+  });
+});

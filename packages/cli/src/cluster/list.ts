@@ -129,7 +129,21 @@ export async function listOnCluster(
       if (!opts.json) ui.note(ui.ce.dim(`gateway figures unavailable: ${(err as Error).message}`));
     }
   }
-  const items = functions.map((fn) => summarize(fn, figures)).sort((a, b) => a.name.localeCompare(b.name));
+  let keysByFunction: Map<string, number> | undefined;
+  if (functions.some((fn) => fn.spec.auth === "apiKey")) {
+    try {
+      const counts = new Map<string, number>();
+      for (const r of await readApiKeys(conn.kube, conn.namespace)) {
+        counts.set(r.function, (counts.get(r.function) ?? 0) + 1);
+      }
+      keysByFunction = counts;
+    } catch {
+      // Reading the keys' Secret may be forbidden: AUTH then shows no count.
+    }
+  }
+  const items = functions
+    .map((fn) => summarize(fn, figures, conn.namespace, keysByFunction))
+    .sort((a, b) => a.name.localeCompare(b.name));
   if (opts.json) {
     ui.out(JSON.stringify(items, null, 2));
     return EXIT.OK;
