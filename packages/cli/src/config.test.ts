@@ -14,6 +14,7 @@ describe("loadCliConfig", () => {
       node: process.execPath,
       runnerBaseEnv: { PATH: "/bin", HOME: "/home/ada" },
       loadTimeoutMs: 10_000,
+      cluster: { context: undefined, kubeconfig: undefined, namespace: undefined },
       gateway: DEFAULT_GATEWAY_CONFIG,
       operatorEnv: {},
     });
@@ -28,9 +29,13 @@ describe("loadCliConfig", () => {
       NO_COLOR: "1",
       FAAS_GATEWAY_PORT: "9001",
       FAAS_LOAD_TIMEOUT_MS: "2500",
+      FAAS_CONTEXT: "prod",
+      FAAS_KUBECONFIG: "/k/config",
+      FAAS_NAMESPACE: "team-a",
     });
     expect(cfg).toMatchObject({
       loadTimeoutMs: 2500,
+      cluster: { context: "prod", kubeconfig: "/k/config", namespace: "team-a" },
       dataDir: "/data",
       gatewayUrl: "http://gw:9000",
       adminToken: "t0ken",
@@ -39,10 +44,13 @@ describe("loadCliConfig", () => {
     });
     expect(Object.keys(cfg.operatorEnv).sort()).toEqual([
       "FAAS_ADMIN_TOKEN",
+      "FAAS_CONTEXT",
       "FAAS_DATA_DIR",
       "FAAS_GATEWAY",
       "FAAS_GATEWAY_PORT",
+      "FAAS_KUBECONFIG",
       "FAAS_LOAD_TIMEOUT_MS",
+      "FAAS_NAMESPACE",
     ]);
   });
 

@@ -30,6 +30,13 @@ export interface CliConfig {
    * runner is killed (FAAS_LOAD_TIMEOUT_MS, default 10 s).
    */
   loadTimeoutMs: number;
+  /**
+   * Work on a Kubernetes cluster instead of the local platform: a kubeconfig
+   * context (FAAS_CONTEXT), a kubeconfig file (FAAS_KUBECONFIG; otherwise
+   * $KUBECONFIG or ~/.kube/config), a namespace (FAAS_NAMESPACE; otherwise the
+   * context's, or `default`). Flags win; see cluster-context.ts.
+   */
+  cluster: { context: string | undefined; kubeconfig: string | undefined; namespace: string | undefined };
   /** Gateway settings for `faas up` (FAAS_GATEWAY_PORT, FAAS_LOG_LEVEL, …). */
   gateway: GatewayConfig;
   /** Operator settings for `faas operator` (FAAS_* read by the operator's own loadConfig). */
@@ -56,6 +63,11 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
     node: process.execPath,
     runnerBaseEnv,
     loadTimeoutMs: positiveInt(env, "FAAS_LOAD_TIMEOUT_MS", 10_000),
+    cluster: {
+      context: env.FAAS_CONTEXT || undefined,
+      kubeconfig: env.FAAS_KUBECONFIG || undefined,
+      namespace: env.FAAS_NAMESPACE || undefined,
+    },
     gateway: loadGatewayConfig(env),
     operatorEnv: Object.fromEntries(
       Object.entries(env).filter(([k]) => k.startsWith("FAAS_") || k === "KUBECONFIG" || k === "POD_NAMESPACE"),

@@ -6,6 +6,9 @@ import type { Ui } from "./ui.js";
 export interface GlobalOptions {
   dataDir?: string;
   gateway?: string;
+  context?: string;
+  kubeconfig?: string;
+  namespace?: string;
 }
 
 export interface CommandContext {
@@ -21,6 +24,11 @@ export function withGlobals(cfg: CliConfig, globals: GlobalOptions): CliConfig {
     ...cfg,
     dataDir: globals.dataDir ?? cfg.dataDir,
     gatewayUrl: globals.gateway ?? cfg.gatewayUrl,
+    cluster: {
+      context: globals.context ?? cfg.cluster.context,
+      kubeconfig: globals.kubeconfig ?? cfg.cluster.kubeconfig,
+      namespace: globals.namespace ?? cfg.cluster.namespace,
+    },
   };
 }
 

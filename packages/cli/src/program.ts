@@ -29,7 +29,25 @@ const ENVIRONMENT_HELP = `Environment:
   FAAS_DATA_DIR     data directory (default ~/.faas): functions, logs, gateway.json
   FAAS_GATEWAY      gateway URL (default: the one \`faas up\` recorded in the data dir)
   FAAS_ADMIN_TOKEN  admin token for a gateway started elsewhere
+  FAAS_CONTEXT      kubeconfig context: deploy, invoke, list, logs, delete work on that cluster
+  FAAS_KUBECONFIG   kubeconfig file for cluster mode (also switches it on)
+  FAAS_NAMESPACE    namespace in cluster mode
   NO_COLOR          turn colours off`;
+
+/**
+ * `--kubeconfig`, `--context` and `-n` are global options as well as options of
+ * `faas keys …`: wherever they were given they end up in `cfg.cluster`
+ * (with FAAS_CONTEXT, FAAS_KUBECONFIG, FAAS_NAMESPACE), which is what keys uses.
+ */
+function keysOptions(ctx: CommandContext, opts: KeysOptions): KeysOptions {
+  const out: KeysOptions = {};
+  const { context, kubeconfig, namespace } = ctx.cfg.cluster;
+  if (context !== undefined) out.context = context;
+  if (kubeconfig !== undefined) out.kubeconfig = kubeconfig;
+  if (namespace !== undefined) out.namespace = namespace;
+  if (opts.json !== undefined) out.json = opts.json;
+  return out;
+}
 
 /**
  * `run` receives each action's exit code. `ctx.cfg` is replaced per command
@@ -45,6 +63,15 @@ export function buildProgram(
     .version(version, "-V, --version")
     .option("--data-dir <dir>", "data directory of the local platform (default: $FAAS_DATA_DIR or ~/.faas)")
     .option("--gateway <url>", "gateway to talk to (default: the running `faas up` of the data dir)")
+    .option("--context <name>", "work on the Kubernetes cluster of this kubeconfig context ($FAAS_CONTEXT)")
+    .option(
+      "--kubeconfig <file>",
+      "kubeconfig for cluster mode ($FAAS_KUBECONFIG; default $KUBECONFIG or ~/.kube/config)",
+    )
+    .option(
+      "-n, --namespace <namespace>",
+      "namespace of the Functions in cluster mode (default: the context's, or default)",
+    )
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(ctx.ui.ce.red(text)) })
     .showHelpAfterError("(run with --help for usage)")
@@ -58,6 +85,11 @@ Get started:
   $ faas deploy --name greet --runtime python --code greet.py
   $ faas invoke greet -d '{"name":"ada"}'
   $ faas logs greet -f
+
+On Kubernetes (the platform installed, an operator running):
+  $ faas --context faas deploy -f function-hello.yaml   # waits until it is ready
+  $ faas --context faas invoke hello                    # port-forwards to a ready gateway pod
+  $ faas --context faas list
 
 ${EXIT_CODES_HELP}
 
@@ -110,6 +142,7 @@ Functions deployed with \`faas deploy\` are kept in the data dir and come back o
     .option("--timeout <seconds>", "longest a call may run (default 30)", integer(1))
     .option("--idle <seconds>", "idle time before scaling to --min (default 60)", integer(1))
     .option("-e, --env <KEY=VALUE>", "environment variable for the function (repeatable)", collect, [])
+    .option("--wait <seconds>", "on a cluster: how long to wait for the function to be ready (default 180)", integer(1))
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",
@@ -201,21 +234,24 @@ faas-api-keys with your own credentials; every gateway replica sees a change wit
       .option("--json", "print JSON");
   clusterOptions(keys.command("create").description("make a new API key for a function and print it once"))
     .argument("<function>", "function name")
-    .action((fn: string, opts: KeysOptions, cmd: Command) =>
-      run(import("./commands/keys.js").then((m) => m.runKeysCreate(configured(cmd), fn, opts))),
-    );
+    .action((fn: string, opts: KeysOptions, cmd: Command) => {
+      const c = configured(cmd);
+      return run(import("./commands/keys.js").then((m) => m.runKeysCreate(c, fn, keysOptions(c, opts))));
+    });
   clusterOptions(
     keys.command("list").alias("ls").description("show key ids, functions and creation times (never keys)"),
   )
     .argument("[function]", "only this function's keys")
-    .action((fn: string | undefined, opts: KeysOptions, cmd: Command) =>
-      run(import("./commands/keys.js").then((m) => m.runKeysList(configured(cmd), fn, opts))),
-    );
+    .action((fn: string | undefined, opts: KeysOptions, cmd: Command) => {
+      const c = configured(cmd);
+      return run(import("./commands/keys.js").then((m) => m.runKeysList(c, fn, keysOptions(c, opts))));
+    });
   clusterOptions(keys.command("revoke").description("revoke a key by its id; it stops working within seconds"))
     .argument("<id>", "key id, as `faas keys list` shows it")
-    .action((id: string, opts: KeysOptions, cmd: Command) =>
-      run(import("./commands/keys.js").then((m) => m.runKeysRevoke(configured(cmd), id, opts))),
-    );
+    .action((id: string, opts: KeysOptions, cmd: Command) => {
+      const c = configured(cmd);
+      return run(import("./commands/keys.js").then((m) => m.runKeysRevoke(c, id, keysOptions(c, opts))));
+    });
 
   program
     .command("logs")
@@ -294,6 +330,23 @@ Examples:
   }
 
   program
+    .command("port-forward")
+    .description("on a cluster: serve the gateway on 127.0.0.1, surviving gateway restarts (needs --context)")
+    .option("-p, --port <n>", "local port (0 picks a free one)", integer(0), 8000)
+    .addHelpText(
+      "after",
+      `
+Example:
+  $ faas --context faas port-forward &        # then: curl localhost:8000/invoke/hello
+
+Each connection goes to a gateway pod that is ready at that moment, so a rollout
+or a deleted pod does not end the forward (kubectl port-forward svc/... would).`,
+    )
+    .action((opts: { port: number }, cmd: Command) =>
+      run(import("./commands/port-forward.js").then((m) => m.runPortForwardCommand(configured(cmd), opts))),
+    );
+
+  program
     .command("operator")
     .description("run the Kubernetes operator (reconciles Function objects) against your kubeconfig")
     .option("-n, --namespace <namespace>", "watch Functions in this namespace only")
@@ -310,9 +363,16 @@ Examples:
 
 Logs are JSON lines on stderr. Ctrl-C stops (a leader steps down at once).`,
     )
-    .action((opts: OperatorOptions, cmd: Command) =>
-      run(import("./commands/operator.js").then((m) => m.runOperatorCommand(configured(cmd), opts))),
-    );
+    .action((opts: OperatorOptions, cmd: Command) => {
+      // -n and --kubeconfig are global options too: take them from wherever they were given.
+      const globals = cmd.optsWithGlobals<GlobalOptions & OperatorOptions>();
+      const merged = {
+        ...opts,
+        namespace: opts.namespace ?? globals.namespace,
+        kubeconfig: opts.kubeconfig ?? globals.kubeconfig,
+      };
+      return run(import("./commands/operator.js").then((m) => m.runOperatorCommand(configured(cmd), merged)));
+    });
 
   program
     .command("stress")

@@ -130,15 +130,21 @@ export class KubeClient {
     this.#agent = this.#server.protocol === "https:" ? new Agent({ keepAlive: true, maxSockets: 32 }) : undefined;
   }
 
-  /** In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config. */
+  /**
+   * In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
+   * `context` picks a context of that kubeconfig instead of its current one.
+   */
   static load(
     opts: { kubeconfig?: string | undefined; context?: string | undefined; requestTimeoutMs?: number } = {},
   ): KubeClient {
     const kc = new KubeConfig();
     if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
     else kc.loadFromDefault();
-    if (opts.context) {
-      if (!kc.getContextObject(opts.context)) throw new Error(`kubeconfig has no context "${opts.context}"`);
+    if (opts.context !== undefined) {
+      if (kc.getContextObject(opts.context) === null) {
+        const known = kc.getContexts().map((c) => c.name);
+        throw new Error(`no context "${opts.context}" in the kubeconfig (it has: ${known.join(", ") || "none"})`);
+      }
       kc.setCurrentContext(opts.context);
     }
     return new KubeClient(kc, opts.requestTimeoutMs ?? 30_000);
@@ -168,6 +174,11 @@ export class KubeClient {
 
   get namespace(): string {
     return this.config.getContextObject(this.config.getCurrentContext())?.namespace ?? "default";
+  }
+
+  /** Options for a request of our own (an upgrade, say): server, path under it, authentication. */
+  requestOptions(method: string, path: string, headers: Record<string, string> = {}): Promise<RequestOptions> {
+    return this.#options(method, path, headers);
   }
 
   async #options(method: string, path: string, headers: Record<string, string>): Promise<RequestOptions> {
@@ -254,6 +265,36 @@ export class KubeClient {
       throw new KubeError(status, reason, `${method} ${path}: ${status} ${reason}: ${message}`);
     }
     return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /**
+   * A GET whose body is read as it comes (pod logs, `follow=true`; a pod's
+   * metrics through the API server's proxy). `idleTimeoutMs` bounds the wait for
+   * the answer and then each gap between two reads; 0 waits forever.
+   */
+  async stream(
+    path: string,
+    query: Query,
+    opts: { signal?: AbortSignal; idleTimeoutMs: number },
+  ): Promise<IncomingMessage> {
+    const o = await this.#options("GET", withQuery(path, query), { accept: "*/*" });
+    const res = await this.#send({ ...o, signal: opts.signal }, undefined, opts.idleTimeoutMs || 2 ** 31 - 1);
+    const status = res.statusCode ?? 0;
+    if (status >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      const text = Buffer.concat(chunks).toString("utf8");
+      let reason = "Unknown";
+      let message = text.slice(0, 1000);
+      try {
+        const s = JSON.parse(text) as { reason?: string; message?: string };
+        reason = s.reason ?? reason;
+        message = s.message ?? message;
+      } catch {}
+      throw new KubeError(status, reason, `GET ${path}: ${status} ${reason}: ${message}`);
+    }
+    res.socket.setTimeout(opts.idleTimeoutMs);
+    return res;
   }
 
   get<T>(r: ResourceRef, query?: Query, call?: CallOptions): Promise<T> {

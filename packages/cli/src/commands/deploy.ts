@@ -11,6 +11,7 @@ import {
   loadManifests,
   parseFunction,
 } from "@faas/api";
+import { clusterTarget } from "../cluster-context.js";
 import { type CommandContext, gatewayClient } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
 
@@ -27,9 +28,11 @@ export interface DeployOptions {
   idle?: number;
   env: string[];
   json?: boolean;
+  /** On a cluster: how long to wait for the Function to be ready (seconds). */
+  wait?: number;
 }
 
-interface DeployResult {
+export interface DeployResult {
   name: string;
   created: boolean;
   url: string;
@@ -37,8 +40,12 @@ interface DeployResult {
 
 export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promise<number> {
   const { ui } = ctx;
-  const functions = opts.file.length > 0 ? await fromFiles(opts) : [await fromFlags(opts)];
-  if (functions.length === 0) throw new CliError(EXIT.USAGE, `no Function found in ${opts.file.join(", ")}`);
+  const functions = await readFunctions(opts);
+  const cluster = clusterTarget(ctx.cfg);
+  if (cluster !== undefined) {
+    const { deployToCluster } = await import("../cluster/deploy.js");
+    return deployToCluster(ctx, cluster, functions, opts);
+  }
   const client = await gatewayClient(ctx.cfg);
   const results: DeployResult[] = [];
   for (const fn of functions) {
@@ -64,6 +71,13 @@ export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promi
   }
   if (opts.json) ui.out(JSON.stringify(results, null, 2));
   return EXIT.OK;
+}
+
+/** The Functions of `-f` files or of the flags, validated; the same locally and on a cluster. */
+export async function readFunctions(opts: DeployOptions): Promise<FunctionResource[]> {
+  const functions = opts.file.length > 0 ? await fromFiles(opts) : [await fromFlags(opts)];
+  if (functions.length === 0) throw new CliError(EXIT.USAGE, `no Function found in ${opts.file.join(", ")}`);
+  return functions;
 }
 
 async function fromFiles(opts: DeployOptions): Promise<FunctionResource[]> {

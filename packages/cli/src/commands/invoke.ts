@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import type { IncomingHttpHeaders } from "node:http";
 import { parseErrorBody } from "@faas/api";
+import { clusterTarget } from "../cluster-context.js";
 import { type CommandContext, gatewayClient } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
 import type { HttpResult } from "../gateway-client.js";
@@ -30,8 +31,15 @@ export async function runInvoke(ctx: CommandContext, name: string, opts: InvokeO
     headers["content-type"] = contentTypeOf(body);
   }
   const method = (opts.method ?? (body !== undefined ? "POST" : "GET")).toUpperCase();
-  const client = await gatewayClient(ctx.cfg);
-  const path = `/invoke/${encodeURIComponent(name)}${subPath(opts.path)}`;
+  const cluster = clusterTarget(ctx.cfg);
+  const gateway = cluster
+    ? await (await import("../cluster/gateway-forward.js")).clusterGateway(ctx.cfg, cluster)
+    : {
+        client: await gatewayClient(ctx.cfg),
+        invokePath: (n: string) => `/invoke/${encodeURIComponent(n)}`,
+        close: async () => {},
+      };
+  const path = `${gateway.invokePath(name)}${subPath(opts.path)}`;
 
   let spinner: ReturnType<typeof ui.spinner> | undefined;
   const timer = setTimeout(() => {
@@ -39,10 +47,11 @@ export async function runInvoke(ctx: CommandContext, name: string, opts: InvokeO
   }, SPINNER_AFTER_MS);
   let res: HttpResult;
   try {
-    res = await client.call(path, { method, headers, ...(body !== undefined ? { body } : {}) });
+    res = await gateway.client.call(path, { method, headers, ...(body !== undefined ? { body } : {}) });
   } finally {
     clearTimeout(timer);
     spinner?.stop();
+    await gateway.close();
   }
 
   const coldStart = res.headers["x-faas-cold-start"] === "true";

@@ -1,11 +1,14 @@
 /** `faas list`: every function with its replicas, cold starts and latency. */
 import type { FunctionSummary } from "@faas/gateway";
+import { clusterTarget } from "../cluster-context.js";
 import { type CommandContext, gatewayClient } from "../context.js";
 import { EXIT } from "../exit-codes.js";
 import { type Colors, formatTable } from "../ui.js";
 
 export async function runList(ctx: CommandContext, opts: { json?: boolean }): Promise<number> {
   const { ui } = ctx;
+  const cluster = clusterTarget(ctx.cfg);
+  if (cluster !== undefined) return (await import("../cluster/list.js")).listOnCluster(ctx, cluster, opts);
   const client = await gatewayClient(ctx.cfg);
   const { items } = (await client.admin("GET", "/functions")) as { items: FunctionSummary[] };
   if (opts.json) {

@@ -1,5 +1,6 @@
 /** `faas logs`: what a function's runners printed, optionally followed live. */
 import { pipeline } from "node:stream/promises";
+import { clusterTarget } from "../cluster-context.js";
 import { type CommandContext, gatewayClient } from "../context.js";
 import { EXIT } from "../exit-codes.js";
 
@@ -8,6 +9,8 @@ export async function runLogs(
   name: string,
   opts: { follow?: boolean; tail: number },
 ): Promise<number> {
+  const cluster = clusterTarget(ctx.cfg);
+  if (cluster !== undefined) return (await import("../cluster/logs.js")).logsOnCluster(ctx, cluster, name, opts);
   const client = await gatewayClient(ctx.cfg);
   const query = new URLSearchParams({ tail: String(opts.tail), follow: opts.follow ? "1" : "0" });
   const abort = new AbortController();

@@ -2,6 +2,7 @@
  * `faas stress`: drive a function with concurrent requests and show live
  * throughput, latency and errors — the load tool of the HPA walkthrough.
  */
+import { clusterTarget } from "../cluster-context.js";
 import type { CommandContext } from "../context.js";
 import { gatewayClient } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
@@ -22,16 +23,40 @@ export interface StressOptions {
 const fmt = (ms: number | undefined): string => (ms === undefined ? "-" : `${ms.toFixed(1)}ms`);
 
 export async function runStress(ctx: CommandContext, name: string, opts: StressOptions): Promise<number> {
-  const { ui } = ctx;
   let durationMs: number;
   try {
     durationMs = parseDuration(opts.duration);
   } catch (err) {
     throw new CliError(EXIT.USAGE, (err as Error).message);
   }
-  const client = await gatewayClient(ctx.cfg);
+  // On a cluster without --gateway, load goes through the CLI's port-forward (the API server
+  // relays every byte): enough for the HPA walkthrough; a ClusterIP via --gateway carries more.
+  const cluster = clusterTarget(ctx.cfg);
+  const gateway = cluster
+    ? await (await import("../cluster/gateway-forward.js")).clusterGateway(ctx.cfg, cluster)
+    : {
+        client: await gatewayClient(ctx.cfg),
+        invokePath: (n: string) => `/invoke/${encodeURIComponent(n)}`,
+        close: async () => {},
+      };
+  try {
+    return await stress(ctx, name, opts, durationMs, `${gateway.client.url}${gateway.invokePath(name)}`);
+  } finally {
+    await gateway.close();
+  }
+}
+
+async function stress(
+  ctx: CommandContext,
+  name: string,
+  opts: StressOptions,
+  durationMs: number,
+  /** The function's URL on the gateway, without a sub-path. */
+  functionUrl: string,
+): Promise<number> {
+  const { ui } = ctx;
   const sub = opts.path ? (opts.path.startsWith("/") || opts.path.startsWith("?") ? opts.path : `/${opts.path}`) : "";
-  const url = `${client.url}/invoke/${encodeURIComponent(name)}${sub}`;
+  const url = `${functionUrl}${sub}`;
   const body = opts.data === undefined ? undefined : Buffer.from(opts.data);
   const abort = new AbortController();
   const previous = ctx.onInterrupt;
