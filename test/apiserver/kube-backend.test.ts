@@ -93,6 +93,32 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     return h;
   }
 
+  /** A gateway over NamespacedBackend: a backend per namespace, all through the proxy. */
+  function namespacedGateway(
+    defaultNamespace: string,
+    namespaces: string[] | "*",
+  ): { backend: NamespacedBackend; gateway: Gateway } {
+    const client = api.client();
+    const backendFor = (namespace: string): KubeBackend =>
+      new KubeBackend(
+        client,
+        {
+          namespace,
+          scaleUpTimeoutMs: 10_000,
+          activityTickMs: 250,
+          routingCheckMs: 100,
+          routingGraceMs: 500,
+          pool: NO_POOL,
+        },
+        log,
+      );
+    const backend = new NamespacedBackend(client, { defaultNamespace, namespaces, backendFor, log });
+    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
+      defaultMetrics: false,
+    });
+    return { backend, gateway };
+  }
+
   const scalePatches = (ns: string): number =>
     api.proxy.count(on({ verb: "patch", resource: "deployments/scale", namespace: ns }));
 
@@ -305,24 +331,7 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     const fn = randomName("same");
     const cold = randomName("cold");
     const runnerB = await startFakeRunner();
-    const client = api.client();
-    const backendFor = (namespace: string): KubeBackend =>
-      new KubeBackend(
-        client,
-        {
-          namespace,
-          scaleUpTimeoutMs: 10_000,
-          activityTickMs: 250,
-          routingCheckMs: 100,
-          routingGraceMs: 500,
-          pool: NO_POOL,
-        },
-        log,
-      );
-    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: [nsA, nsB], backendFor, log });
-    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
-      defaultMetrics: false,
-    });
+    const { gateway } = namespacedGateway(nsA, [nsA, nsB]);
     try {
       await createWarmFunction(admin, nsA, fn, runner);
       await createWarmFunction(admin, nsB, fn, runnerB);
@@ -384,24 +393,7 @@ describe.skipIf(skip !== undefined)("Kubernetes backend against a real API serve
     const nsA = await createNamespace(admin);
     const nsB = await createNamespace(admin);
     const fn = randomName("late");
-    const client = api.client();
-    const backendFor = (namespace: string): KubeBackend =>
-      new KubeBackend(
-        client,
-        {
-          namespace,
-          scaleUpTimeoutMs: 10_000,
-          activityTickMs: 250,
-          routingCheckMs: 100,
-          routingGraceMs: 500,
-          pool: NO_POOL,
-        },
-        log,
-      );
-    const backend = new NamespacedBackend(client, { defaultNamespace: nsA, namespaces: "*", backendFor, log });
-    const gateway = new Gateway({ ...DEFAULT_GATEWAY_CONFIG, port: 0, parkTimeoutMs: 10_000 }, backend, log, {
-      defaultMetrics: false,
-    });
+    const { backend, gateway } = namespacedGateway(nsA, "*");
     try {
       await gateway.start();
       expect((await call(`${gateway.url}/readyz`)).status).toBe(200);

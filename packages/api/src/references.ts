@@ -14,17 +14,25 @@ export interface References {
 }
 
 export function references(spec: FunctionSpec): References {
+  const fromEnv = envReferences([spec]);
+  const secrets = new Set([...fromEnv.secrets, ...(spec.secrets ?? []).map((m) => m.name)]);
+  return { secrets: [...secrets].sort(), configMaps: fromEnv.configMaps };
+}
+
+/** What `env` and `envFrom` name, over one or more specs (mounts left out): sorted, once each. */
+export function envReferences(specs: readonly FunctionSpec[]): References {
   const secrets = new Set<string>();
   const configMaps = new Set<string>();
-  for (const e of spec.env) {
-    if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
-    if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
+  for (const spec of specs) {
+    for (const e of spec.env) {
+      if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
+      if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
+    }
+    for (const e of spec.envFrom ?? []) {
+      if (e.secretRef) secrets.add(e.secretRef.name);
+      if (e.configMapRef) configMaps.add(e.configMapRef.name);
+    }
   }
-  for (const e of spec.envFrom ?? []) {
-    if (e.secretRef) secrets.add(e.secretRef.name);
-    if (e.configMapRef) configMaps.add(e.configMapRef.name);
-  }
-  for (const m of spec.secrets ?? []) secrets.add(m.name);
   return { secrets: [...secrets].sort(), configMaps: [...configMaps].sort() };
 }
 

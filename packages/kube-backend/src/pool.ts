@@ -16,6 +16,7 @@ import {
   CLAIMED_AT_ANNOTATION,
   CLAIMED_FOR_LABEL,
   CODE_HASH_ANNOTATION,
+  envReferences,
   FaasError,
   FUNCTION_API_VERSION,
   FUNCTION_KIND,
@@ -494,17 +495,11 @@ export class PoolClaimer {
 
   /** The function's environment with its references read from the API server; PoolFallback when one cannot be. */
   async #resolveEnv(fn: FunctionResource): Promise<Record<string, string>> {
-    const wanted = new Map<string, { kind: ReferenceKind; name: string }>();
-    for (const e of fn.spec.env) {
-      const s = e.valueFrom?.secretKeyRef;
-      const c = e.valueFrom?.configMapKeyRef;
-      if (s) wanted.set(`secret/${s.name}`, { kind: "secret", name: s.name });
-      if (c) wanted.set(`config/${c.name}`, { kind: "config", name: c.name });
-    }
-    for (const e of fn.spec.envFrom ?? []) {
-      if (e.secretRef) wanted.set(`secret/${e.secretRef.name}`, { kind: "secret", name: e.secretRef.name });
-      if (e.configMapRef) wanted.set(`config/${e.configMapRef.name}`, { kind: "config", name: e.configMapRef.name });
-    }
+    const refs = envReferences([fn.spec]);
+    const wanted = new Map<string, { kind: ReferenceKind; name: string }>([
+      ...refs.secrets.map((name) => [`secret/${name}`, { kind: "secret" as const, name }] as const),
+      ...refs.configMaps.map((name) => [`config/${name}`, { kind: "config" as const, name }] as const),
+    ]);
     const data = new Map<string, Record<string, string> | Error>();
     await Promise.all(
       [...wanted].map(async ([key, { kind, name }]) => {

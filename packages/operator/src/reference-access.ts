@@ -7,7 +7,14 @@
  * and deletes it when no Function there refers to anything (an empty
  * `resourceNames` would mean every name, so it is never written).
  */
-import { type FunctionSpec, GATEWAY_SERVICE, OPERATOR_FIELD_MANAGER, parseFunction, SYSTEM_NAMESPACE } from "@faas/api";
+import {
+  envReferences,
+  type FunctionSpec,
+  GATEWAY_SERVICE,
+  OPERATOR_FIELD_MANAGER,
+  parseFunction,
+  SYSTEM_NAMESPACE,
+} from "@faas/api";
 import type { KubeClient, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import type { RawFunction } from "./kinds.js";
@@ -19,21 +26,7 @@ const ROLES = { group: "rbac.authorization.k8s.io", version: "v1", plural: "role
 const BINDINGS = { group: "rbac.authorization.k8s.io", version: "v1", plural: "rolebindings" };
 
 /** Secrets and ConfigMaps named by env and envFrom (mounts do not go to pool pods: they need a pod of their own). */
-export function envReferences(specs: readonly FunctionSpec[]): { secrets: string[]; configMaps: string[] } {
-  const secrets = new Set<string>();
-  const configMaps = new Set<string>();
-  for (const spec of specs) {
-    for (const e of spec.env) {
-      if (e.valueFrom?.secretKeyRef) secrets.add(e.valueFrom.secretKeyRef.name);
-      if (e.valueFrom?.configMapKeyRef) configMaps.add(e.valueFrom.configMapKeyRef.name);
-    }
-    for (const e of spec.envFrom ?? []) {
-      if (e.secretRef) secrets.add(e.secretRef.name);
-      if (e.configMapRef) configMaps.add(e.configMapRef.name);
-    }
-  }
-  return { secrets: [...secrets].sort(), configMaps: [...configMaps].sort() };
-}
+export { envReferences };
 
 /** The Role, or undefined when nothing is referenced (then it must not exist). */
 export function buildReferenceRole(
