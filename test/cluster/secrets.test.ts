@@ -7,9 +7,12 @@
  * its own resources has them on its pods, and the API server refuses bad ones.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { httpGet, kubectl, kubectlJson, useTestNamespace, waitFor } from "./fixture.js";
+import { faas } from "../support/cli.js";
+import { httpGet, kubeconfigPath, kubectl, kubectlJson, useTestNamespace, waitFor } from "./fixture.js";
 import {
   functionPods,
   installCrd,
@@ -231,6 +234,22 @@ describe("secrets and config", () => {
       check(`logs of ${pod}`, (await ns.kubectl(["logs", pod, "--all-containers"])).stdout);
     }
     check("kubectl get functions", (await ns.kubectl(["get", "functions", "-o", "wide"])).stdout);
+    // `faas list` against the cluster, as a user runs it.
+    const cliData = mkdtempSync(join(tmpdir(), "faas-secrets-cli-"));
+    const listed = await faas(cliData, ["--kubeconfig", kubeconfigPath, "--context", "faas", "-n", ns.name, "list"]);
+    expect(listed.stdout).toContain("reader");
+    check("faas list", listed.stdout + listed.stderr);
+    const listedJson = await faas(cliData, [
+      "--kubeconfig",
+      kubeconfigPath,
+      "--context",
+      "faas",
+      "-n",
+      ns.name,
+      "list",
+      "--json",
+    ]);
+    check("faas list --json", listedJson.stdout);
     check("the Function", (await ns.kubectl(["get", "function", "reader", "-o", "json"])).stdout);
     check(
       "code ConfigMaps",
