@@ -88,13 +88,20 @@ export async function startGatewayTarget(): Promise<FuzzTarget> {
   );
   const t = track(proc);
   const stateFile = join(dataDir, "gateway.json");
-  const deadline = Date.now() + 30_000;
-  while (!existsSync(stateFile)) {
-    if (!t.alive()) throw new Error(`faas up exited: ${t.stderr()}`);
-    if (Date.now() > deadline) throw new Error(`no ${stateFile} after 30 s: ${t.stderr()}`);
-    await new Promise((r) => setTimeout(r, 50));
+  let state: { url: string; token: string };
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!existsSync(stateFile)) {
+      if (!t.alive()) throw new Error(`faas up exited: ${t.stderr()}`);
+      if (Date.now() > deadline) throw new Error(`no ${stateFile} after 30 s: ${t.stderr()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    state = JSON.parse(await readFile(stateFile, "utf8")) as { url: string; token: string };
+  } catch (err) {
+    // No target to hand back, so nobody else would stop it: the platform must not outlive the test.
+    await stopProcess(proc, t.exited);
+    throw err;
   }
-  const state = JSON.parse(await readFile(stateFile, "utf8")) as { url: string; token: string };
   const port = Number(new URL(state.url).port);
   const target: FuzzTarget = {
     name: "gateway",
