@@ -247,6 +247,9 @@ describe("gateway", () => {
     // No such function in team-a: the default namespace's function named like the namespace, with a sub-path.
     expect(await body("/invoke/team-a/nope")).toBe("team-a (default namespace) /invoke/nope");
     expect(await body("/invoke/team-a")).toBe("team-a (default namespace) /invoke");
+    // A malformed second segment names no namespaced function: the default one gets it as its sub-path.
+    expect(await body("/invoke/team-a/%E0%A4%A")).toBe("team-a (default namespace) /invoke/%E0%A4%A");
+    expect(await body("/invoke/team-a//hello")).toBe("team-a (default namespace) /invoke//hello");
     // A namespace that is not served is a default-namespace function name, as always.
     expect((await call(`${gw.url}/invoke/team-b/hello`)).json()).toMatchObject({
       error: { code: "FUNCTION_NOT_FOUND" },

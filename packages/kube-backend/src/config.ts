@@ -56,7 +56,6 @@ function checkNamespaces(raw: string): string[] {
 
 export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig {
   const { namespaces, all: allNamespaces } = loadNamespaces(env);
-  const parkedTotal = Number(env.FAAS_MAX_PARKED_TOTAL ?? DEFAULT_GATEWAY_CONFIG.maxParkedTotal) || 1;
   const scaleUpTimeoutMs = Number(env.FAAS_SCALE_UP_TIMEOUT_MS ?? 120_000);
   if (!Number.isInteger(scaleUpTimeoutMs) || scaleUpTimeoutMs <= 0) {
     throw new FaasError(
@@ -82,19 +81,18 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
       `FAAS_KUBE_COLD_API_TIMEOUT_MS=${env.FAAS_KUBE_COLD_API_TIMEOUT_MS}: must be a positive integer`,
     );
   }
+  const gateway = loadGatewayConfig(env, { ...DEFAULT_GATEWAY_CONFIG, host: "0.0.0.0", parkTimeoutMs: 60_000 });
+  // Several namespaces: each may fill its share of the (parsed) total parking, not all of it;
+  // all namespaces, however many: half each. An explicit FAAS_MAX_PARKED_PER_NAMESPACE wins.
+  if (env.FAAS_MAX_PARKED_PER_NAMESPACE === undefined && (allNamespaces || namespaces.length > 1)) {
+    gateway.maxParkedPerNamespace = Math.max(
+      1,
+      Math.floor(gateway.maxParkedTotal / (allNamespaces ? 2 : namespaces.length)),
+    );
+  }
   return {
     // In a pod the gateway listens on all interfaces; admin stays off (manage with kubectl).
-    gateway: {
-      ...loadGatewayConfig(env, {
-        ...DEFAULT_GATEWAY_CONFIG,
-        host: "0.0.0.0",
-        parkTimeoutMs: 60_000,
-        // Several namespaces: each may fill its share of the parking, not all of it.
-        // (All namespaces, however many: half each.)
-        maxParkedPerNamespace: Math.max(1, Math.floor(parkedTotal / (allNamespaces ? 2 : namespaces.length))),
-      }),
-      adminToken: undefined,
-    },
+    gateway: { ...gateway, adminToken: undefined },
     backend: {
       namespace: namespaces[0] as string,
       scaleUpTimeoutMs,
