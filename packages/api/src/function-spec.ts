@@ -97,6 +97,34 @@ export const ResourcesSchema = z
 export const AUTH_MODES = ["none", "apiKey"] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
+/** An OCI manifest digest. */
+export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
+/** `http://host[:port]` or `https://host[:port]`, nothing after it. */
+const REGISTRY_PATTERN = /^https?:\/\/[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$/;
+/** An OCI repository name (distribution-spec): lowercase path components. */
+const REPOSITORY_PATTERN = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
+
+export const PackageSchema = z
+  .object({
+    digest: z
+      .string()
+      .regex(DIGEST_PATTERN, 'must be "sha256:" and 64 lowercase hex digits')
+      .describe("Digest of the package's OCI manifest (docs/packages.md)."),
+    registry: z
+      .string()
+      .max(253)
+      .regex(REGISTRY_PATTERN, 'must be "http://host[:port]" or "https://host[:port]"')
+      .optional()
+      .describe("Registry the runners pull the package from; absent in local mode."),
+    repository: z
+      .string()
+      .max(255)
+      .regex(REPOSITORY_PATTERN, 'must be an OCI repository name, e.g. "default/hello"')
+      .optional()
+      .describe("Repository of the package in the registry."),
+  })
+  .strict();
+
 export const FunctionSpecSchema = z
   .object({
     runtime: z.enum(RUNTIMES).describe("Language runtime: python (3.11) or nodejs (20)."),
@@ -104,7 +132,11 @@ export const FunctionSpecSchema = z
       .string()
       .min(1, "must not be empty")
       .refine((s) => Buffer.byteLength(s) <= MAX_CODE_BYTES, `must be at most ${MAX_CODE_BYTES} bytes`)
-      .describe("Inline source of the function's module."),
+      .optional()
+      .describe("Inline source of the function's module (or give package)."),
+    package: PackageSchema.optional().describe(
+      "A built package (a directory with its dependencies), built and pushed by `faas deploy`.",
+    ),
     handler: z
       .string()
       .regex(HANDLER_PATTERN, 'must be "<module>.<function>", e.g. "main.handle"')
@@ -184,12 +216,25 @@ export type FunctionSpec = z.output<typeof FunctionSpecSchema>;
 export type FunctionSpecInput = Omit<z.input<typeof FunctionSpecSchema>, "env"> & {
   env?: z.input<typeof FunctionSpecSchema>["env"] | Record<string, string>;
 };
+export type PackageRef = z.output<typeof PackageSchema>;
 export type EnvVar = z.output<typeof EnvVarSchema>;
 export type FunctionResource = z.output<typeof FunctionSchema>;
 
 /** Rules between fields; the CRD carries the same ones as CEL (see `CEL_RULES`). */
 export function crossFieldIssues(spec: FunctionSpec): { path: (string | number)[]; message: string }[] {
   const issues: { path: (string | number)[]; message: string }[] = [];
+  if (notExactlyOne(spec.code, spec.package)) {
+    issues.push({
+      path: ["spec", spec.code === undefined ? "code" : "package"],
+      message:
+        spec.code === undefined
+          ? "is required (or spec.package, or spec.codeFile in a YAML file)"
+          : "give spec.code or spec.package, not both",
+    });
+  }
+  if (spec.package !== undefined && (spec.package.registry === undefined) !== (spec.package.repository === undefined)) {
+    issues.push({ path: ["spec", "package"], message: "registry and repository go together: give both or neither" });
+  }
   if (spec.maxReplicas < spec.minReplicas) {
     issues.push({
       path: ["spec", "maxReplicas"],
@@ -263,6 +308,11 @@ export const CEL_RULES = [
     rule: "self.maxReplicas >= self.minReplicas",
     message: "spec.maxReplicas must be >= spec.minReplicas",
     fieldPath: ".maxReplicas",
+  },
+  {
+    rule: "has(self.code) != has(self.__package__)",
+    message: "spec: give exactly one of code and package",
+    fieldPath: ".code",
   },
   {
     rule: "!has(self.env) || self.env.all(e, !e.name.startsWith('FAAS_'))",

@@ -19,7 +19,8 @@ export function buildConfigMap(fn: FunctionObject): V1ConfigMap {
     },
     immutable: true,
     data: {
-      [codeFileName(fn.spec.runtime, fn.spec.handler)]: fn.spec.code,
+      // A packaged function has no code file: function.json names the package the runner pulls.
+      ...(fn.spec.code === undefined ? {} : { [codeFileName(fn.spec.runtime, fn.spec.handler)]: fn.spec.code }),
       [LOAD_SPEC_FILE]: `${JSON.stringify(loadSpec, null, 2)}\n`,
     },
   };
