@@ -8,7 +8,8 @@ import { cpus, loadavg } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { RUNTIMES, type Runtime } from "@faas/api";
-import { formatColdStart, runColdStart } from "./cold-start.js";
+import { buildPackage, installLocal, treeBytes } from "@faas/cli/package";
+import { formatColdStart, type PackagedCase, runColdStart } from "./cold-start.js";
 import { withResources } from "./lib/processes.js";
 import { formatProxyOverhead, runProxyOverhead } from "./proxy-overhead.js";
 
@@ -19,6 +20,8 @@ const KNOBS = {
   "pool-size": { default: "2", help: "warm pool size per runtime" },
   "settle-ms": { default: "100", help: "pause after the pool refilled, before the cold request" },
   runtimes: { default: "python,nodejs", help: "runtimes for the cold-start rows" },
+  packaged: { default: "on", help: "on | off: the row of a Python function with ~20 MB of dependencies" },
+  "packaged-samples": { default: "20", help: "cold samples of the packaged row" },
   "proxy-runtimes": { default: "nodejs,python", help: "runtimes for the gateway-overhead rows" },
   connections: { default: "50", help: "wrk connections at saturation" },
   duration: { default: "3", help: "seconds per wrk run" },
@@ -75,6 +78,22 @@ function runtimeList(knobs: Record<Knob, string>, k: Knob): Runtime[] {
 
 const script = (rel: string): string => fileURLToPath(new URL(rel, import.meta.url));
 
+/** The packaged row's function: bench/functions/py-deps, built with pip into the platform's data dir. */
+async function buildBenchPackages(dataDir: string, python: string): Promise<PackagedCase[]> {
+  const dir = fileURLToPath(new URL("../functions/py-deps", import.meta.url));
+  process.stderr.write("  building the packaged function (pip install, once per run)…\n");
+  const started = performance.now();
+  const pkg = await buildPackage(
+    { dir, runtime: "python", handler: "main.handle" },
+    { dataDir, target: { kind: "local", python, npm: "npm" } },
+  );
+  await installLocal(dataDir, pkg);
+  await pkg.cleanup();
+  const mb = (pkg.deps === undefined ? 0 : await treeBytes(`${pkg.deps.dir}/site-packages`)) / 1e6;
+  process.stderr.write(`  built ${pkg.artifact.digest.slice(0, 19)}… in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  return [{ label: `python + ${mb.toFixed(1)} MB deps`, runtime: "python", digest: pkg.artifact.digest }];
+}
+
 async function main(): Promise<void> {
   const knobs = readKnobs();
   const only = knobs.only;
@@ -97,6 +116,8 @@ async function main(): Promise<void> {
         settleMs: Number(knobs["settle-ms"]) || 0,
         python: knobs.python,
         platformScript: script("./servers/platform-server.js"),
+        packagedSamples: positive(knobs, "packaged-samples"),
+        ...(knobs.packaged === "off" ? {} : { packaged: (dataDir: string) => buildBenchPackages(dataDir, knobs.python) }),
       });
       raw.coldStart = cold;
       process.stdout.write(`${formatColdStart(cold)}\n\n`);

@@ -20,6 +20,19 @@ export interface ColdStartOptions {
   settleMs: number;
   python: string;
   platformScript: string;
+  /**
+   * Packaged functions to time beside the plain ones, built into the platform's
+   * data dir once it runs (docs/packages.md): each sample deploys a new function
+   * naming the same package, so every sample imports the dependencies afresh.
+   */
+  packaged?: (dataDir: string) => Promise<PackagedCase[]>;
+  packagedSamples?: number;
+}
+
+export interface PackagedCase {
+  label: string;
+  runtime: Runtime;
+  digest: string;
 }
 
 interface ColdSample {
@@ -34,6 +47,10 @@ interface ColdSample {
 
 export interface ColdStartResult {
   runtime: Runtime;
+  /** Row label: the runtime, or a packaged case's label. */
+  label: string;
+  /** Set for packaged rows. */
+  digest?: string;
   cold: ColdSample[];
   warmMs: number[];
 }
@@ -51,20 +68,26 @@ export async function runColdStart(r: Resources, opts: ColdStartOptions): Promis
   const token = String(platform.hello.token);
   const client = new HttpClient(new URL(`http://127.0.0.1:${platform.port}`));
   const admin = { authorization: `Bearer ${token}` };
-  const results = opts.runtimes.map((runtime): ColdStartResult => ({ runtime, cold: [], warmMs: [] }));
+  const results = opts.runtimes.map((runtime): ColdStartResult => ({ runtime, label: runtime, cold: [], warmMs: [] }));
   try {
+    if (opts.packaged !== undefined) {
+      for (const c of await opts.packaged(dataDir)) {
+        results.push({ runtime: c.runtime, label: c.label, digest: c.digest, cold: [], warmMs: [] });
+      }
+    }
     await waitForPool(client, opts.runtimes, opts.poolSize);
     const started = performance.now();
     for (let i = 0; i < opts.samples; i++) {
       for (const result of results) {
-        result.cold.push(await coldSample(client, admin, result.runtime, i, opts));
+        if (result.digest !== undefined && i >= (opts.packagedSamples ?? opts.samples)) continue;
+        result.cold.push(await coldSample(client, admin, result, i, opts));
       }
       if ((i + 1) % 10 === 0 || i + 1 === opts.samples) {
         const s = ((performance.now() - started) / 1000).toFixed(0);
         process.stderr.write(`  cold start: ${i + 1}/${opts.samples} samples per runtime (${s} s)\n`);
       }
     }
-    for (const result of results) result.warmMs = await warmLatency(client, admin, result.runtime, opts);
+    for (const result of results) result.warmMs = await warmLatency(client, admin, result, opts);
   } catch (err) {
     throw new Error(`${err instanceof Error ? err.message : String(err)}\nplatform output:\n${platform.tail()}`, {
       cause: err,
@@ -76,15 +99,19 @@ export async function runColdStart(r: Resources, opts: ColdStartOptions): Promis
   return results;
 }
 
+const shortName = (r: ColdStartResult): string =>
+  `${r.runtime === "python" ? "py" : "node"}${r.digest === undefined ? "" : "-pkg"}`;
+
 async function coldSample(
   client: HttpClient,
   admin: Record<string, string>,
-  runtime: Runtime,
+  row: ColdStartResult,
   i: number,
   opts: ColdStartOptions,
 ): Promise<ColdSample> {
-  const name = `cold-${runtime === "python" ? "py" : "node"}-${i}`;
-  await deploy(client, admin, name, runtime, `sample ${i}`);
+  const runtime = row.runtime;
+  const name = `cold-${shortName(row)}-${i}`;
+  await deploy(client, admin, name, row, `sample ${i}`);
   // Deploying trial-loads the code in a pooled runner, so the pool refills first.
   await waitForPool(client, [runtime], opts.poolSize);
   await sleep(opts.settleMs);
@@ -105,11 +132,11 @@ async function coldSample(
 async function warmLatency(
   client: HttpClient,
   admin: Record<string, string>,
-  runtime: Runtime,
+  row: ColdStartResult,
   opts: ColdStartOptions,
 ): Promise<number[]> {
-  const name = `warm-${runtime === "python" ? "py" : "node"}`;
-  await deploy(client, admin, name, runtime, "warm");
+  const name = `warm-${shortName(row)}`;
+  await deploy(client, admin, name, row, "warm");
   const times: number[] = [];
   const warmUp = Math.min(200, Math.max(20, opts.warmRequests >> 2));
   for (let i = 0; i < warmUp + opts.warmRequests; i++) {
@@ -125,16 +152,18 @@ async function deploy(
   client: HttpClient,
   admin: Record<string, string>,
   name: string,
-  runtime: Runtime,
+  row: ColdStartResult,
   tag: string,
 ): Promise<void> {
+  const runtime = row.runtime;
+  const code = row.digest === undefined ? { code: helloCode(runtime, tag) } : { package: { digest: row.digest } };
   await client.json("PUT", `/admin/functions/${name}`, {
     headers: admin,
     body: {
       apiVersion: FUNCTION_API_VERSION,
       kind: FUNCTION_KIND,
       metadata: { name },
-      spec: { runtime, handler: "main.handle", code: helloCode(runtime, tag), minReplicas: 0, maxReplicas: 1 },
+      spec: { runtime, handler: "main.handle", ...code, minReplicas: 0, maxReplicas: 1 },
     },
   });
 }
@@ -188,7 +217,7 @@ export function formatColdStart(results: readonly ColdStartResult[]): string {
     const total = r.cold.map((s) => s.totalMs);
     const outside = r.cold.map((s) => s.totalMs - s.parkedMs);
     return [
-      r.runtime,
+      r.label,
       String(r.cold.length),
       ms(quantile(total, 0.5)),
       ms(quantile(total, 0.95)),
@@ -227,7 +256,9 @@ export function formatColdStart(results: readonly ColdStartResult[]): string {
   ];
   for (const r of results) {
     const notCold = r.cold.filter((s) => !s.cold).length;
-    if (notCold > 0) lines.push(`  WARNING ${r.runtime}: ${notCold} samples were not marked cold (x-faas-cold-start)`);
+    if (notCold > 0) lines.push(`  WARNING ${r.label}: ${notCold} samples were not marked cold (x-faas-cold-start)`);
+    // The floors are for the plain function; a packaged row is there to compare with it.
+    if (r.digest !== undefined) continue;
     const p50 = quantile(
       r.cold.map((s) => s.totalMs),
       0.5,

@@ -11,6 +11,13 @@ export const FUNCTION_LABEL = `${API_GROUP}/function`;
 export const SYSTEM_NAMESPACE = "faas-system";
 export const GATEWAY_SERVICE = "faas-gateway";
 export const GATEWAY_PORT = 8000;
+/** The package registry deployed with the platform (deploy/registry.yaml, ADR 0016). */
+export const REGISTRY_SERVICE = "faas-registry";
+export const REGISTRY_PORT = 5000;
+export const REGISTRY_SELECTOR = "app.kubernetes.io/name=faas-registry";
+/** How pods reach it: the name the operator maps to the Service's ClusterIP in pods' /etc/hosts. */
+export const REGISTRY_HOST = `${REGISTRY_SERVICE}.${SYSTEM_NAMESPACE}.svc`;
+export const REGISTRY_URL = `http://${REGISTRY_HOST}:${REGISTRY_PORT}`;
 export const RUNNER_PORT = 8080;
 
 export const deploymentName = (fn: string): string => `fn-${fn}-deploy`;

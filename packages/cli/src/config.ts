@@ -18,6 +18,14 @@ export interface CliConfig {
   color: "auto" | "never" | "always";
   /** Interpreter for Python runners (FAAS_PYTHON, default python3). */
   python: string;
+  /** Builds of packaged functions: npm (FAAS_NPM, default npm from PATH). */
+  npm: string;
+  /**
+   * Registry for packages deployed to a cluster (FAAS_REGISTRY or --registry):
+   * reachable from here and from the pods at this URL. Default: the platform's
+   * own registry, pushed to through a port-forward.
+   */
+  registry: string | undefined;
   /** Interpreter for Node.js runners: the one running the CLI. */
   node: string;
   /**
@@ -60,6 +68,8 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
     adminToken: env.FAAS_ADMIN_TOKEN || undefined,
     color: env.NO_COLOR ? "never" : env.FORCE_COLOR && env.FORCE_COLOR !== "0" ? "always" : "auto",
     python: env.FAAS_PYTHON || "python3",
+    npm: env.FAAS_NPM || "npm",
+    registry: env.FAAS_REGISTRY || undefined,
     node: process.execPath,
     runnerBaseEnv,
     loadTimeoutMs: positiveInt(env, "FAAS_LOAD_TIMEOUT_MS", 10_000),

@@ -134,7 +134,7 @@ Functions deployed with \`faas deploy\` are kept in the data dir and come back o
     .option("-f, --file <path>", "Function YAML file or folder (repeatable)", collect, [])
     .option("--name <name>", "function name (lowercase letters, digits, '-')")
     .addOption(new Option("--runtime <runtime>", "language runtime").choices(["python", "nodejs"]))
-    .option("--code <file>", "source file of the function")
+    .option("--code <file|dir>", "source file of the function, or a directory (with requirements.txt / package.json)")
     .option("--handler <module.function>", "entry point (default main.handle)")
     .option("--min <n>", "minimum replicas; 0 scales to zero when idle (default 0)", integer(0))
     .option("--max <n>", "maximum replicas (default 5)", integer(1))
@@ -143,6 +143,7 @@ Functions deployed with \`faas deploy\` are kept in the data dir and come back o
     .option("--idle <seconds>", "idle time before scaling to --min (default 60)", integer(1))
     .option("-e, --env <KEY=VALUE>", "environment variable for the function (repeatable)", collect, [])
     .option("--wait <seconds>", "on a cluster: how long to wait for the function to be ready (default 180)", integer(1))
+    .option("--registry <url>", "on a cluster: push packages to this registry (default: the platform's own; $FAAS_REGISTRY)")
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",
@@ -152,6 +153,13 @@ Examples:
   $ faas deploy -f ./functions              # every *.yaml in the folder
   $ faas deploy --name greet --runtime python --code greet.py --handler greet.handle
   $ faas deploy --name api --runtime nodejs --code api.mjs --min 1 --env GREETING=hi
+  $ faas deploy --name report --runtime python --code ./report   # a directory: main.py, requirements.txt, …
+
+A directory (--code DIR, or spec.codeFile: ./DIR) is a package: its files plus
+its dependencies, installed here (pip install -r requirements.txt for the
+runner's Python; npm ci --omit=dev from package-lock.json) and cached by the
+hash of the lockfile; locally it goes to the data dir, on a cluster it is
+pushed to the registry and the Function names it by digest (docs/packages.md).
 
 Handlers: Python \`def handle(req)\` returns str, bytes, dict or a response;
 Node.js \`export function handle(req: Request)\` returns a Response, string or object.

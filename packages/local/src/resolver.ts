@@ -57,6 +57,9 @@ export class Resolver {
       files: { ...this.#lookup("secret", m.name, `spec.secrets.${i}.name`) },
     }));
     const load: LoadSpec = { ...base, env };
+    if (base.package !== undefined && base.package.registry === undefined) {
+      load.package = { ...base.package, dir: await this.#packageDir(base.package.digest) };
+    }
     const hash = createHash("sha256")
       .update(JSON.stringify([codeHash(load), mounts]))
       .digest("hex")
@@ -89,6 +92,18 @@ export class Resolver {
       );
     }
     return data;
+  }
+
+  /** A package in the local store (docs/packages.md), unpacked there by `faas deploy`. */
+  async #packageDir(digest: string): Promise<string> {
+    const dir = join(this.dataDir, "packages", digest.replace(/^sha256:/, ""));
+    if (!(await exists(dir))) {
+      throw invalid(
+        "spec.package.digest",
+        `${digest} is not in the local store (${dir}): deploy the function's directory with \`faas deploy --code DIR\` or \`spec.codeFile: DIR\``,
+      );
+    }
+    return dir;
   }
 
   #functionMounts(fn: string): string {

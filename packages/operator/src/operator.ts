@@ -12,6 +12,7 @@ import { EventRecorder } from "./events.js";
 import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
 import { NetworkPolicyKeeper } from "./network-policy-keeper.js";
+import { RegistryAlias } from "./registry-alias.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
 import { ReferenceAccessKeeper } from "./reference-access.js";
@@ -87,6 +88,7 @@ export class Operator {
       referenced: reflect<DigestedObject>(RESOURCES.configmaps, undefined, digestData),
     };
     const events = new EventRecorder(client, cfg.identity, log);
+    const registry = new RegistryAlias(client, now);
     this.#reconciler = new FunctionReconciler({
       client,
       cfg,
@@ -94,6 +96,7 @@ export class Operator {
       events,
       log,
       now: () => new Date(now()),
+      registry,
     });
     this.#queue = new WorkQueue(
       (key) => this.#reconcileKey(key),
@@ -123,6 +126,7 @@ export class Operator {
       claimedPods: this.#claimedPods,
       log: log.child({ component: "pool" }),
       now,
+      registry,
     });
     if (Object.values(cfg.poolSize).some((n) => n > 0)) {
       this.#references = new ReferenceAccessKeeper({

@@ -24,6 +24,7 @@ import { type KubeClient, KubeError, objectKey, RESOURCES, type Reflector } from
 import type { Logger } from "pino";
 import type { OperatorConfig } from "./config.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
+import type { RegistryAlias } from "./registry-alias.js";
 import { buildPoolDeployment, buildPoolTokenSecret } from "./resources/pool.js";
 
 export interface ClaimedPodInput {
@@ -77,6 +78,8 @@ export interface PoolKeeperDeps {
   claimedPods: Reflector<PodObject>;
   log: Logger;
   now: () => number;
+  /** The package registry's address for pool pods (ADR 0016); none: no alias. */
+  registry?: Pick<RegistryAlias, "hostAliases">;
 }
 
 export class PoolKeeper {
@@ -150,11 +153,12 @@ export class PoolKeeper {
     } catch (err) {
       if (!(err instanceof KubeError && err.status === 409)) throw err;
     }
+    const extras = { hostAliases: (await this.deps.registry?.hostAliases()) ?? [] };
     for (const runtime of RUNTIMES) {
       const size = cfg.poolSize[runtime];
       await client.apply(
         { ...RESOURCES.deployments, namespace: ns, name: poolDeploymentName(runtime) },
-        buildPoolDeployment(runtime, ns, size, cfg),
+        buildPoolDeployment(runtime, ns, size, cfg, extras),
         OPERATOR_FIELD_MANAGER,
       );
     }

@@ -14,6 +14,7 @@ import {
   hpaName,
   OPERATOR_FIELD_MANAGER,
   parseFunction,
+  REGISTRY_URL,
   serviceName,
 } from "@faas/api";
 import { type KubeClient, KubeError, type KubeObject, objectKey, RESOURCES, type Reflector } from "@faas/kube";
@@ -23,7 +24,13 @@ import { asPermanent, PermanentError, TemporaryError } from "./errors.js";
 import type { EventRecorder } from "./events.js";
 import type { DeploymentObject, FunctionStatus, PodObject, RawFunction } from "./kinds.js";
 import { buildConfigMap } from "./resources/config-map.js";
-import { buildDeployment, buildDeploymentForCreate, functionCodeHash } from "./resources/deployment.js";
+import type { RegistryAlias } from "./registry-alias.js";
+import {
+  buildDeployment,
+  buildDeploymentForCreate,
+  functionCodeHash,
+  type PodExtras,
+} from "./resources/deployment.js";
 import { buildHpa, wantsHpa } from "./resources/hpa.js";
 import { type FunctionObject, functionSelector } from "./resources/labels.js";
 import { type ConfigState, configState, type DigestedObject } from "./resources/references.js";
@@ -52,6 +59,8 @@ export interface ReconcilerDeps {
   events: EventRecorder;
   log: Logger;
   now: () => Date;
+  /** The package registry's address for pods of packaged functions (ADR 0016). */
+  registry?: Pick<RegistryAlias, "hostAliases">;
 }
 
 interface Applied {
@@ -236,11 +245,12 @@ export class FunctionReconciler {
       configMapName(name, functionCodeHash(fn)),
       buildConfigMap(fn),
     );
-    const created = await this.#createDeploymentOnce(fn, config.hash, signal);
+    const extras = await this.#podExtras(fn);
+    const created = await this.#createDeploymentOnce(fn, config.hash, signal, extras);
     signal.throwIfAborted();
     const deployment = await client.apply<DeploymentObject>(
       ref(RESOURCES.deployments, ns, deploymentName(name)),
-      buildDeployment(fn, cfg, config.hash),
+      buildDeployment(fn, cfg, config.hash, extras),
       OPERATOR_FIELD_MANAGER,
     );
     signal.throwIfAborted();
@@ -299,10 +309,17 @@ export class FunctionReconciler {
    * POSTs the Deployment with its initial replicas if it does not exist yet,
    * under its own field manager, so later applies never own `spec.replicas`.
    */
+  /** A packaged function pulling from the platform's registry gets its address (see registry-alias.ts). */
+  async #podExtras(fn: FunctionObject): Promise<PodExtras> {
+    if (fn.spec.package?.registry !== REGISTRY_URL || this.deps.registry === undefined) return {};
+    return { hostAliases: await this.deps.registry.hostAliases() };
+  }
+
   async #createDeploymentOnce(
     fn: FunctionObject,
     configHash: string | undefined,
     signal: AbortSignal,
+    extras: PodExtras,
   ): Promise<boolean> {
     const ns = fn.metadata.namespace;
     const name = deploymentName(fn.metadata.name);
@@ -312,7 +329,7 @@ export class FunctionReconciler {
       try {
         await this.deps.client.create(
           ref(RESOURCES.deployments, ns),
-          buildDeploymentForCreate(fn, this.deps.cfg, configHash),
+          buildDeploymentForCreate(fn, this.deps.cfg, configHash, extras),
           CREATE_FIELD_MANAGER,
         );
         return true;

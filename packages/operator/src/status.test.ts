@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { DeploymentObject, FunctionStatus, PodObject } from "./kinds.js";
-import { computeStatus, type StatusInput, sameStatus } from "./status.js";
+import { computeStatus, podProblem, type StatusInput, sameStatus } from "./status.js";
 
 const T0 = new Date("2025-01-01T00:00:00Z");
 const T1 = new Date("2025-01-01T00:01:00Z");
@@ -176,5 +176,29 @@ describe("computeStatus", () => {
       T0,
     );
     expect(s.codeHash).toBe("old");
+  });
+});
+
+describe("podProblem with the runner's termination message", () => {
+  it("quotes the last line the runner left (a package it could not pull) instead of the generic hint", () => {
+    const pod = restartingPod(3);
+    const cs = pod.status?.containerStatuses?.[0];
+    if (cs?.lastState?.terminated) {
+      cs.lastState.terminated = {
+        exitCode: 1,
+        reason: "Error",
+        message:
+          "starting\npackage sha256:ab… (http://faas-registry.faas-system.svc:5000/default/hello): the registry answered 404 MANIFEST_UNKNOWN\n",
+      };
+    }
+    const problem = podProblem([pod]);
+    expect(problem?.reason).toBe("CrashLoop");
+    expect(problem?.message).toContain("it said: package sha256:ab…");
+    expect(problem?.message).toContain("404 MANIFEST_UNKNOWN");
+    expect(problem?.message).not.toContain("kubectl logs --previous");
+  });
+
+  it("keeps the hint when the runner left nothing", () => {
+    expect(podProblem([restartingPod(3)])?.message).toContain("kubectl logs --previous");
   });
 });

@@ -40,12 +40,14 @@ export function podProblem(pods: readonly PodObject[]): { reason: string; messag
       // Between two back-offs the runner is "running" again: restarts without ever being ready say it all.
       const last = cs.lastState?.terminated;
       if (cs.restartCount >= CRASH_LOOP_RESTARTS && !cs.ready && last) {
+        // The runner's own words when it left any (a package it could not pull, code that failed to load).
+        const said = last.message?.trim().split("\n").at(-1)?.slice(0, 400);
         return {
           reason: "CrashLoop",
           message:
             `pod ${pod.metadata.name}: runner restarted ${cs.restartCount} times and never became ready ` +
             `(last exit ${last.exitCode}${last.reason ? `, ${last.reason}` : ""}); ` +
-            "does the code finish loading? see `kubectl logs --previous`",
+            (said ? `it said: ${said}` : "does the code finish loading? see `kubectl logs --previous`"),
         };
       }
     }

@@ -3,8 +3,15 @@
  * with progress on stderr, until its status says it is ready (exit 0) or names
  * a problem (exit 2 with the operator's message, e.g. code that crashes on load).
  */
-import type { FunctionResource } from "@faas/api";
-import { RESOURCES } from "@faas/kube";
+import {
+  type FunctionResource,
+  type ManifestEntry,
+  REGISTRY_PORT,
+  REGISTRY_SELECTOR,
+  REGISTRY_URL,
+  SYSTEM_NAMESPACE,
+} from "@faas/api";
+import { type KubeClient, PortForwarder, RESOURCES } from "@faas/kube";
 import { type ClusterTarget, connectCluster } from "../cluster-context.js";
 import type { DeployOptions, DeployResult } from "../commands/deploy.js";
 import type { CommandContext } from "../context.js";
@@ -18,13 +25,105 @@ export const DEFAULT_WAIT_SECONDS = 180;
 export async function deployToCluster(
   ctx: CommandContext,
   target: ClusterTarget,
-  functions: readonly FunctionResource[],
+  entries: readonly ManifestEntry[],
   opts: DeployOptions,
 ): Promise<number> {
   const { ui } = ctx;
   const conn = await connectCluster(target);
   const results: DeployResult[] = [];
-  for (const fn of functions) {
+  const registry = new RegistryAccess(conn.kube, opts.registry ?? ctx.cfg.registry);
+  try {
+    for (const entry of entries) {
+      const fn =
+        entry.codeDir === undefined ? entry.resource : await buildAndPush(ctx, entry, opts, registry, conn.namespace);
+      results.push(await deployOne(ctx, target, conn, fn, opts));
+    }
+  } finally {
+    await registry.close();
+  }
+  if (opts.json) ui.out(JSON.stringify(results, null, 2));
+  return EXIT.OK;
+}
+
+/**
+ * The registry the CLI pushes to: `--registry`/`FAAS_REGISTRY` when given (it
+ * must be reachable from here and from the pods at the same URL), else the
+ * platform's own through a port-forward to its pod; pods pull that one at
+ * `REGISTRY_URL`.
+ */
+class RegistryAccess {
+  #forwarder: PortForwarder | undefined;
+  #pushUrl: string | undefined;
+
+  constructor(
+    private readonly kube: KubeClient,
+    private readonly userRegistry: string | undefined,
+  ) {}
+
+  /** Where pods pull from. */
+  get pullUrl(): string {
+    return this.userRegistry ?? REGISTRY_URL;
+  }
+
+  async pushUrl(): Promise<string> {
+    if (this.userRegistry !== undefined) return this.userRegistry;
+    if (this.#pushUrl !== undefined) return this.#pushUrl;
+    this.#forwarder = new PortForwarder(this.kube, {
+      namespace: SYSTEM_NAMESPACE,
+      selector: REGISTRY_SELECTOR,
+      port: REGISTRY_PORT,
+    });
+    try {
+      this.#pushUrl = `http://127.0.0.1:${await this.#forwarder.start()}`;
+    } catch (err) {
+      throw new CliError(
+        EXIT.UNAVAILABLE,
+        `cannot reach the package registry in ${SYSTEM_NAMESPACE}: ${(err as Error).message}`,
+        "install it with `kubectl apply -f deploy/registry.yaml`, or name your own with --registry URL",
+        { cause: err },
+      );
+    }
+    return this.#pushUrl;
+  }
+
+  async close(): Promise<void> {
+    await this.#forwarder?.close();
+  }
+}
+
+async function buildAndPush(
+  ctx: CommandContext,
+  entry: ManifestEntry,
+  opts: DeployOptions,
+  registry: RegistryAccess,
+  namespace: string,
+): Promise<FunctionResource> {
+  const { buildForDeploy } = await import("../package/deploy-build.js");
+  const { pushArtifact, PushError } = await import("../package/push.js");
+  const repository = `${namespace}/${entry.resource.metadata.name}`;
+  const target = { kind: "cluster", python: ctx.cfg.python, npm: ctx.cfg.npm } as const;
+  return buildForDeploy(ctx, entry, { quiet: opts.json === true, target }, async (pkg, progress) => {
+    const url = await registry.pushUrl();
+    progress(`pushing to ${registry.pullUrl}/${repository}`);
+    try {
+      await pushArtifact(url, repository, pkg.artifact, progress);
+    } catch (err) {
+      if (err instanceof PushError) throw new CliError(EXIT.FAILED, `deploy ${entry.resource.metadata.name}: ${err.message}`);
+      throw err;
+    }
+    return { digest: pkg.artifact.digest, registry: registry.pullUrl, repository };
+  });
+}
+
+async function deployOne(
+  ctx: CommandContext,
+  target: ClusterTarget,
+  conn: Awaited<ReturnType<typeof connectCluster>>,
+  fn: FunctionResource,
+  opts: DeployOptions,
+): Promise<DeployResult> {
+  const { ui } = ctx;
+  {
     const name = fn.metadata.name;
     const ref = { ...RESOURCES.functions, namespace: conn.namespace, name };
     let applied: ClusterFunction;
@@ -75,9 +174,7 @@ export async function deployToCluster(
       spinner.stop();
     }
     const result = { name, created, url: current.status?.url ?? "" };
-    results.push(result);
     if (!opts.json) ui.out(`${ui.c.green(created ? "created" : "updated")} ${ui.c.bold(name)}  ${result.url}`);
+    return result;
   }
-  if (opts.json) ui.out(JSON.stringify(results, null, 2));
-  return EXIT.OK;
 }

@@ -2,14 +2,17 @@
  * `faas deploy`: Function YAML (-f) or flags in, validated here first so a bad
  * spec never reaches the gateway, then `PUT /admin/functions/<name>` each.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
+import { resolve } from "node:path";
 import {
   FaasError,
   FUNCTION_API_VERSION,
   FUNCTION_KIND,
   type FunctionResource,
-  loadManifests,
+  loadManifestEntries,
+  type ManifestEntry,
   parseFunction,
+  UNBUILT_DIGEST,
 } from "@faas/api";
 import { clusterTarget } from "../cluster-context.js";
 import { type CommandContext, gatewayClient } from "../context.js";
@@ -28,6 +31,8 @@ export interface DeployOptions {
   idle?: number;
   env: string[];
   json?: boolean;
+  /** On a cluster: the registry to push packages to (default: the platform's own). */
+  registry?: string;
   /** On a cluster: how long to wait for the Function to be ready (seconds). */
   wait?: number;
 }
@@ -40,15 +45,16 @@ export interface DeployResult {
 
 export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promise<number> {
   const { ui } = ctx;
-  const functions = await readFunctions(opts);
+  const entries = await readFunctions(opts);
   const cluster = clusterTarget(ctx.cfg);
   if (cluster !== undefined) {
     const { deployToCluster } = await import("../cluster/deploy.js");
-    return deployToCluster(ctx, cluster, functions, opts);
+    return deployToCluster(ctx, cluster, entries, opts);
   }
   const client = await gatewayClient(ctx.cfg);
   const results: DeployResult[] = [];
-  for (const fn of functions) {
+  for (const entry of entries) {
+    const fn = entry.codeDir === undefined ? entry.resource : await buildLocal(ctx, entry, opts);
     const name = fn.metadata.name;
     const spinner = ui.spinner(`deploying ${name} (loading its code in a runner)…`, { quiet: opts.json });
     try {
@@ -73,23 +79,36 @@ export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promi
   return EXIT.OK;
 }
 
-/** The Functions of `-f` files or of the flags, validated; the same locally and on a cluster. */
-export async function readFunctions(opts: DeployOptions): Promise<FunctionResource[]> {
+/** Builds a directory function into the local store; the spec then names the package by digest. */
+async function buildLocal(ctx: CommandContext, entry: ManifestEntry, opts: DeployOptions): Promise<FunctionResource> {
+  const { buildForDeploy } = await import("../package/deploy-build.js");
+  const { installLocal } = await import("../package/build.js");
+  return buildForDeploy(ctx, entry, { quiet: opts.json === true, target: { kind: "local", python: ctx.cfg.python, npm: ctx.cfg.npm } }, async (pkg) => {
+    await installLocal(ctx.cfg.dataDir, pkg);
+    return { digest: pkg.artifact.digest };
+  });
+}
+
+/**
+ * The Functions of `-f` files or of the flags, validated; the same locally and
+ * on a cluster. An entry with `codeDir` is a package still to build.
+ */
+export async function readFunctions(opts: DeployOptions): Promise<ManifestEntry[]> {
   const functions = opts.file.length > 0 ? await fromFiles(opts) : [await fromFlags(opts)];
   if (functions.length === 0) throw new CliError(EXIT.USAGE, `no Function found in ${opts.file.join(", ")}`);
   return functions;
 }
 
-async function fromFiles(opts: DeployOptions): Promise<FunctionResource[]> {
+async function fromFiles(opts: DeployOptions): Promise<ManifestEntry[]> {
   if (opts.name !== undefined || opts.code !== undefined || opts.runtime !== undefined) {
     throw new CliError(EXIT.USAGE, "give either -f FILE or --name/--runtime/--code, not both");
   }
-  const all: FunctionResource[] = [];
-  for (const path of opts.file) all.push(...(await loadManifests(path)));
+  const all: ManifestEntry[] = [];
+  for (const path of opts.file) all.push(...(await loadManifestEntries(path)));
   return all;
 }
 
-async function fromFlags(opts: DeployOptions): Promise<FunctionResource> {
+async function fromFlags(opts: DeployOptions): Promise<ManifestEntry> {
   const missing = (["name", "runtime", "code"] as const).filter((k) => opts[k] === undefined);
   if (missing.length > 0) {
     throw new CliError(
@@ -98,13 +117,24 @@ async function fromFlags(opts: DeployOptions): Promise<FunctionResource> {
       "deploy a YAML file with -f FILE, or give --name N --runtime python|nodejs --code FILE",
     );
   }
-  let code: string;
-  try {
-    code = await readFile(opts.code as string, "utf8");
-  } catch (cause) {
-    throw new CliError(EXIT.USAGE, `--code ${opts.code}: cannot read the file`, undefined, { cause });
+  const codePath = opts.code as string;
+  const isDir = await stat(codePath).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  let code: string | undefined;
+  if (!isDir) {
+    try {
+      code = await readFile(codePath, "utf8");
+    } catch (cause) {
+      throw new CliError(EXIT.USAGE, `--code ${opts.code}: cannot read the file`, undefined, { cause });
+    }
   }
-  const spec: Record<string, unknown> = { runtime: opts.runtime, code, env: parseEnv(opts.env) };
+  const spec: Record<string, unknown> = {
+    runtime: opts.runtime,
+    ...(isDir ? { package: { digest: UNBUILT_DIGEST } } : { code }),
+    env: parseEnv(opts.env),
+  };
   const optional = {
     handler: opts.handler,
     minReplicas: opts.min,
@@ -116,7 +146,8 @@ async function fromFlags(opts: DeployOptions): Promise<FunctionResource> {
   for (const [key, value] of Object.entries(optional)) if (value !== undefined) spec[key] = value;
   const resource = { apiVersion: FUNCTION_API_VERSION, kind: FUNCTION_KIND, metadata: { name: opts.name }, spec };
   try {
-    return parseFunction(resource, "the command line");
+    const fn = parseFunction(resource, "the command line");
+    return isDir ? { resource: fn, codeDir: resolve(codePath) } : { resource: fn };
   } catch (err) {
     if (err instanceof FaasError) throw new CliError(EXIT.USAGE, flagNames(err.message), undefined, { cause: err });
     throw err;

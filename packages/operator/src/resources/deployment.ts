@@ -25,7 +25,7 @@ import {
   RUNNER_PORT,
   toLoadSpec,
 } from "@faas/api";
-import type { V1Container, V1Deployment, V1EnvVar, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import type { V1Container, V1Deployment, V1EnvVar, V1HostAlias, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
 import { childMetadata, type FunctionObject, functionLabels } from "./labels.js";
 
@@ -66,6 +66,8 @@ export function runnerContainerBase(readinessFailures: number, cfg: Pick<Operato
       failureThreshold: 3,
     },
     lifecycle: { preStop: { sleep: { seconds: cfg.preStopSleepSeconds } } },
+    // A runner that cannot load its code (or pull its package) says why in /dev/termination-log.
+    terminationMessagePolicy: "FallbackToLogsOnError",
     securityContext: {
       runAsNonRoot: true,
       runAsUser: RUNNER_UID,
@@ -116,7 +118,21 @@ function secretVolumes(spec: FunctionSpec): { volumes: V1Volume[]; mounts: V1Vol
   };
 }
 
-export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig, configHash?: string): V1Deployment {
+/** Pod settings that come from the cluster rather than the Function (the registry's address). */
+export interface PodExtras {
+  hostAliases?: V1HostAlias[];
+}
+
+/** Room in /tmp: packaged functions unpack their package there (docs/packages.md). */
+export const TMP_SIZE = "64Mi";
+export const PACKAGE_TMP_SIZE = "1Gi";
+
+export function buildDeployment(
+  fn: FunctionObject,
+  cfg: DeploymentConfig,
+  configHash?: string,
+  extras: PodExtras = {},
+): V1Deployment {
   const name = fn.metadata.name;
   const secrets = secretVolumes(fn.spec);
   const annotations: Record<string, string> = { [CODE_HASH_ANNOTATION]: functionCodeHash(fn) };
@@ -134,6 +150,7 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig, confi
         spec: {
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          ...(extras.hostAliases?.length ? { hostAliases: extras.hostAliases } : {}),
           terminationGracePeriodSeconds: terminationGraceSeconds(fn, cfg),
           securityContext: {
             runAsNonRoot: true,
@@ -165,7 +182,7 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig, confi
           ],
           volumes: [
             { name: "code", configMap: { name: configMapName(name, functionCodeHash(fn)), defaultMode: 0o444 } },
-            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+            { name: "tmp", emptyDir: { sizeLimit: fn.spec.package === undefined ? TMP_SIZE : PACKAGE_TMP_SIZE } },
             ...secrets.volumes,
           ],
         },
@@ -175,7 +192,12 @@ export function buildDeployment(fn: FunctionObject, cfg: DeploymentConfig, confi
 }
 
 /** The first version of the Deployment, created once with its initial replicas. */
-export function buildDeploymentForCreate(fn: FunctionObject, cfg: DeploymentConfig, configHash?: string): V1Deployment {
-  const d = buildDeployment(fn, cfg, configHash);
+export function buildDeploymentForCreate(
+  fn: FunctionObject,
+  cfg: DeploymentConfig,
+  configHash?: string,
+  extras: PodExtras = {},
+): V1Deployment {
+  const d = buildDeployment(fn, cfg, configHash, extras);
   return { ...d, spec: { ...d.spec!, replicas: fn.spec.minReplicas } };
 }

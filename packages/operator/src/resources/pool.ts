@@ -20,7 +20,7 @@ import {
 } from "@faas/api";
 import type { V1Deployment, V1Secret } from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
-import { RUNNER_UID, runnerContainerBase } from "./deployment.js";
+import { PACKAGE_TMP_SIZE, type PodExtras, RUNNER_UID, runnerContainerBase } from "./deployment.js";
 import { MANAGED_BY, MANAGED_BY_LABEL } from "./labels.js";
 
 export const POOL_RUNNER_CONTAINER = "runner";
@@ -36,7 +36,13 @@ export function poolLabels(runtime: Runtime): Record<string, string> {
   return { [POOL_LABEL]: runtime, [MANAGED_BY_LABEL]: MANAGED_BY };
 }
 
-export function buildPoolDeployment(runtime: Runtime, namespace: string, size: number, cfg: PoolConfig): V1Deployment {
+export function buildPoolDeployment(
+  runtime: Runtime,
+  namespace: string,
+  size: number,
+  cfg: PoolConfig,
+  extras: PodExtras = {},
+): V1Deployment {
   const podLabels = { ...poolLabels(runtime), [POOL_STATE_LABEL]: POOL_STATE_IDLE };
   return {
     apiVersion: "apps/v1",
@@ -53,6 +59,8 @@ export function buildPoolDeployment(runtime: Runtime, namespace: string, size: n
         spec: {
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          // Any function may claim the pod, packaged ones too: they pull from the registry.
+          ...(extras.hostAliases?.length ? { hostAliases: extras.hostAliases } : {}),
           terminationGracePeriodSeconds: cfg.preStopSleepSeconds + MAX_FUNCTION_TIMEOUT_SECONDS + 5,
           securityContext: {
             runAsNonRoot: true,
@@ -87,7 +95,7 @@ export function buildPoolDeployment(runtime: Runtime, namespace: string, size: n
           ],
           volumes: [
             { name: "state", emptyDir: { sizeLimit: "1Mi" } },
-            { name: "tmp", emptyDir: { sizeLimit: "64Mi" } },
+            { name: "tmp", emptyDir: { sizeLimit: PACKAGE_TMP_SIZE } },
           ],
         },
       },

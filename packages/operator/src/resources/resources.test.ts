@@ -365,3 +365,37 @@ describe("configState", () => {
     expect(configState(fn("p").spec, "ns1", lookup({}, {}))).toEqual({ hash: undefined, missing: [] });
   });
 });
+
+describe("packaged functions", () => {
+  const digest = `sha256:${"ab".repeat(32)}`;
+  const packaged = () =>
+    fn("pkg", {
+      code: undefined,
+      package: { digest, registry: "http://faas-registry.faas-system.svc:5000", repository: "ns1/pkg" },
+    });
+
+  it("function.json names the package and there is no code file", () => {
+    const cm = buildConfigMap(packaged());
+    expect(Object.keys(cm.data ?? {})).toEqual(["function.json"]);
+    const load = JSON.parse(cm.data?.["function.json"] ?? "{}");
+    expect(load.package).toEqual({ digest, registry: "http://faas-registry.faas-system.svc:5000", repository: "ns1/pkg" });
+    expect(load.code).toBeUndefined();
+  });
+
+  it("pods get the registry's host alias and room in /tmp to unpack the package", () => {
+    const aliases = [{ ip: "10.96.0.42", hostnames: ["faas-registry.faas-system.svc"] }];
+    const pod = buildDeployment(packaged(), cfg, undefined, { hostAliases: aliases }).spec?.template.spec;
+    expect(pod?.hostAliases).toEqual(aliases);
+    expect(pod?.volumes?.find((v) => v.name === "tmp")?.emptyDir?.sizeLimit).toBe("1Gi");
+    const plain = buildDeployment(fn("plain"), cfg).spec?.template.spec;
+    expect(plain?.hostAliases).toBeUndefined();
+    expect(plain?.volumes?.find((v) => v.name === "tmp")?.emptyDir?.sizeLimit).toBe("64Mi");
+  });
+
+  it("pool pods get the alias too: any function may claim them", () => {
+    const aliases = [{ ip: "10.96.0.42", hostnames: ["faas-registry.faas-system.svc"] }];
+    const pod = buildPoolDeployment("python", "ns1", 1, cfg, { hostAliases: aliases }).spec?.template.spec;
+    expect(pod?.hostAliases).toEqual(aliases);
+    expect(buildPoolDeployment("python", "ns1", 1, cfg).spec?.template.spec?.hostAliases).toBeUndefined();
+  });
+});

@@ -1,0 +1,18 @@
+"""The hello function with a realistic set of dependencies imported at load time."""
+import jinja2
+import orjson
+import pydantic
+import requests
+import yaml
+
+
+class Greeting(pydantic.BaseModel):
+    text: str
+
+
+TEMPLATE = jinja2.Template("{{ g.text }}")
+_ = (orjson, requests, yaml)
+
+
+def handle(req):
+    return TEMPLATE.render(g=Greeting(text="hello from runner"))
