@@ -90,7 +90,9 @@ async function buildBenchPackages(dataDir: string, python: string): Promise<Pack
   await installLocal(dataDir, pkg);
   await pkg.cleanup();
   const mb = (pkg.deps === undefined ? 0 : await treeBytes(`${pkg.deps.dir}/site-packages`)) / 1e6;
-  process.stderr.write(`  built ${pkg.artifact.digest.slice(0, 19)}… in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `  built ${pkg.artifact.digest.slice(0, 19)}… in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
+  );
   return [{ label: `python + ${mb.toFixed(1)} MB deps`, runtime: "python", digest: pkg.artifact.digest }];
 }
 
@@ -117,7 +119,9 @@ async function main(): Promise<void> {
         python: knobs.python,
         platformScript: script("./servers/platform-server.js"),
         packagedSamples: positive(knobs, "packaged-samples"),
-        ...(knobs.packaged === "off" ? {} : { packaged: (dataDir: string) => buildBenchPackages(dataDir, knobs.python) }),
+        ...(knobs.packaged === "off"
+          ? {}
+          : { packaged: (dataDir: string) => buildBenchPackages(dataDir, knobs.python) }),
       });
       raw.coldStart = cold;
       process.stdout.write(`${formatColdStart(cold)}\n\n`);

@@ -332,3 +332,49 @@ describe("names", () => {
     expect(codeFileName("nodejs", "index.handler")).toBe("index.mjs");
   });
 });
+
+describe("spec.package", () => {
+  const digest = `sha256:${"0a".repeat(32)}`;
+  const base = { apiVersion: "faas.example.com/v1", kind: "Function", metadata: { name: "p" } };
+  const parse = (spec: Record<string, unknown>) => () =>
+    parseFunction({ ...base, spec: { runtime: "python", ...spec } });
+
+  it.each([
+    ["a digest alone (local mode)", { package: { digest } }],
+    [
+      "a digest with registry and repository",
+      { package: { digest, registry: "http://faas-registry.faas-system.svc:5000", repository: "default/p" } },
+    ],
+    [
+      "https and a nested repository",
+      { package: { digest, registry: "https://r.example.com", repository: "a/b/c-d" } },
+    ],
+  ])("accepts %s", (_what, spec) => {
+    expect(parse(spec)().spec.package?.digest).toBe(digest);
+  });
+
+  it.each([
+    ["neither code nor package", {}, "spec.code: is required (or spec.package"],
+    ["both", { code: "x", package: { digest } }, "spec.package: give spec.code or spec.package, not both"],
+    ["a short digest", { package: { digest: "sha256:abc" } }, "spec.package.digest: must be"],
+    ["an uppercase digest", { package: { digest: digest.toUpperCase() } }, "spec.package.digest: must be"],
+    [
+      "a registry without repository",
+      { package: { digest, registry: "http://r:5000" } },
+      "registry and repository go together",
+    ],
+    [
+      "a registry with a path",
+      { package: { digest, registry: "http://r:5000/v2", repository: "a" } },
+      "spec.package.registry",
+    ],
+    [
+      "an uppercase repository",
+      { package: { digest, registry: "http://r", repository: "A/b" } },
+      "spec.package.repository",
+    ],
+    ["an unknown field", { package: { digest, tag: "latest" } }, "unknown field(s) tag"],
+  ])("refuses %s", (_what, spec, message) => {
+    expect(parse(spec)).toThrow(message);
+  });
+});

@@ -25,11 +25,7 @@ export async function loadManifestText(text: string, source: string, baseDir: st
   return resourcesOnly(await loadManifestEntriesText(text, source, baseDir));
 }
 
-export async function loadManifestEntriesText(
-  text: string,
-  source: string,
-  baseDir: string,
-): Promise<ManifestEntry[]> {
+export async function loadManifestEntriesText(text: string, source: string, baseDir: string): Promise<ManifestEntry[]> {
   const docs = parseAllDocuments(text);
   const out: ManifestEntry[] = [];
   for (const [index, doc] of docs.entries()) {

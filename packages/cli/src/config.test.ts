@@ -11,6 +11,8 @@ describe("loadCliConfig", () => {
       adminToken: undefined,
       color: "auto",
       python: "python3",
+      npm: "npm",
+      registry: undefined,
       node: process.execPath,
       runnerBaseEnv: { PATH: "/bin", HOME: "/home/ada" },
       loadTimeoutMs: 10_000,

@@ -143,7 +143,10 @@ Functions deployed with \`faas deploy\` are kept in the data dir and come back o
     .option("--idle <seconds>", "idle time before scaling to --min (default 60)", integer(1))
     .option("-e, --env <KEY=VALUE>", "environment variable for the function (repeatable)", collect, [])
     .option("--wait <seconds>", "on a cluster: how long to wait for the function to be ready (default 180)", integer(1))
-    .option("--registry <url>", "on a cluster: push packages to this registry (default: the platform's own; $FAAS_REGISTRY)")
+    .option(
+      "--registry <url>",
+      "on a cluster: push packages to this registry (default: the platform's own; $FAAS_REGISTRY)",
+    )
     .option("--json", "print the result as JSON")
     .addHelpText(
       "after",

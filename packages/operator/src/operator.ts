@@ -12,10 +12,10 @@ import { EventRecorder } from "./events.js";
 import { IdleScaler } from "./idle-scaler.js";
 import type { DeploymentObject, PodObject, RawFunction } from "./kinds.js";
 import { NetworkPolicyKeeper } from "./network-policy-keeper.js";
-import { RegistryAlias } from "./registry-alias.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
 import { ReferenceAccessKeeper } from "./reference-access.js";
+import { RegistryAlias } from "./registry-alias.js";
 import { type DigestedObject, digestData, refersTo } from "./resources/references.js";
 import { WorkQueue } from "./work-queue.js";
 

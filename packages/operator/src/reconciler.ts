@@ -23,14 +23,9 @@ import { functionUrl, type OperatorConfig } from "./config.js";
 import { asPermanent, PermanentError, TemporaryError } from "./errors.js";
 import type { EventRecorder } from "./events.js";
 import type { DeploymentObject, FunctionStatus, PodObject, RawFunction } from "./kinds.js";
-import { buildConfigMap } from "./resources/config-map.js";
 import type { RegistryAlias } from "./registry-alias.js";
-import {
-  buildDeployment,
-  buildDeploymentForCreate,
-  functionCodeHash,
-  type PodExtras,
-} from "./resources/deployment.js";
+import { buildConfigMap } from "./resources/config-map.js";
+import { buildDeployment, buildDeploymentForCreate, functionCodeHash, type PodExtras } from "./resources/deployment.js";
 import { buildHpa, wantsHpa } from "./resources/hpa.js";
 import { type FunctionObject, functionSelector } from "./resources/labels.js";
 import { type ConfigState, configState, type DigestedObject } from "./resources/references.js";

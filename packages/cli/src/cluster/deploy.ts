@@ -108,7 +108,8 @@ async function buildAndPush(
     try {
       await pushArtifact(url, repository, pkg.artifact, progress);
     } catch (err) {
-      if (err instanceof PushError) throw new CliError(EXIT.FAILED, `deploy ${entry.resource.metadata.name}: ${err.message}`);
+      if (err instanceof PushError)
+        throw new CliError(EXIT.FAILED, `deploy ${entry.resource.metadata.name}: ${err.message}`);
       throw err;
     }
     return { digest: pkg.artifact.digest, registry: registry.pullUrl, repository };

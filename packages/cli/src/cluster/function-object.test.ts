@@ -22,7 +22,7 @@ describe("functionObject: what `faas deploy` applies", () => {
       max: 4,
       env: ["GREETING=hi"],
     });
-    const obj = functionObject(fn!, "team-a");
+    const obj = functionObject(fn!.resource, "team-a");
     expect(obj).toMatchObject({
       apiVersion: "faas.example.com/v1",
       kind: "Function",
@@ -47,7 +47,7 @@ describe("functionObject: what `faas deploy` applies", () => {
       "apiVersion: faas.example.com/v1\nkind: Function\nmetadata:\n  name: echo\nspec:\n  runtime: python\n  codeFile: echo.py\n  maxReplicas: 2\n",
     );
     const [fn] = await readFunctions({ file: [yaml], env: [] });
-    const obj = functionObject(fn!, "default");
+    const obj = functionObject(fn!.resource, "default");
     expect(obj.spec.code).toBe("def handle(req):\n    return req.text\n");
     expect(obj.spec.codeFile).toBeUndefined();
     expect(obj.spec.maxReplicas).toBe(2);

@@ -83,10 +83,15 @@ export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promi
 async function buildLocal(ctx: CommandContext, entry: ManifestEntry, opts: DeployOptions): Promise<FunctionResource> {
   const { buildForDeploy } = await import("../package/deploy-build.js");
   const { installLocal } = await import("../package/build.js");
-  return buildForDeploy(ctx, entry, { quiet: opts.json === true, target: { kind: "local", python: ctx.cfg.python, npm: ctx.cfg.npm } }, async (pkg) => {
-    await installLocal(ctx.cfg.dataDir, pkg);
-    return { digest: pkg.artifact.digest };
-  });
+  return buildForDeploy(
+    ctx,
+    entry,
+    { quiet: opts.json === true, target: { kind: "local", python: ctx.cfg.python, npm: ctx.cfg.npm } },
+    async (pkg) => {
+      await installLocal(ctx.cfg.dataDir, pkg);
+      return { digest: pkg.artifact.digest };
+    },
+  );
 }
 
 /**

@@ -7,7 +7,7 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { FaasError, type FunctionResource, loadManifests } from "@faas/api";
+import { FaasError, type FunctionResource, loadManifestEntries, type ManifestEntry } from "@faas/api";
 import { createLogger } from "@faas/gateway";
 import { type LocalPlatform, startLocalPlatform } from "@faas/local";
 import type { CommandContext } from "../context.js";
@@ -31,8 +31,26 @@ const SCALE_IN_DELAY_MS = 30_000;
 
 export async function runUp(ctx: CommandContext, opts: UpOptions): Promise<number> {
   const { cfg, ui } = ctx;
-  const functions = await loadFunctions(opts.file.length > 0 ? opts.file : opts.examples ? [EXAMPLES_DIR] : []);
+  const entries = await loadFunctions(opts.file.length > 0 ? opts.file : opts.examples ? [EXAMPLES_DIR] : []);
   await refuseSecondGateway(cfg.dataDir);
+  // Directories (spec.codeFile: DIR) are built into the data dir first, as `faas deploy` does.
+  const functions: FunctionResource[] = [];
+  for (const entry of entries) {
+    if (entry.codeDir === undefined) functions.push(entry.resource);
+    else {
+      const [{ buildForDeploy }, { installLocal }] = await Promise.all([
+        import("../package/deploy-build.js"),
+        import("../package/build.js"),
+      ]);
+      const target = { kind: "local", python: cfg.python, npm: cfg.npm } as const;
+      functions.push(
+        await buildForDeploy(ctx, entry, { quiet: false, target }, async (pkg) => {
+          await installLocal(cfg.dataDir, pkg);
+          return { digest: pkg.artifact.digest };
+        }),
+      );
+    }
+  }
   const gatewayCfg = { ...cfg.gateway, port: opts.port ?? cfg.gateway.port, host: opts.host ?? cfg.gateway.host };
   await checkPortFree(gatewayCfg.host, gatewayCfg.port);
 
@@ -72,15 +90,16 @@ export async function runUp(ctx: CommandContext, opts: UpOptions): Promise<numbe
   return waitForStop(ctx, platform, logFile);
 }
 
-async function loadFunctions(paths: readonly string[]): Promise<FunctionResource[]> {
-  const byName = new Map<string, { fn: FunctionResource; from: string }>();
+async function loadFunctions(paths: readonly string[]): Promise<ManifestEntry[]> {
+  const byName = new Map<string, { fn: ManifestEntry; from: string }>();
   for (const path of paths) {
-    for (const fn of await loadManifests(path)) {
+    for (const entry of await loadManifestEntries(path)) {
+      const fn = entry.resource;
       const seen = byName.get(fn.metadata.name);
       if (seen !== undefined) {
         throw new CliError(EXIT.USAGE, `function "${fn.metadata.name}" is defined twice (${seen.from} and ${path})`);
       }
-      byName.set(fn.metadata.name, { fn, from: path });
+      byName.set(fn.metadata.name, { fn: entry, from: path });
     }
   }
   return [...byName.values()].map((v) => v.fn);

@@ -55,9 +55,7 @@ async function fileDigest(path: string): Promise<{ digest: string; size: number 
 /** A reproducible tar.gz of `files` (relative to `cwd`, in the given order) written to `out`. */
 export async function writeLayer(cwd: string, files: readonly string[], out: string): Promise<Blob> {
   const tmp = `${out}.tmp-${process.pid}`;
-  await createTar({ cwd, file: tmp, gzip: true, portable: true, mtime: new Date(0), noDirRecurse: true }, [
-    ...files,
-  ]);
+  await createTar({ cwd, file: tmp, gzip: true, portable: true, mtime: new Date(0), noDirRecurse: true }, [...files]);
   await rename(tmp, out);
   return { mediaType: LAYER_MEDIA_TYPE, path: out, ...(await fileDigest(out)) };
 }

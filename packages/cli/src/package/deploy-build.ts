@@ -37,11 +37,19 @@ export async function buildForDeploy(
   const started = performance.now();
   let pkg: BuiltPackage | undefined;
   try {
-    pkg = await buildPackage({ dir, runtime: fn.spec.runtime, handler: fn.spec.handler }, { dataDir: ctx.cfg.dataDir, target: opts.target, onProgress: progress });
+    pkg = await buildPackage(
+      { dir, runtime: fn.spec.runtime, handler: fn.spec.handler },
+      { dataDir: ctx.cfg.dataDir, target: opts.target, onProgress: progress },
+    );
     const ref = await deliver(pkg, progress);
     spinner.stop();
     if (!opts.quiet) {
-      const deps = pkg.deps === undefined ? "no dependencies" : pkg.deps.built ? `dependencies installed in ${(pkg.deps.ms / 1000).toFixed(1)} s` : "dependencies unchanged (cached build)";
+      const deps =
+        pkg.deps === undefined
+          ? "no dependencies"
+          : pkg.deps.built
+            ? `dependencies installed in ${(pkg.deps.ms / 1000).toFixed(1)} s`
+            : "dependencies unchanged (cached build)";
       ui.note(
         ui.ce.dim(
           `${name}: package ${ref.digest.slice(0, 19)}… (${pkg.source.files.length} files, ${deps}) in ${((performance.now() - started) / 1000).toFixed(1)} s`,

@@ -159,7 +159,8 @@ function run(
     child.on("close", (code, signal) => {
       for (const r of [out, err]) if (r.s.trim() !== "") tail.push(r.s);
       if (code === 0) resolve();
-      else reject(new BuildError(`${what} failed (${code !== null ? `exit ${code}` : signal})`, tail.slice(-TAIL_LINES)));
+      else
+        reject(new BuildError(`${what} failed (${code !== null ? `exit ${code}` : signal})`, tail.slice(-TAIL_LINES)));
     });
   });
 }

@@ -69,7 +69,9 @@ async function call(url: string, init: RequestInit): Promise<Response> {
     return await fetch(url, { ...init, redirect: "follow", signal: AbortSignal.timeout(300_000) });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new PushError(`cannot reach the registry at ${new URL(url).origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+    throw new PushError(
+      `cannot reach the registry at ${new URL(url).origin}: ${cause?.code ?? cause?.message ?? (err as Error).message}`,
+    );
   }
 }
 

@@ -25,7 +25,14 @@ import {
   RUNNER_PORT,
   toLoadSpec,
 } from "@faas/api";
-import type { V1Container, V1Deployment, V1EnvVar, V1HostAlias, V1Volume, V1VolumeMount } from "@kubernetes/client-node";
+import type {
+  V1Container,
+  V1Deployment,
+  V1EnvVar,
+  V1HostAlias,
+  V1Volume,
+  V1VolumeMount,
+} from "@kubernetes/client-node";
 import type { OperatorConfig } from "../config.js";
 import { childMetadata, type FunctionObject, functionLabels } from "./labels.js";
 

@@ -378,7 +378,11 @@ describe("packaged functions", () => {
     const cm = buildConfigMap(packaged());
     expect(Object.keys(cm.data ?? {})).toEqual(["function.json"]);
     const load = JSON.parse(cm.data?.["function.json"] ?? "{}");
-    expect(load.package).toEqual({ digest, registry: "http://faas-registry.faas-system.svc:5000", repository: "ns1/pkg" });
+    expect(load.package).toEqual({
+      digest,
+      registry: "http://faas-registry.faas-system.svc:5000",
+      repository: "ns1/pkg",
+    });
     expect(load.code).toBeUndefined();
   });
 
