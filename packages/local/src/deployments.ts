@@ -121,9 +121,10 @@ export class Deployments {
     } catch (err) {
       // At deploy time broken code is the caller's mistake: name the field.
       if (err instanceof FaasError && err.code === "FUNCTION_LOAD_FAILED") {
-        throw new FaasError("INVALID_SPEC", `spec.code: ${err.message}`, {
+        const field = load.package === undefined ? "spec.code" : "spec.package";
+        throw new FaasError("INVALID_SPEC", `${field}: ${err.message}`, {
           cause: err,
-          details: { ...err.details, issues: [`spec.code: ${err.message}`] },
+          details: { ...err.details, issues: [`${field}: ${err.message}`] },
         });
       }
       throw err;
