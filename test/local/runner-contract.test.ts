@@ -5,10 +5,10 @@
  * A new protocol rule is a new row here, not a test per runner.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ERROR_STATUS, MAX_CODE_BYTES, MAX_NAME_LENGTH, makeFunction, type Runtime, toLoadSpec } from "@faas/api";
@@ -36,6 +36,11 @@ interface RunnerKind {
     /** Pads code to `bytes` with a comment. */
     pad(code: string, bytes: number): string;
   };
+  /**
+   * A package: a main module that imports a sibling module and dependencies and
+   * reads a data file beside itself; `deps` go under `depsDir`; the handler answers `answer`.
+   */
+  pkg: { files: Record<string, string>; depsDir: string; deps: Record<string, string>; answer: string };
 }
 
 const KINDS: RunnerKind[] = [
@@ -55,6 +60,34 @@ const KINDS: RunnerKind[] = [
       counter: "calls = 0\ndef handle(req):\n    global calls\n    calls += 1\n    return str(calls)\n",
       pad: (code, bytes) => code + "#".repeat(bytes - Buffer.byteLength(code) - 1) + "\n",
     },
+    pkg: {
+      files: {
+        "main.py": [
+          "import os",
+          "import fakedep",
+          "import helper",
+          "import pthdep",
+          "",
+          "with open(os.path.join(os.path.dirname(__file__), 'data', 'word.txt')) as f:",
+          "    DATA = f.read().strip()",
+          "",
+          "def handle(req):",
+          "    return f'{helper.WORD} {fakedep.WORD}+{pthdep.WORD} {DATA}'",
+          "",
+        ].join("\n"),
+        "helper.py": "WORD = 'sibling'\n",
+        "data/word.txt": "data\n",
+      },
+      depsDir: "site-packages",
+      deps: {
+        "site-packages/fakedep/__init__.py": "from .inner import WORD\n",
+        "site-packages/fakedep/inner.py": "WORD = 'dep'\n",
+        // A .pth file names a directory (relative to site-packages) to put on sys.path.
+        "site-packages/extra.pth": "extra-dir\n",
+        "site-packages/extra-dir/pthdep.py": "WORD = 'pth'\n",
+      },
+      answer: "sibling dep+pth data",
+    },
   },
   {
     runtime: "nodejs",
@@ -71,6 +104,33 @@ const KINDS: RunnerKind[] = [
       spins: "while (true) {}\n",
       counter: "let calls = 0;\nexport const handle = () => String(++calls);\n",
       pad: (code, bytes) => `${code}//${"x".repeat(bytes - Buffer.byteLength(code) - 3)}\n`,
+    },
+    pkg: {
+      files: {
+        "main.mjs": [
+          'import { readFileSync } from "node:fs";',
+          'import cjs from "fake-cjs";',
+          'import { WORD as ESM } from "fake-esm";',
+          'import { WORD } from "./helper.mjs";',
+          'const DATA = readFileSync(new URL("./data/word.txt", import.meta.url), "utf8").trim();',
+          'export const handle = () => [WORD, cjs.WORD + "+" + ESM, DATA].join(" ");',
+          "",
+        ].join("\n"),
+        "helper.mjs": 'export const WORD = "sibling";\n',
+        "data/word.txt": "data\n",
+      },
+      depsDir: "node_modules",
+      deps: {
+        "node_modules/fake-cjs/package.json": '{"name":"fake-cjs","version":"1.0.0","main":"lib/index.js"}\n',
+        "node_modules/fake-cjs/lib/index.js": 'exports.WORD = require("./word.js");\n',
+        "node_modules/fake-cjs/lib/word.js": 'module.exports = "dep";\n',
+        // An ESM package that itself imports the CommonJS one (resolved from its own real path).
+        "node_modules/fake-esm/package.json":
+          '{"name":"fake-esm","version":"1.0.0","type":"module","exports":{".":"./index.js"}}\n',
+        "node_modules/fake-esm/index.js":
+          'import cjs from "fake-cjs";\nexport const WORD = cjs.WORD === "dep" ? "esm" : "?";\n',
+      },
+      answer: "sibling dep+esm data",
     },
   },
 ];
@@ -147,6 +207,22 @@ function spec(kind: RunnerKind, overrides: Record<string, unknown> = {}): Record
   };
 }
 
+/** Any well-formed digest, for specs that are refused before it is used. */
+const DIGEST = `sha256:${"a".repeat(64)}`;
+
+async function tempDir(prefix = "faas-contract-"): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await writeFile(join(root, path), text);
+  }
+}
+
 const specialize = (r: Runner, body: unknown) =>
   send(r, "POST", "/specialize", typeof body === "string" ? body : JSON.stringify(body));
 
@@ -166,6 +242,34 @@ const INVALID_SPECS: Array<{ name: string; body: (k: RunnerKind) => unknown; fie
   { name: "env value not a string", body: (k) => spec(k, { env: { A: 1 } }), field: "env" },
   { name: "env name invalid", body: (k) => spec(k, { env: { "1A": "x" } }), field: "env" },
   { name: "empty code", body: (k) => spec(k, { code: "" }), field: "code" },
+  { name: "both code and package", body: (k) => spec(k, { package: { digest: DIGEST, dir: "/x" } }), field: "package" },
+  { name: "neither code nor package", body: (k) => spec(k, { code: undefined }), field: "code" },
+  {
+    name: "package digest not sha256:<64 hex>",
+    body: (k) => spec(k, { code: undefined, package: { digest: "sha256:ABC", dir: "/x" } }),
+    field: "package.digest",
+  },
+  {
+    name: "package dir relative",
+    body: (k) => spec(k, { code: undefined, package: { digest: DIGEST, dir: "pkg/root" } }),
+    field: "package.dir",
+  },
+  {
+    name: "package registry without repository",
+    body: (k) => spec(k, { code: undefined, package: { digest: DIGEST, registry: "http://127.0.0.1:5000" } }),
+    field: "package.repository",
+  },
+  {
+    name: "package registry not http(s)://host[:port]",
+    body: (k) =>
+      spec(k, { code: undefined, package: { digest: DIGEST, registry: "ftp://r/x", repository: "default/fn" } }),
+    field: "package.registry",
+  },
+  {
+    name: "package with neither dir nor registry",
+    body: (k) => spec(k, { code: undefined, package: { digest: DIGEST } }),
+    field: "package",
+  },
 ];
 
 describe.each(KINDS)("runner contract: $runtime", (kind) => {
@@ -318,6 +422,38 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     const r = await start(kind);
     expect((await specialize(r, spec(kind, { name: "counted", code: kind.code.counter }))).status).toBe(200);
     expect((await send(r, "GET", "/invoke")).body).toBe("1");
+  });
+
+  it("a package with dir: the main module imports a sibling and its dependencies (a symlinked dependency directory) and reads a data file beside it", async () => {
+    const root = await tempDir();
+    const shared = await tempDir();
+    await writeFiles(root, kind.pkg.files);
+    await writeFiles(shared, kind.pkg.deps);
+    // Local mode links the shared dependency build into the package root.
+    await symlink(join(shared, kind.pkg.depsDir), join(root, kind.pkg.depsDir));
+    const r = await start(kind);
+    const res = await specialize(
+      r,
+      spec(kind, { name: "pkg", code: undefined, package: { digest: DIGEST, dir: root } }),
+    );
+    expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, "pkg"]);
+    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+    // Same package → idempotent; a package is never copied.
+    expect(
+      (await specialize(r, spec(kind, { name: "pkg", code: undefined, package: { digest: DIGEST, dir: root } })))
+        .status,
+    ).toBe(200);
+  });
+
+  it("a package whose dir does not exist → 400 FUNCTION_LOAD_FAILED naming the package; the runner stays usable", async () => {
+    const r = await start(kind);
+    const res = await specialize(
+      r,
+      spec(kind, { code: undefined, package: { digest: DIGEST, dir: "/nonexistent/faas-pkg" } }),
+    );
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message.startsWith(`package ${DIGEST} (/nonexistent/faas-pkg): `), res.error.message).toBe(true);
+    expect((await specialize(r, spec(kind))).status).toBe(200);
   });
 
   it("accepts every load spec at the api's limits (name length, code size, timeout, handler and env names)", async () => {
