@@ -102,11 +102,24 @@ async function pull(pkg: LoadPackage, options: PullOptions): Promise<string> {
     }
     return final;
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
+    await removeSettled(tmp);
     if (abort.signal.aborted) throw deadline;
     throw err;
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * Removes a failed pull's directory. The unpacker, once aborted, may still
+ * finish writing a file or two it had started: remove until the directory
+ * stays gone.
+ */
+async function removeSettled(dir: string): Promise<void> {
+  for (let i = 0; i < 40; i++) {
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+    if (!(await stat(dir).catch(() => undefined))) return;
   }
 }
 
