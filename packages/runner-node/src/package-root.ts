@@ -133,13 +133,15 @@ async function request(url: string, signal: AbortSignal, accept?: string): Promi
     throw new PullFailure(`cannot reach the registry (${url}): ${cause?.message ?? (err as Error).message}`);
   }
   if (!res.ok) {
-    let detail = "";
+    let code = "";
+    let message = "";
     try {
       const text = (await res.text()).slice(0, 64 * 1024);
       const first = (JSON.parse(text) as { errors?: Array<{ code?: string; message?: string }> }).errors?.[0];
-      if (first) detail = ` ${first.code ?? ""}${first.message ? `: ${first.message}` : ""}`;
+      code = first?.code ? ` ${first.code}` : "";
+      message = first?.message ? `: ${first.message}` : "";
     } catch {}
-    throw new PullFailure(`HTTP ${res.status}${detail} from the registry (GET ${url})`);
+    throw new PullFailure(`HTTP ${res.status}${code} from the registry${message} (GET ${url})`);
   }
   return res;
 }

@@ -132,13 +132,14 @@ def _open(url: str, clock: _Deadline, accept: str | None = None) -> Any:
         # The socket timeout bounds each read; the deadline is checked between reads too.
         return urllib.request.urlopen(req, timeout=clock.left())  # noqa: S310 - http(s) only (validated)
     except urllib.error.HTTPError as err:
-        detail = ""
+        code = message = ""
         try:
             first = json.loads(err.read(64 * 1024)).get("errors", [{}])[0]
-            detail = f" {first.get('code', '')}" + (f": {first['message']}" if first.get("message") else "")
-        except (ValueError, AttributeError, IndexError, OSError):
+            code = f" {first['code']}" if first.get("code") else ""
+            message = f": {first['message']}" if first.get("message") else ""
+        except (ValueError, AttributeError, IndexError, KeyError, TypeError, OSError):
             pass
-        raise _Failure(f"HTTP {err.code}{detail} from the registry (GET {url})") from None
+        raise _Failure(f"HTTP {err.code}{code} from the registry{message} (GET {url})") from None
     except (socket.timeout, TimeoutError):
         clock.left()
         raise _Failure(f"pull did not finish within {clock.timeout_ms} ms") from None
