@@ -5,14 +5,17 @@
  * A new protocol rule is a new row here, not a test per runner.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { request } from "node:http";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { createServer, request } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ERROR_STATUS, MAX_CODE_BYTES, MAX_NAME_LENGTH, makeFunction, type Runtime, toLoadSpec } from "@faas/api";
-import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { pushPackage, type Registry, startRegistry, type TarEntry } from "../support/registry.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -36,6 +39,11 @@ interface RunnerKind {
     /** Pads code to `bytes` with a comment. */
     pad(code: string, bytes: number): string;
   };
+  /**
+   * A package: a main module that imports a sibling module and dependencies and
+   * reads a data file beside itself; `deps` go under `depsDir`; the handler answers `answer`.
+   */
+  pkg: { files: Record<string, string>; depsDir: string; deps: Record<string, string>; answer: string };
 }
 
 const KINDS: RunnerKind[] = [
@@ -55,6 +63,34 @@ const KINDS: RunnerKind[] = [
       counter: "calls = 0\ndef handle(req):\n    global calls\n    calls += 1\n    return str(calls)\n",
       pad: (code, bytes) => code + "#".repeat(bytes - Buffer.byteLength(code) - 1) + "\n",
     },
+    pkg: {
+      files: {
+        "main.py": [
+          "import os",
+          "import fakedep",
+          "import helper",
+          "import pthdep",
+          "",
+          "with open(os.path.join(os.path.dirname(__file__), 'data', 'word.txt')) as f:",
+          "    DATA = f.read().strip()",
+          "",
+          "def handle(req):",
+          "    return f'{helper.WORD} {fakedep.WORD}+{pthdep.WORD} {DATA}'",
+          "",
+        ].join("\n"),
+        "helper.py": "WORD = 'sibling'\n",
+        "data/word.txt": "data\n",
+      },
+      depsDir: "site-packages",
+      deps: {
+        "site-packages/fakedep/__init__.py": "from .inner import WORD\n",
+        "site-packages/fakedep/inner.py": "WORD = 'dep'\n",
+        // A .pth file names a directory (relative to site-packages) to put on sys.path.
+        "site-packages/extra.pth": "extra-dir\n",
+        "site-packages/extra-dir/pthdep.py": "WORD = 'pth'\n",
+      },
+      answer: "sibling dep+pth data",
+    },
   },
   {
     runtime: "nodejs",
@@ -71,6 +107,33 @@ const KINDS: RunnerKind[] = [
       spins: "while (true) {}\n",
       counter: "let calls = 0;\nexport const handle = () => String(++calls);\n",
       pad: (code, bytes) => `${code}//${"x".repeat(bytes - Buffer.byteLength(code) - 3)}\n`,
+    },
+    pkg: {
+      files: {
+        "main.mjs": [
+          'import { readFileSync } from "node:fs";',
+          'import cjs from "fake-cjs";',
+          'import { WORD as ESM } from "fake-esm";',
+          'import { WORD } from "./helper.mjs";',
+          'const DATA = readFileSync(new URL("./data/word.txt", import.meta.url), "utf8").trim();',
+          'export const handle = () => [WORD, cjs.WORD + "+" + ESM, DATA].join(" ");',
+          "",
+        ].join("\n"),
+        "helper.mjs": 'export const WORD = "sibling";\n',
+        "data/word.txt": "data\n",
+      },
+      depsDir: "node_modules",
+      deps: {
+        "node_modules/fake-cjs/package.json": '{"name":"fake-cjs","version":"1.0.0","main":"lib/index.js"}\n',
+        "node_modules/fake-cjs/lib/index.js": 'exports.WORD = require("./word.js");\n',
+        "node_modules/fake-cjs/lib/word.js": 'module.exports = "dep";\n',
+        // An ESM package that itself imports the CommonJS one (resolved from its own real path).
+        "node_modules/fake-esm/package.json":
+          '{"name":"fake-esm","version":"1.0.0","type":"module","exports":{".":"./index.js"}}\n',
+        "node_modules/fake-esm/index.js":
+          'import cjs from "fake-cjs";\nexport const WORD = cjs.WORD === "dep" ? "esm" : "?";\n',
+      },
+      answer: "sibling dep+esm data",
     },
   },
 ];
@@ -147,6 +210,22 @@ function spec(kind: RunnerKind, overrides: Record<string, unknown> = {}): Record
   };
 }
 
+/** Any well-formed digest, for specs that are refused before it is used. */
+const DIGEST = `sha256:${"a".repeat(64)}`;
+
+async function tempDir(prefix = "faas-contract-"): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function writeFiles(root: string, files: Record<string, string>): Promise<void> {
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await writeFile(join(root, path), text);
+  }
+}
+
 const specialize = (r: Runner, body: unknown) =>
   send(r, "POST", "/specialize", typeof body === "string" ? body : JSON.stringify(body));
 
@@ -166,6 +245,34 @@ const INVALID_SPECS: Array<{ name: string; body: (k: RunnerKind) => unknown; fie
   { name: "env value not a string", body: (k) => spec(k, { env: { A: 1 } }), field: "env" },
   { name: "env name invalid", body: (k) => spec(k, { env: { "1A": "x" } }), field: "env" },
   { name: "empty code", body: (k) => spec(k, { code: "" }), field: "code" },
+  { name: "both code and package", body: (k) => spec(k, { package: { digest: DIGEST, dir: "/x" } }), field: "package" },
+  { name: "neither code nor package", body: (k) => spec(k, { code: undefined }), field: "code" },
+  {
+    name: "package digest not sha256:<64 hex>",
+    body: (k) => spec(k, { code: undefined, package: { digest: "sha256:ABC", dir: "/x" } }),
+    field: "package.digest",
+  },
+  {
+    name: "package dir relative",
+    body: (k) => spec(k, { code: undefined, package: { digest: DIGEST, dir: "pkg/root" } }),
+    field: "package.dir",
+  },
+  {
+    name: "package registry without repository",
+    body: (k) => spec(k, { code: undefined, package: { digest: DIGEST, registry: "http://127.0.0.1:5000" } }),
+    field: "package.repository",
+  },
+  {
+    name: "package registry not http(s)://host[:port]",
+    body: (k) =>
+      spec(k, { code: undefined, package: { digest: DIGEST, registry: "ftp://r/x", repository: "default/fn" } }),
+    field: "package.registry",
+  },
+  {
+    name: "package with neither dir nor registry",
+    body: (k) => spec(k, { code: undefined, package: { digest: DIGEST } }),
+    field: "package",
+  },
 ];
 
 describe.each(KINDS)("runner contract: $runtime", (kind) => {
@@ -320,6 +427,38 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     expect((await send(r, "GET", "/invoke")).body).toBe("1");
   });
 
+  it("a package with dir: the main module imports a sibling and its dependencies (a symlinked dependency directory) and reads a data file beside it", async () => {
+    const root = await tempDir();
+    const shared = await tempDir();
+    await writeFiles(root, kind.pkg.files);
+    await writeFiles(shared, kind.pkg.deps);
+    // Local mode links the shared dependency build into the package root.
+    await symlink(join(shared, kind.pkg.depsDir), join(root, kind.pkg.depsDir));
+    const r = await start(kind);
+    const res = await specialize(
+      r,
+      spec(kind, { name: "pkg", code: undefined, package: { digest: DIGEST, dir: root } }),
+    );
+    expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, "pkg"]);
+    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+    // Same package → idempotent; a package is never copied.
+    expect(
+      (await specialize(r, spec(kind, { name: "pkg", code: undefined, package: { digest: DIGEST, dir: root } })))
+        .status,
+    ).toBe(200);
+  });
+
+  it("a package whose dir does not exist → 400 FUNCTION_LOAD_FAILED naming the package; the runner stays usable", async () => {
+    const r = await start(kind);
+    const res = await specialize(
+      r,
+      spec(kind, { code: undefined, package: { digest: DIGEST, dir: "/nonexistent/faas-pkg" } }),
+    );
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message.startsWith(`package ${DIGEST} (/nonexistent/faas-pkg): `), res.error.message).toBe(true);
+    expect((await specialize(r, spec(kind))).status).toBe(200);
+  });
+
   it("accepts every load spec at the api's limits (name length, code size, timeout, handler and env names)", async () => {
     const name = "n".repeat(MAX_NAME_LENGTH);
     const fn = makeFunction(name, {
@@ -334,5 +473,245 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     const res = await specialize(r, toLoadSpec(fn));
     expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, name]);
     expect((await send(r, "GET", "/invoke")).body).toBe("hello");
+  });
+});
+
+/**
+ * A loopback HTTP proxy in front of the registry that can hold answers back
+ * or change a manifest's bytes: what a slow or lying registry looks like.
+ */
+async function startProxy(
+  target: string,
+  behave: { delayMs?: number; tamperManifest?: boolean },
+): Promise<{ url: string; close(): void }> {
+  const server = createServer((req, res) => {
+    void (async () => {
+      if (behave.delayMs) await new Promise((resolve) => setTimeout(resolve, behave.delayMs));
+      const up = await fetch(`${target}${req.url}`, { headers: { accept: req.headers.accept ?? "*/*" } });
+      let body = Buffer.from(await up.arrayBuffer());
+      if (behave.tamperManifest && req.url?.includes("/manifests/")) body = Buffer.concat([body, Buffer.from("\n")]);
+      res.writeHead(up.status, { "content-type": up.headers.get("content-type") ?? "application/octet-stream" });
+      res.end(body);
+    })().catch(() => res.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** A loopback port nothing listens on. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Every path under `dir`, relative to it. */
+async function tree(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).map(String).sort();
+}
+
+describe.each(KINDS)("runner packages pulled from an OCI registry: $runtime", (kind) => {
+  let registry: Registry;
+  let good: string;
+  const repository = `test/${kind.runtime}`;
+  const config = { runtime: kind.runtime, handler: "main.handle", dependencies: null };
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    good = await pushPackage(registry.url, repository, [{ files: kind.pkg.files }, { files: kind.pkg.deps }], config);
+  });
+  afterAll(async () => {
+    await registry?.stop();
+  });
+
+  const pulled = (digest: string, where: { registry?: string; repository?: string } = {}) =>
+    spec(kind, {
+      name: "pulled",
+      code: undefined,
+      package: { digest, registry: where.registry ?? registry.url, repository: where.repository ?? repository },
+    });
+
+  /** A runner with a TMPDIR of its own, where it unpacks packages. */
+  async function startWithTmp(env: Record<string, string> = {}): Promise<{ r: Runner; tmp: string }> {
+    const tmp = await tempDir("faas-pull-");
+    return { r: await start(kind, { TMPDIR: tmp, ...env }), tmp };
+  }
+
+  it("a package → 200; the handler imports its sibling module and its dependencies from the deps layer", async () => {
+    const { r, tmp } = await startWithTmp();
+    const res = await specialize(r, pulled(good));
+    expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, "pulled"]);
+    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+    // Unpacked under $TMPDIR/faas-packages/<hex>, nothing else left there.
+    expect(await readdir(join(tmp, "faas-packages"))).toEqual([good.slice("sha256:".length)]);
+  });
+
+  it("healthz and readyz (loading) answer while a pull is under way", async () => {
+    const slow = await startProxy(registry.url, { delayMs: 700 });
+    cleanups.push(async () => slow.close());
+    const { r } = await startWithTmp();
+    const pending = specialize(r, pulled(good, { registry: slow.url }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const started = performance.now();
+    expect((await send(r, "GET", "/healthz")).status).toBe(200);
+    const ready = await send(r, "GET", "/readyz");
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { status: "loading" }]);
+    expect(performance.now() - started).toBeLessThan(300);
+    expect((await pending).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+  });
+
+  it("an unknown digest → 400 FUNCTION_LOAD_FAILED naming the package and the registry's 404; the runner stays usable", async () => {
+    const { r } = await startWithTmp();
+    const missing = `sha256:${"0".repeat(64)}`;
+    const res = await specialize(r, pulled(missing));
+    expect([res.status, res.error.code, res.error.function], res.body).toEqual([400, "FUNCTION_LOAD_FAILED", "pulled"]);
+    expect(
+      res.error.message.startsWith(`package ${missing} (${registry.url}/${repository}): `),
+      res.error.message,
+    ).toBe(true);
+    expect(res.error.message).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
+    expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+    expect((await specialize(r, pulled(good))).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+  });
+
+  it("a manifest whose bytes do not have the requested digest → 400 digest mismatch", async () => {
+    const lying = await startProxy(registry.url, { tamperManifest: true });
+    cleanups.push(async () => lying.close());
+    const { r, tmp } = await startWithTmp();
+    const res = await specialize(r, pulled(good, { registry: lying.url }));
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message).toMatch(
+      /^package sha256:[a-f0-9]{64} \(http:\/\/127\.0\.0\.1:\d+\/test\/\w+\): digest mismatch/,
+    );
+    expect(await tree(tmp).then((t) => t.filter((p) => p.startsWith("faas-packages/")))).toEqual([]);
+  });
+
+  it.each([
+    ["a ../evil entry", { name: "../evil", body: "gotcha" }, /unsafe entry "\.\.\/evil"/],
+    [
+      "an absolute path",
+      { name: "/tmp/faas-evil-abs", body: "gotcha" },
+      /unsafe entry "\/tmp\/faas-evil-abs": an absolute path/,
+    ],
+    ["a symbolic link out of the root", { name: "escape", type: "symlink", linkname: "../../etc" }, /symbolic link/],
+    ["a hard link out of the root", { name: "hard", type: "hardlink", linkname: "../outside" }, /hard link/],
+    ["a FIFO", { name: "pipe", type: "fifo" }, /unsafe entry "pipe"/],
+  ] as const)("a layer with %s → 400 unsafe entry, nothing written outside the root", async (_, entry, message) => {
+    const digest = await pushPackage(
+      registry.url,
+      repository,
+      [{ files: kind.pkg.files, entries: [entry as TarEntry] }, { files: kind.pkg.deps }],
+      config,
+    );
+    const { r, tmp } = await startWithTmp();
+    const res = await specialize(r, pulled(digest));
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message).toMatch(message);
+    // The temporary directory is gone and nothing landed beside it (or anywhere in TMPDIR).
+    const left = await tree(tmp);
+    expect(left.filter((p) => p.startsWith("faas-packages/") || p.includes("evil"))).toEqual([]);
+    expect(existsSync("/tmp/faas-evil-abs")).toBe(false);
+    expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+  });
+
+  it("a symbolic link chain that leaves the root only when followed → 400", async () => {
+    // Each link stays inside on its own: a/b/up → ../.. (the root), a/b/out → up/../x (the root's parent).
+    const digest = await pushPackage(
+      registry.url,
+      repository,
+      [
+        {
+          files: kind.pkg.files,
+          entries: [
+            { name: "a/b/up", type: "symlink", linkname: "../.." },
+            { name: "a/b/out", type: "symlink", linkname: "up/../x" },
+          ],
+        },
+      ],
+      config,
+    );
+    const { r } = await startWithTmp();
+    const res = await specialize(r, pulled(digest));
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message).toMatch(/symbolic link leading outside the package/);
+  });
+
+  it("a package that unpacks past FAAS_PACKAGE_MAX_BYTES → 400 too large", async () => {
+    const digest = await pushPackage(
+      registry.url,
+      repository,
+      [{ files: { ...kind.pkg.files, "big.bin": Buffer.alloc(64 * 1024) } }],
+      config,
+    );
+    const { r } = await startWithTmp({ FAAS_PACKAGE_MAX_BYTES: String(32 * 1024) });
+    const res = await specialize(r, pulled(digest));
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message).toMatch(/too large/);
+  });
+
+  it("an unreachable registry → 400 at once, naming it", async () => {
+    const { r } = await startWithTmp();
+    const nowhere = `http://127.0.0.1:${await closedPort()}`;
+    const started = performance.now();
+    const res = await specialize(r, pulled(good, { registry: nowhere }));
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message.startsWith(`package ${good} (${nowhere}/${repository}): `)).toBe(true);
+    expect(res.error.message).toMatch(/cannot reach the registry/);
+  });
+
+  it("a pull past FAAS_PACKAGE_PULL_TIMEOUT_MS → 400; the runner stays usable", async () => {
+    const slow = await startProxy(registry.url, { delayMs: 1500 });
+    cleanups.push(async () => slow.close());
+    const { r } = await startWithTmp({ FAAS_PACKAGE_PULL_TIMEOUT_MS: "400" });
+    const res = await specialize(r, pulled(good, { registry: slow.url }));
+    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    expect(res.error.message).toMatch(/did not finish within 400 ms/);
+    expect((await specialize(r, pulled(good))).status).toBe(200);
+  });
+
+  it("a code directory naming a package: the runner pulls it at start and serves it", async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, "function.json"), JSON.stringify(pulled(good)));
+    const { r } = await startWithTmp({ FAAS_CODE_DIR: dir });
+    let ready = await send(r, "GET", "/readyz");
+    for (let i = 0; i < 200 && ready.status !== 200; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      ready = await send(r, "GET", "/readyz");
+    }
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([200, { status: "ready", function: "pulled" }]);
+    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+  });
+
+  it("a code directory naming a missing package: exit 1 with the reason on stderr", async () => {
+    const dir = await tempDir();
+    const missing = `sha256:${"1".repeat(64)}`;
+    await writeFile(join(dir, "function.json"), JSON.stringify(pulled(missing)));
+    const tmp = await tempDir("faas-pull-");
+    const proc = spawn(kind.command, kind.args, {
+      env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir, TMPDIR: tmp },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+    cleanups.push(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+      await exited;
+    });
+    let stderr = "";
+    proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    expect(await exited).toBe(1);
+    expect(stderr).toMatch(/code.dir.load.failed/);
+    expect(stderr).toContain(`package ${missing} (${registry.url}/${repository}): HTTP 404 MANIFEST_UNKNOWN`);
   });
 });

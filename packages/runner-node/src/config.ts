@@ -1,3 +1,7 @@
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DEFAULT_PACKAGE_MAX_BYTES, DEFAULT_PACKAGE_PULL_TIMEOUT_MS } from "./package-root.js";
+
 /** The runner's configuration, read once from the environment (docs/runner-protocol.md). */
 export interface RunnerConfig {
   /** FAAS_PORT: TCP port; 0 picks a free one (printed in the `listening` line). */
@@ -28,6 +32,12 @@ export interface RunnerConfig {
    * it stays unready and never specializes again.
    */
   poolClaimFile: string | undefined;
+  /** Where pulled packages are unpacked: `$TMPDIR/faas-packages/<hex>`. */
+  packageCacheDir: string;
+  /** FAAS_PACKAGE_MAX_BYTES: the most a pulled package may unpack to. */
+  packageMaxBytes: number;
+  /** FAAS_PACKAGE_PULL_TIMEOUT_MS: the deadline of a package pull (not part of the load timeout). */
+  packagePullTimeoutMs: number;
 }
 
 export const DEFAULT_LOAD_TIMEOUT_MS = 10_000;
@@ -54,5 +64,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     loadTimeoutMs: readNumber(env, "FAAS_LOAD_TIMEOUT_MS", DEFAULT_LOAD_TIMEOUT_MS, 1),
     specializeToken: env.FAAS_SPECIALIZE_TOKEN || undefined,
     poolClaimFile: env.FAAS_POOL_CLAIM_FILE || undefined,
+    packageCacheDir: join(tmpdir(), "faas-packages"),
+    packageMaxBytes: readNumber(env, "FAAS_PACKAGE_MAX_BYTES", DEFAULT_PACKAGE_MAX_BYTES, 1),
+    packagePullTimeoutMs: readNumber(env, "FAAS_PACKAGE_PULL_TIMEOUT_MS", DEFAULT_PACKAGE_PULL_TIMEOUT_MS, 1),
   };
 }

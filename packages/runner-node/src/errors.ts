@@ -1,6 +1,6 @@
 /**
  * The error codes this runner reports, copied from `@faas/api`'s catalogue
- * (packages/api/src/errors.ts) so the runner image has no dependencies.
+ * (packages/api/src/errors.ts) so the runner depends on no workspace package.
  * A test in test/local checks the statuses still match the catalogue.
  */
 export const RUNNER_ERROR_STATUS = {

@@ -16,8 +16,15 @@ import {
   LoadTimeoutError,
   type WorkerEvents,
 } from "./function-worker.js";
-import { type LoadSpec, parseHandler, sameFunction } from "./load-spec.js";
+import { type LoadPackage, type LoadSpec, parseHandler, sameFunction } from "./load-spec.js";
 import type { Logger } from "./log.js";
+import {
+  DEFAULT_PACKAGE_MAX_BYTES,
+  DEFAULT_PACKAGE_PULL_TIMEOUT_MS,
+  PackageError,
+  type PullOptions,
+  packageRoot,
+} from "./package-root.js";
 
 /** How long a worker whose call timed out has to show its event loop is alive. */
 const LIVENESS_PROBE_MS = 200;
@@ -29,7 +36,8 @@ interface Loaded {
   url: string;
   exportName: string;
   timeoutMs: number;
-  file: string;
+  /** The module written for inline code; undefined for a package. */
+  file: string | undefined;
   loadMs: number;
 }
 
@@ -50,6 +58,12 @@ export class FunctionHost implements WorkerEvents {
     private readonly loadTimeoutMs: number,
     /** Warm the first worker up (a generic runner); false when the code comes with the start. */
     private readonly warmUp = true,
+    /** Where and how packages are pulled (docs/packages.md). */
+    private readonly pullOptions: PullOptions = {
+      cacheDir: join(tmpdir(), "faas-packages"),
+      maxBytes: DEFAULT_PACKAGE_MAX_BYTES,
+      timeoutMs: DEFAULT_PACKAGE_PULL_TIMEOUT_MS,
+    },
   ) {
     this.#current = this.#startWorker();
   }
@@ -118,14 +132,23 @@ export class FunctionHost implements WorkerEvents {
   async #load(spec: LoadSpec): Promise<number> {
     const started = performance.now();
     const { module, exportName } = parseHandler(spec.handler);
-    const file = join(this.#dir, `${module}.mjs`);
-    // Sync on purpose: a small write takes microseconds; the thread-pool round trip of fs/promises took milliseconds.
-    writeFileSync(file, spec.code);
+    let file: string | undefined;
+    let url: string;
+    if (spec.package !== undefined) {
+      // The pull is not part of the load timeout: it has its own deadline (FAAS_PACKAGE_PULL_TIMEOUT_MS).
+      const root = await this.#packageRoot(spec.name, spec.package);
+      url = pathToFileURL(join(root, `${module}.mjs`)).href;
+    } else {
+      file = join(this.#dir, `${module}.mjs`);
+      // Sync on purpose: a small write takes microseconds; the thread-pool round trip of fs/promises took milliseconds.
+      writeFileSync(file, spec.code ?? "");
+      url = pathToFileURL(file).href;
+    }
     // Applied before the import, as the protocol says; workers share this env (SHARE_ENV).
     Object.assign(process.env, spec.env);
     const loaded: Loaded = {
       spec,
-      url: pathToFileURL(file).href,
+      url,
       exportName,
       timeoutMs: spec.timeoutSeconds * 1000,
       file,
@@ -141,7 +164,7 @@ export class FunctionHost implements WorkerEvents {
       // If the import crashed the thread, `crashed` has already started a replacement.
       if (this.#current === worker) this.#current = this.#startWorker();
       for (const key of Object.keys(spec.env)) delete process.env[key];
-      rmSync(file, { force: true });
+      if (file !== undefined) rmSync(file, { force: true });
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
       if (err instanceof LoadTimeoutError) {
         throw new RunnerError(
@@ -162,6 +185,16 @@ export class FunctionHost implements WorkerEvents {
     loaded.loadMs = performance.now() - started;
     this.#loaded = loaded;
     return loaded.loadMs;
+  }
+
+  async #packageRoot(name: string, pkg: LoadPackage): Promise<string> {
+    try {
+      return await packageRoot(pkg, this.pullOptions);
+    } catch (err) {
+      const message = err instanceof PackageError ? err.message : describeThrown(err);
+      this.log.error("package-failed", { fn: name, message });
+      throw new RunnerError("FUNCTION_LOAD_FAILED", message, { function: name }, { status: 400 });
+    }
   }
 
   /** Resolves once the worker started with the runner has warmed up: then the runner says it is listening. */

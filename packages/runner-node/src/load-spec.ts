@@ -4,13 +4,26 @@
  * code directory such as a mounted ConfigMap.
  */
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { isAbsolute, join } from "node:path";
 import { RunnerError } from "./errors.js";
 
+/**
+ * A packaged function (docs/packages.md): `dir` is an unpacked package root
+ * (local mode); `registry` + `repository` say where to pull `digest` from.
+ */
+export interface LoadPackage {
+  digest: string;
+  dir?: string;
+  registry?: string;
+  repository?: string;
+}
+
+/** Exactly one of `code` and `package` is set. */
 export interface LoadSpec {
   name: string;
   handler: string;
-  code: string;
+  code?: string;
+  package?: LoadPackage;
   timeoutSeconds: number;
   env: Record<string, string>;
 }
@@ -23,6 +36,10 @@ export interface HandlerRef {
 
 const HANDLER_PATTERN = /^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_$][A-Za-z0-9_$]*)$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;
+const REGISTRY_PATTERN = /^https?:\/\/[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?:\/\/\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$/;
+/** The OCI distribution spec's repository name grammar. */
+const REPOSITORY_PATTERN = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/;
 const DEFAULT_TIMEOUT_SECONDS = 30;
 const MAX_TIMEOUT_SECONDS = 3600;
 
@@ -72,16 +89,64 @@ export async function parseLoadSpec(
     }
   }
 
+  if (raw.package !== undefined && raw.package !== null) {
+    if (raw.code !== undefined) throw invalid("package", "give either code or package, not both");
+    return { name: raw.name, handler, package: parsePackage(raw.package), timeoutSeconds, env };
+  }
   let code = raw.code;
   if (code === undefined && codeFrom) code = await codeFrom(ref);
+  if (code === undefined) throw invalid("code", "required (or package)");
   if (typeof code !== "string" || code === "") throw invalid("code", "must be the module's source text");
 
   return { name: raw.name, handler, code, timeoutSeconds, env };
 }
 
+/** `package`: a digest, and a directory or a registry and repository to pull it from. */
+export function parsePackage(value: unknown): LoadPackage {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw invalid("package", "must be an object {digest, dir} or {digest, registry, repository}");
+  }
+  const raw = value as Record<string, unknown>;
+  if (typeof raw.digest !== "string" || !DIGEST_PATTERN.test(raw.digest)) {
+    throw invalid("package.digest", `must be "sha256:" and 64 lowercase hex digits; got ${JSON.stringify(raw.digest)}`);
+  }
+  const pkg: LoadPackage = { digest: raw.digest };
+  if (raw.dir !== undefined) {
+    if (typeof raw.dir !== "string" || !isAbsolute(raw.dir)) {
+      throw invalid("package.dir", `must be an absolute path; got ${JSON.stringify(raw.dir)}`);
+    }
+    pkg.dir = raw.dir;
+  }
+  if (raw.registry !== undefined) {
+    if (typeof raw.registry !== "string" || !REGISTRY_PATTERN.test(raw.registry)) {
+      throw invalid("package.registry", `must be "http(s)://host[:port]"; got ${JSON.stringify(raw.registry)}`);
+    }
+    pkg.registry = raw.registry;
+  }
+  if (raw.repository !== undefined) {
+    if (typeof raw.repository !== "string" || !REPOSITORY_PATTERN.test(raw.repository)) {
+      throw invalid(
+        "package.repository",
+        `must be a repository name such as "default/hello"; got ${JSON.stringify(raw.repository)}`,
+      );
+    }
+    pkg.repository = raw.repository;
+  }
+  if (pkg.registry !== undefined && pkg.repository === undefined) {
+    throw invalid("package.repository", "required with package.registry");
+  }
+  if (pkg.repository !== undefined && pkg.registry === undefined) {
+    throw invalid("package.registry", "required with package.repository");
+  }
+  if (pkg.dir === undefined && pkg.registry === undefined) {
+    throw invalid("package", "needs dir, or registry and repository");
+  }
+  return pkg;
+}
+
 /**
- * Reads `function.json` (and `<module>.mjs` beside it when the spec has no
- * `code`). Undefined when the directory holds no `function.json`. ConfigMap
+ * Reads `function.json` (and `<module>.mjs` beside it when the spec has
+ * neither `code` nor `package`). Undefined when the directory holds no `function.json`. ConfigMap
  * files are symlinks into a `..data` directory; reading follows them.
  */
 export async function readCodeDir(dir: string): Promise<LoadSpec | undefined> {
@@ -114,6 +179,7 @@ export function sameFunction(a: LoadSpec, b: LoadSpec): boolean {
     a.name === b.name &&
     a.handler === b.handler &&
     a.code === b.code &&
+    JSON.stringify(a.package ?? null) === JSON.stringify(b.package ?? null) &&
     a.timeoutSeconds === b.timeoutSeconds &&
     JSON.stringify(a.env) === JSON.stringify(b.env)
   );

@@ -2,23 +2,41 @@
  * `node dist/main.js`: the Node.js runner process. Wires config, the function
  * host and the HTTP server; specializes from FAAS_CODE_DIR when given one.
  */
+
+import { existsSync, writeFileSync } from "node:fs";
 import { loadConfig } from "./config.js";
-import { describeThrown } from "./errors.js";
+import { describeThrown, RunnerError } from "./errors.js";
 import { FunctionHost } from "./function-host.js";
 import { type LoadSpec, readCodeDir } from "./load-spec.js";
 import { createLogger, printListening } from "./log.js";
 import { RunnerServer } from "./runner-server.js";
 
+const TERMINATION_LOG = "/dev/termination-log";
 const log = createLogger({ runtime: "nodejs", pid: process.pid });
 const config = loadConfig(process.env);
-const host = new FunctionHost(log, config.loadTimeoutMs, config.codeDir === undefined);
+const host = new FunctionHost(log, config.loadTimeoutMs, config.codeDir === undefined, {
+  cacheDir: config.packageCacheDir,
+  maxBytes: config.packageMaxBytes,
+  timeoutMs: config.packagePullTimeoutMs,
+});
 // Code stuck at its top level may have left anything behind: this process is not reused.
 const runner = new RunnerServer(config, host, log, () => void shutdown("load-timeout", 3));
 
 /** A code directory that cannot be loaded is fatal (exit 1), as in the Python runner (docs/runner-protocol.md). */
 function failCodeDir(dir: string, err: unknown): never {
-  log.error("code-dir-load-failed", { dir, message: describeThrown(err) });
+  const message = err instanceof RunnerError ? err.message : describeThrown(err);
+  log.error("code-dir-load-failed", { dir, message });
+  writeTerminationLog(`code-dir-load-failed: ${message}`);
   process.exit(1);
+}
+
+/** Kubernetes shows this file's text in the pod's status; absent outside a pod. */
+function writeTerminationLog(text: string): void {
+  try {
+    if (existsSync(TERMINATION_LOG)) writeFileSync(TERMINATION_LOG, `${text}\n`);
+  } catch {
+    // Not writable: the log line is enough.
+  }
 }
 
 async function readSpecFromCodeDir(dir: string): Promise<LoadSpec | undefined> {

@@ -19,7 +19,7 @@ def main() -> None:
     from . import log
     from .config import ConfigError, load_config
     from .loader import LoadError, SpecError
-    from .server import Runner
+    from .server import Runner, write_termination_log
 
     try:
         config = load_config(os.environ)
@@ -31,6 +31,7 @@ def main() -> None:
         runner.specialize_from_code_dir()
     except (SpecError, LoadError, OSError) as err:
         log.error("code_dir_load_failed", codeDir=config.code_dir, error=str(err))
+        write_termination_log(f"code_dir_load_failed: {err}")
         sys.exit(1)
     code = asyncio.run(runner.run())
     log.info("exit", code=code)

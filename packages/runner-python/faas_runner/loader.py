@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import site
 import sys
 import tempfile
 import time
@@ -24,10 +25,16 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from .package import Package
+
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _HANDLER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z_][A-Za-z0-9_]*)")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _RESERVED_MODULES = {"faas", "faas_runner", "__main__"}
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+_REGISTRY = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+# The OCI distribution spec's repository name grammar.
+_REPOSITORY = re.compile(r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*")
 
 
 class SpecError(Exception):
@@ -45,6 +52,7 @@ class LoadSpec:
     code: str | None
     timeout_seconds: float
     env: dict[str, str] = field(default_factory=dict)
+    package: Package | None = None
 
     @property
     def module_name(self) -> str:
@@ -66,7 +74,8 @@ class LoadedFunction:
     temp_dir: str | None
 
 
-def parse_load_spec(raw: Any) -> LoadSpec:
+def parse_load_spec(raw: Any, code_dir: bool = False) -> LoadSpec:
+    """Validates a load spec; ``code_dir``: neither code nor package means ``<module>.py`` beside it."""
     if not isinstance(raw, dict):
         raise SpecError("load spec must be a JSON object")
     name = raw.get("name")
@@ -81,6 +90,13 @@ def parse_load_spec(raw: Any) -> LoadSpec:
     code = raw.get("code")
     if code is not None and (not isinstance(code, str) or not code.strip()):
         raise SpecError("code: must be a non-empty string of Python source")
+    package = None
+    if raw.get("package") is not None:
+        if "code" in raw:
+            raise SpecError("package: give either code or package, not both")
+        package = parse_package(raw["package"])
+    elif code is None and not code_dir:
+        raise SpecError("code: required (or package)")
     timeout = raw.get("timeoutSeconds", 30)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise SpecError("timeoutSeconds: must be a positive number")
@@ -92,7 +108,36 @@ def parse_load_spec(raw: Any) -> LoadSpec:
             raise SpecError(f"env.{key}: not a valid environment variable name")
         if not isinstance(value, str):
             raise SpecError(f"env.{key}: value must be a string")
-    return LoadSpec(name=name, handler=handler, code=code, timeout_seconds=float(timeout), env=dict(env))
+    return LoadSpec(
+        name=name, handler=handler, code=code, timeout_seconds=float(timeout), env=dict(env), package=package
+    )
+
+
+def parse_package(raw: Any) -> Package:
+    """``package``: a digest, and a directory or a registry and repository to pull it from."""
+    if not isinstance(raw, dict):
+        raise SpecError("package: must be an object {digest, dir} or {digest, registry, repository}")
+    digest = raw.get("digest")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise SpecError(f'package.digest: must be "sha256:" and 64 lowercase hex digits; got {json.dumps(digest)}')
+    directory = raw.get("dir")
+    if directory is not None and (not isinstance(directory, str) or not os.path.isabs(directory)):
+        raise SpecError(f"package.dir: must be an absolute path; got {json.dumps(directory)}")
+    registry = raw.get("registry")
+    if registry is not None and (not isinstance(registry, str) or not _REGISTRY.fullmatch(registry)):
+        raise SpecError(f'package.registry: must be "http(s)://host[:port]"; got {json.dumps(registry)}')
+    repository = raw.get("repository")
+    if repository is not None and (not isinstance(repository, str) or not _REPOSITORY.fullmatch(repository)):
+        raise SpecError(
+            f'package.repository: must be a repository name such as "default/hello"; got {json.dumps(repository)}'
+        )
+    if registry is not None and repository is None:
+        raise SpecError("package.repository: required with package.registry")
+    if repository is not None and registry is None:
+        raise SpecError("package.registry: required with package.repository")
+    if directory is None and registry is None:
+        raise SpecError("package: needs dir, or registry and repository")
+    return Package(digest=digest, dir=directory, registry=registry, repository=repository)
 
 
 def read_code_dir(code_dir: str) -> LoadSpec:
@@ -103,18 +148,32 @@ def read_code_dir(code_dir: str) -> LoadSpec:
             raw = json.load(f)
     except ValueError as err:
         raise SpecError(f"{path}: not valid JSON: {err}") from err
-    return parse_load_spec(raw)
+    return parse_load_spec(raw, code_dir=True)
 
 
-def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str | None = None) -> LoadedFunction:
+def load_function(
+    spec: LoadSpec, code_dir: str | None = None, scratch_dir: str | None = None, root: str | None = None
+) -> LoadedFunction:
     """Imports the spec's module and finds its handler; restores the process on failure.
 
     Inline code goes to a fresh directory under ``scratch_dir`` (made at start-up,
     so the first specialization does not pay for probing the temp directory).
+    A package's module is imported from its ``root`` (see ``package_root``).
     """
     start = _now_ms()
     temp_dir: str | None = None
-    if spec.code is not None:
+    added: list[str] = []
+    if spec.package is not None:
+        if root is None:
+            raise LoadError(f"{spec.package.describe()}: not pulled")
+        path = os.path.join(root, f"{spec.module_name}.py")
+        try:
+            with open(path, encoding="utf-8") as f:
+                code = f.read()
+        except OSError as err:
+            raise LoadError(f"{spec.package.describe()}: cannot read {path}: {err.strerror}") from err
+        added = _add_package_paths(root)
+    elif spec.code is not None:
         code = spec.code
         temp_dir = tempfile.mkdtemp(prefix=f"{spec.name}-", dir=scratch_dir)
         path = os.path.join(temp_dir, f"{spec.module_name}.py")
@@ -133,7 +192,7 @@ def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str 
     saved_env = {k: os.environ.get(k) for k in spec.env}
     os.environ.update(spec.env)
     # Sibling helper modules in a code dir are importable; appended, so they shadow nothing.
-    added_path = spec.code is None and code_dir is not None and code_dir not in sys.path
+    added_path = spec.code is None and spec.package is None and code_dir is not None and code_dir not in sys.path
     if added_path:
         sys.path.append(code_dir)
     try:
@@ -147,10 +206,13 @@ def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str 
         _restore_env(saved_env)
         if added_path:
             sys.path.remove(code_dir)
+        for entry in added:
+            if entry in sys.path:
+                sys.path.remove(entry)
         if temp_dir is not None:
             shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    fingerprint = _fingerprint(spec, code)
+    fingerprint = _fingerprint(spec, code if spec.package is None else None)
     return LoadedFunction(
         spec=spec,
         call=call,
@@ -162,8 +224,25 @@ def load_function(spec: LoadSpec, code_dir: str | None = None, scratch_dir: str 
     )
 
 
+def _add_package_paths(root: str) -> list[str]:
+    """Puts the root first on ``sys.path`` and ``<root>/site-packages`` (with its ``.pth`` files) right after it."""
+    before = set(sys.path)
+    site_packages = os.path.join(root, "site-packages")
+    if os.path.isdir(site_packages):
+        # addsitedir appends the directory and what its .pth files name (running their import lines) ...
+        site.addsitedir(site_packages)
+        new = [p for p in sys.path if p not in before]
+        # ... at the end: move them to just after the root.
+        sys.path[:] = [root, *new, *(p for p in sys.path if p in before and p != root)]
+        return [root, *new]
+    sys.path.insert(0, root)
+    return [root]
+
+
 def fingerprint_of(spec: LoadSpec, code_dir: str | None) -> str | None:
     """The fingerprint a spec would load with, or None if its code is unreadable."""
+    if spec.package is not None:
+        return _fingerprint(spec, None)
     if spec.code is not None:
         return _fingerprint(spec, spec.code)
     if code_dir is None:
@@ -226,8 +305,10 @@ def _takes_argument(call: Callable[..., Any]) -> bool:
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params)
 
 
-def _fingerprint(spec: LoadSpec, code: str) -> str:
-    material = json.dumps([spec.name, spec.handler, code, spec.timeout_seconds, spec.env], sort_keys=True)
+def _fingerprint(spec: LoadSpec, code: str | None) -> str:
+    pkg = spec.package
+    package = None if pkg is None else [pkg.digest, pkg.dir, pkg.registry, pkg.repository]
+    material = json.dumps([spec.name, spec.handler, code, spec.timeout_seconds, spec.env, package], sort_keys=True)
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import hmac
 import json
 import os
@@ -31,7 +32,9 @@ from . import log
 from .config import Config
 from .http11 import JSON_HEADERS, ProtocolError, RequestHead, error_body, read_body, read_head, serialize
 from .invoker import Invoker, Outcome
+from .package import PackageError, package_root
 from .loader import (
+    LoadSpec,
     LoadedFunction,
     LoadError,
     SpecError,
@@ -42,7 +45,9 @@ from .loader import (
 )
 
 EXIT_OK = 0
+EXIT_CODE_DIR_FAILED = 1
 EXIT_STUCK = 3
+TERMINATION_LOG = "/dev/termination-log"
 PR_SET_PDEATHSIG = 1
 DRAINING_HEADER = ("x-faas-runner-state", "draining")
 
@@ -73,7 +78,12 @@ class Runner:
         # (readiness, the load timeout, SIGTERM) while a module's top level runs.
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-loader")
         self._loader.submit(_nothing).result()  # the thread exists before the first specialization
+        # Package pulls get a thread of their own: a pull is not part of the load timeout.
+        self._puller = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-pull")
         self._loading: tuple[str | None, asyncio.Future[LoadedFunction]] | None = None
+        # A code directory naming a package to pull: pulled once the server listens (probes keep answering).
+        self._code_dir_spec: LoadSpec | None = None
+        self._code_dir_task: asyncio.Task[None] | None = None
         # A pool runner restarted after its claim comes back generic: never usable again.
         self.restarted_after_claim = bool(config.pool_claim_file and os.path.exists(config.pool_claim_file))
 
@@ -83,7 +93,61 @@ class Runner:
         """Loads ``FAAS_CODE_DIR/function.json`` if present; errors propagate (fatal at start)."""
         code_dir = self.config.code_dir
         if code_dir and os.path.exists(os.path.join(code_dir, "function.json")):
-            self._become(load_function(read_code_dir(code_dir), code_dir, self._scratch_dir))
+            spec = read_code_dir(code_dir)
+            if spec.package is not None and spec.package.dir is None:
+                self._code_dir_spec = spec
+                return
+            root = self._package_root(spec) if spec.package is not None else None
+            self._become(load_function(spec, code_dir, self._scratch_dir, root))
+
+    def _package_root(self, spec: LoadSpec) -> str:
+        assert spec.package is not None
+        try:
+            return package_root(
+                spec.package,
+                self.config.package_cache_dir,
+                self.config.package_max_bytes,
+                self.config.package_pull_timeout_ms,
+            )
+        except PackageError as err:
+            raise LoadError(str(err)) from None
+
+    async def _load(self, spec: LoadSpec) -> LoadedFunction:
+        """Pulls the spec's package if it has one, then imports within the load timeout.
+
+        Raises ``_LoadTimedOut`` when the import is still running at the deadline.
+        """
+        loop = asyncio.get_running_loop()
+        if spec.package is None:
+            importing = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir)
+        else:
+            started = time.perf_counter()
+            root = await loop.run_in_executor(self._puller, self._package_root, spec)
+            importing = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir, root)
+        try:
+            fn = await asyncio.wait_for(asyncio.shield(importing), self.config.load_timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise _LoadTimedOut() from None
+        if spec.package is not None:  # loadMs includes the pull, as in the Node.js runner
+            fn = dataclasses.replace(fn, load_ms=round((time.perf_counter() - started) * 1000, 3))
+        return fn
+
+    async def _specialize_from_code_dir_package(self, spec: LoadSpec) -> None:
+        """A code directory's package, pulled while the server answers probes; failing is fatal (exit 1)."""
+        loading = asyncio.ensure_future(self._load(spec))
+        self._loading = (fingerprint_of(spec, None), loading)
+        try:
+            fn = await loading
+        except (LoadError, _LoadTimedOut) as err:
+            reason = str(err) or f"code did not finish loading within {self.config.load_timeout_ms} ms"
+            log.error("code_dir_load_failed", codeDir=self.config.code_dir, error=reason)
+            write_termination_log(f"code_dir_load_failed: {reason}")
+            self.exit_code = EXIT_CODE_DIR_FAILED if isinstance(err, LoadError) else EXIT_STUCK
+            self._begin_drain()
+            return
+        finally:
+            self._loading = None
+        self._become(fn)
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -102,12 +166,14 @@ class Runner:
         port = self._server.sockets[0].getsockname()[1]
         # A pooled runner is taken as soon as it says it listens: warm first. Not a
         # runner specialized from its code directory (its /invoke is the real handler).
-        if self.function is None:
+        if self.function is None and self._code_dir_spec is None:
             await self._warm_up(port)
         listening = {"event": "listening", "port": port, "pid": os.getpid(), "runtime": "python"}
         sys.stdout.write(json.dumps(listening, separators=(",", ":")) + "\n")
         sys.stdout.flush()
         sweeper = asyncio.create_task(self._sweep_idle())
+        if self._code_dir_spec is not None:
+            self._code_dir_task = asyncio.create_task(self._specialize_from_code_dir_package(self._code_dir_spec))
         if self.config.parent_pid:
             watch_parent(self.config.parent_pid)
         await self._done.wait()
@@ -329,8 +395,6 @@ class Runner:
             return _error(400, "INVALID_SPEC", f"load spec is not valid JSON: {err}")
         except SpecError as err:
             return _error(400, "INVALID_SPEC", str(err))
-        if spec.code is None:
-            return _error(400, "INVALID_SPEC", "code: required")
         if self.function is not None:
             current = self.function
             if fingerprint_of(spec, None) == current.fingerprint:
@@ -344,13 +408,12 @@ class Runner:
             if loading_fingerprint != fingerprint:
                 return _error(409, "CONFLICT", "runner is already loading another function")
         else:
-            loop = asyncio.get_running_loop()
-            loading = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir)
+            loading = asyncio.ensure_future(self._load(spec))
             self._loading = (fingerprint, loading)
         timeout_ms = self.config.load_timeout_ms
         try:
-            fn = await asyncio.wait_for(asyncio.shield(loading), timeout_ms / 1000)
-        except asyncio.TimeoutError:
+            fn = await asyncio.shield(loading)
+        except _LoadTimedOut:
             # A thread cannot be stopped: this process goes once the answer is out (exit 3).
             log.error("load_timeout", function=spec.name, loadTimeoutMs=timeout_ms, action="exit 3")
             self.exit_code = EXIT_STUCK
@@ -403,6 +466,20 @@ class Runner:
 
 def _nothing() -> None:
     pass
+
+
+class _LoadTimedOut(Exception):
+    """The module's import did not finish within the load timeout (it may still be running)."""
+
+
+def write_termination_log(text: str) -> None:
+    """Kubernetes shows this file's text in the pod's status; absent outside a pod."""
+    try:
+        if os.path.exists(TERMINATION_LOG):
+            with open(TERMINATION_LOG, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+    except OSError:
+        pass
 
 
 def _warm_loader(scratch_dir: str) -> None:

@@ -1,0 +1,382 @@
+"""Finds a packaged function's root directory (docs/packages.md).
+
+Either the spec's ``dir`` as given, or a pull from its registry: the OCI
+manifest by digest (sha256 checked), then each layer blob (size and sha256
+checked while streaming), gunzipped and untarred with our own member checks
+(no absolute names, no ``..``, no links leaving the root, no devices; Python
+3.11.2 has no ``tarfile`` extraction filters) into a temporary directory that
+is renamed to ``$TMPDIR/faas-packages/<hex>`` once every layer is in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import socket
+import stat
+import tarfile
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_MEDIA_TYPE = "application/vnd.faas.package.config.v1+json"
+LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
+DEFAULT_PULL_TIMEOUT_MS = 60_000
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Package:
+    digest: str
+    dir: str | None = None
+    registry: str | None = None
+    repository: str | None = None
+
+    def describe(self) -> str:
+        where = self.dir if self.dir is not None else f"{self.registry}/{self.repository}"
+        return f"package {self.digest} ({where})"
+
+
+class PackageError(Exception):
+    """The package cannot be had; the message names it and says why."""
+
+
+class _Failure(Exception):
+    """What went wrong, without the package's name."""
+
+
+_pulls: dict[str, str] = {}
+_pull_lock = threading.Lock()
+
+
+def package_root(pkg: Package, cache_dir: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                 timeout_ms: int = DEFAULT_PULL_TIMEOUT_MS) -> str:
+    """The package's root directory; raises PackageError."""
+    try:
+        if pkg.dir is not None:
+            if not os.path.isdir(pkg.dir):
+                raise _Failure(f"{pkg.dir} is not a directory")
+            return pkg.dir
+        with _pull_lock:  # one pull at a time; a second one of the same digest reuses the first
+            root = _pulls.get(pkg.digest)
+            if root is None or not os.path.isdir(root):
+                cache = cache_dir or os.path.join(tempfile.gettempdir(), "faas-packages")
+                root = _pull(pkg, cache, max_bytes, time.monotonic() + timeout_ms / 1000, timeout_ms)
+                _pulls[pkg.digest] = root
+            return root
+    except _Failure as err:
+        raise PackageError(f"{pkg.describe()}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any surprise still names the package
+        raise PackageError(f"{pkg.describe()}: {type(err).__name__}: {err}") from err
+
+
+def _pull(pkg: Package, cache: str, max_bytes: int, deadline: float, timeout_ms: int) -> str:
+    hexdigest = pkg.digest[len("sha256:"):]
+    final = os.path.join(cache, hexdigest)
+    if os.path.isdir(final):
+        return final
+    os.makedirs(cache, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".pull-{hexdigest[:12]}-", dir=cache)
+    clock = _Deadline(deadline, timeout_ms)
+    try:
+        base = f"{pkg.registry}/v2/{pkg.repository}"
+        body = _fetch_manifest(f"{base}/manifests/{pkg.digest}", clock)
+        actual = "sha256:" + hashlib.sha256(body).hexdigest()
+        if actual != pkg.digest:
+            raise _Failure(f"digest mismatch: the registry's manifest has digest {actual}")
+        layers = _parse_manifest(body, max_bytes)
+        guard = _Guard(tmp, max_bytes)
+        for layer in layers:
+            _fetch_layer(f"{base}/blobs/{layer['digest']}", layer, guard, clock)
+        _check_symlinks(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not os.path.isdir(final):  # else another process got there first: same content
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+class _Deadline:
+    def __init__(self, at: float, timeout_ms: int) -> None:
+        self.at = at
+        self.timeout_ms = timeout_ms
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise _Failure(f"pull did not finish within {self.timeout_ms} ms")
+        return left
+
+
+def _open(url: str, clock: _Deadline, accept: str | None = None) -> Any:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    try:
+        # The socket timeout bounds each read; the deadline is checked between reads too.
+        return urllib.request.urlopen(req, timeout=clock.left())  # noqa: S310 - http(s) only (validated)
+    except urllib.error.HTTPError as err:
+        code = message = ""
+        try:
+            first = json.loads(err.read(64 * 1024)).get("errors", [{}])[0]
+            code = f" {first['code']}" if first.get("code") else ""
+            message = f": {first['message']}" if first.get("message") else ""
+        except (ValueError, AttributeError, IndexError, KeyError, TypeError, OSError):
+            pass
+        raise _Failure(f"HTTP {err.code}{code} from the registry{message} (GET {url})") from None
+    except (socket.timeout, TimeoutError):
+        clock.left()
+        raise _Failure(f"pull did not finish within {clock.timeout_ms} ms") from None
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise _Failure(f"cannot reach the registry ({url}): {reason}") from None
+
+
+def _read(res: BinaryIO, clock: _Deadline, n: int) -> bytes:
+    clock.left()
+    try:
+        return res.read(n)
+    except (socket.timeout, TimeoutError):
+        raise _Failure(f"pull did not finish within {clock.timeout_ms} ms") from None
+
+
+def _fetch_manifest(url: str, clock: _Deadline) -> bytes:
+    with _open(url, clock, MANIFEST_MEDIA_TYPE) as res:
+        declared = int(res.headers.get("content-length") or 0)
+        if declared > MAX_MANIFEST_BYTES:
+            raise _Failure(f"manifest too large ({declared} bytes > {MAX_MANIFEST_BYTES})")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := _read(res, clock, _CHUNK):
+            size += len(chunk)
+            if size > MAX_MANIFEST_BYTES:
+                raise _Failure(f"manifest too large (> {MAX_MANIFEST_BYTES} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _parse_manifest(body: bytes, max_bytes: int) -> list[dict[str, Any]]:
+    try:
+        manifest = json.loads(body)
+    except ValueError as err:
+        raise _Failure(f"manifest is not JSON: {err}") from None
+    if not isinstance(manifest, dict):
+        raise _Failure("manifest is not a JSON object")
+    config = manifest.get("config")
+    media = config.get("mediaType") if isinstance(config, dict) else None
+    if media != CONFIG_MEDIA_TYPE:
+        raise _Failure(f"not a function package: config media type {json.dumps(media)}, want {CONFIG_MEDIA_TYPE}")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list):
+        raise _Failure("manifest has no layers array")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or layer.get("mediaType") != LAYER_MEDIA_TYPE:
+            got = layer.get("mediaType") if isinstance(layer, dict) else None
+            raise _Failure(f"layer {i}: media type {json.dumps(got)}, want {LAYER_MEDIA_TYPE}")
+        if not isinstance(layer.get("digest"), str) or not _DIGEST.fullmatch(layer["digest"]):
+            raise _Failure(f"layer {i}: bad digest {json.dumps(layer.get('digest'))}")
+        size = layer.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise _Failure(f"layer {i}: bad size {json.dumps(size)}")
+        if size > max_bytes:
+            raise _Failure(f"too large: layer {i} is {size} bytes (limit {max_bytes})")
+    return layers
+
+
+class _BlobReader:
+    """A file-like view of a blob response that counts, hashes and gunzips it."""
+
+    def __init__(self, res: BinaryIO, layer: dict[str, Any], clock: _Deadline) -> None:
+        self.res = res
+        self.layer = layer
+        self.clock = clock
+        self.hash = hashlib.sha256()
+        self.size = 0
+        self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip only
+        self.pending = bytearray()  # deleting from its front is cheap
+        self.eof = False
+
+    def _more(self) -> None:
+        data = self.inflate.unconsumed_tail
+        if not data:
+            chunk = _read(self.res, self.clock, _CHUNK)
+            if not chunk:
+                self.eof = True
+                self.pending += self.inflate.flush()
+                return
+            self.size += len(chunk)
+            if self.size > self.layer["size"]:
+                raise _Failure(f"layer {self.layer['digest']} is longer than the manifest's size {self.layer['size']}")
+            self.hash.update(chunk)
+            data = chunk
+        try:
+            # Bounded output: a small chunk may inflate to a lot.
+            self.pending += self.inflate.decompress(data, 4 * _CHUNK)
+        except zlib.error as err:
+            raise _Failure(f"layer {self.layer['digest']} is not valid gzip: {err}") from None
+
+    def read(self, n: int = -1) -> bytes:
+        while not self.eof and (n < 0 or len(self.pending) < n):
+            self._more()
+        if n < 0 or n >= len(self.pending):
+            out = bytes(self.pending)
+            self.pending.clear()
+        else:
+            out = bytes(self.pending[:n])
+            del self.pending[:n]
+        return out
+
+    def drain(self) -> None:
+        """Reads to the end of the blob (past the tar's end-of-archive blocks), for the size and digest."""
+        while not self.eof:
+            self._more()
+            self.pending.clear()
+
+
+def _fetch_layer(url: str, layer: dict[str, Any], guard: _Guard, clock: _Deadline) -> None:
+    with _open(url, clock) as res:
+        blob = _BlobReader(res, layer, clock)
+        try:
+            with tarfile.open(fileobj=blob, mode="r|") as tar:  # type: ignore[call-overload]
+                for member in tar:
+                    guard.extract(tar, member)
+        except tarfile.TarError as err:
+            raise _Failure(f"bad layer {layer['digest']}: {err}") from None
+        blob.drain()
+    if blob.size != layer["size"]:
+        raise _Failure(f"layer {layer['digest']} is {blob.size} bytes, the manifest says {layer['size']}")
+    actual = "sha256:" + blob.hash.hexdigest()
+    if actual != layer["digest"]:
+        raise _Failure(f"digest mismatch: layer {layer['digest']} has digest {actual}")
+
+
+class _Guard:
+    """Extracts tar members one by one, refusing any that would leave the root."""
+
+    def __init__(self, root: str, max_bytes: int) -> None:
+        self.root = root
+        self.max_bytes = max_bytes
+        self.total = 0
+        self.symlinks: set[str] = set()
+
+    def extract(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        name = json.dumps(m.name)
+        if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+            raise _Failure(f"unsafe entry {name}: a {_kind(m)} entry")
+        if m.name.startswith("/") or re.match(r"[A-Za-z]:", m.name):
+            raise _Failure(f"unsafe entry {name}: an absolute path")
+        if ".." in re.split(r"[/\\]", m.name):
+            raise _Failure(f'unsafe entry {name}: a ".." component')
+        normal = posixpath.normpath(m.name).rstrip("/")
+        if normal in ("", "."):
+            return
+        parts = normal.split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix in self.symlinks:
+                raise _Failure(f"unsafe entry {name}: it goes through the symbolic link {prefix}")
+        path = os.path.join(self.root, *parts)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if m.isdir():
+            if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
+                os.unlink(path)
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, 0o755 | (m.mode & 0o700))
+            return
+        _remove(path)
+        if m.issym():
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(normal), m.linkname))
+            if posixpath.isabs(m.linkname) or resolved == ".." or resolved.startswith("../"):
+                raise _Failure(f"unsafe entry {name}: a symbolic link to {json.dumps(m.linkname)}, outside the package")
+            self.symlinks.add(normal)
+            os.symlink(m.linkname, path)
+        elif m.islnk():
+            if posixpath.isabs(m.linkname) or ".." in m.linkname.split("/"):
+                raise _Failure(f"unsafe entry {name}: a hard link to {json.dumps(m.linkname)}, outside the package")
+            target_parts = posixpath.normpath(m.linkname).split("/")
+            for i in range(1, len(target_parts) + 1):
+                if "/".join(target_parts[:i]) in self.symlinks:
+                    raise _Failure(f"unsafe entry {name}: a hard link through the symbolic link {m.linkname}")
+            os.link(os.path.join(self.root, *target_parts), path)
+        else:
+            self.total += m.size
+            if self.total > self.max_bytes:
+                raise _Failure(f"too large: the package unpacks to more than {self.max_bytes} bytes")
+            src = tar.extractfile(m)
+            assert src is not None
+            with open(path, "xb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+            os.chmod(path, 0o755 if m.mode & 0o111 else 0o644)
+
+
+def _remove(path: str) -> None:
+    """A later layer's member replaces an earlier one's (never following a link)."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
+def _kind(m: tarfile.TarInfo) -> str:
+    if m.ischr():
+        return "character device"
+    if m.isblk():
+        return "block device"
+    if m.isfifo():
+        return "FIFO"
+    return f"type {m.type!r}"
+
+
+def _check_symlinks(root: str) -> None:
+    """Each symbolic link, followed through the links it meets, must stay inside the root."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path) and _escapes(root, os.path.relpath(path, root)):
+                rel = os.path.relpath(path, root)
+                raise _Failure(f'unsafe entry "{rel}": a symbolic link leading outside the package')
+
+
+def _escapes(root: str, link: str) -> bool:
+    stack = link.split(os.sep)[:-1]
+    pending = os.readlink(os.path.join(root, link)).split("/")
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not stack:
+                return True
+            stack.pop()
+            continue
+        stack.append(part)
+        path = os.path.join(root, *stack)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            target = os.readlink(path)
+            if hops > 40 or target.startswith("/"):
+                return True
+            stack.pop()
+            pending = target.split("/") + pending
+    return False
