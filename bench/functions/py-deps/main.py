@@ -1,5 +1,9 @@
 """The hello function with a realistic set of dependencies imported at load time."""
+import attrs
+import click
+import dateutil.parser
 import jinja2
+import markdown_it
 import orjson
 import pydantic
 import requests
@@ -11,7 +15,7 @@ class Greeting(pydantic.BaseModel):
 
 
 TEMPLATE = jinja2.Template("{{ g.text }}")
-_ = (orjson, requests, yaml)
+_ = (attrs, click, dateutil.parser, markdown_it, orjson, requests, yaml)
 
 
 def handle(req):
