@@ -304,9 +304,10 @@ cluster_up() {
   [ "$(id -u)" = 0 ] || die "up needs root (network, mounts, containerd)"
   local t0=$SECONDS
   ensure_host_packages
-  command -v go >/dev/null || { [ -x "$K8S_BIN/kubelet" ] && [ -x "$KUBE_ROUTER_BIN/kube-router" ]; } \
-    || die "the Go toolchain (1.26 or newer) is needed to build the Kubernetes binaries and kube-router"
-  log "building (or reusing) Kubernetes binaries and kube-router"
+  command -v go >/dev/null \
+    || { [ -x "$K8S_BIN/kubelet" ] && [ -x "$KUBE_ROUTER_BIN/kube-router" ] && [ -x "$REGISTRY_BIN/registry" ]; } \
+    || die "the Go toolchain (1.26 or newer) is needed to build the Kubernetes binaries, kube-router and the registry"
+  log "building (or reusing) Kubernetes binaries, kube-router and the registry"
   "$here/build-binaries.sh" >/dev/null
   mkdir -p "$D" "$RUN" "$LOGS"
   record_found_state
