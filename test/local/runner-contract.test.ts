@@ -329,7 +329,7 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
       timeoutSeconds: 900,
       env: { _A1: "", Z: "é" },
     });
-    expect(Buffer.byteLength(fn.spec.code)).toBe(MAX_CODE_BYTES);
+    expect(Buffer.byteLength(fn.spec.code ?? "")).toBe(MAX_CODE_BYTES);
     const r = await start(kind);
     const res = await specialize(r, toLoadSpec(fn));
     expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, name]);

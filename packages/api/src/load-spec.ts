@@ -46,9 +46,7 @@ export function toLoadSpec(fn: FunctionResource): LoadSpec {
 /** A short content hash of what a runner loads: changes when code or config change. */
 export function codeHash(spec: LoadSpec): string {
   return createHash("sha256")
-    .update(
-      JSON.stringify([spec.runtime, spec.handler, spec.code ?? null, spec.timeoutSeconds, spec.env, pkgId(spec)]),
-    )
+    .update(JSON.stringify([spec.runtime, spec.handler, spec.code ?? null, spec.timeoutSeconds, spec.env, pkgId(spec)]))
     .digest("hex")
     .slice(0, 16);
 }
