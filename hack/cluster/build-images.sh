@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the cluster's and the project's images without Docker or a registry
 # and imports them into the cluster's containerd (namespace k8s.io):
-#   faas.local/pause:1, faas.local/metrics-server:<v>   (cluster parts)
+#   faas.local/pause:1, faas.local/metrics-server:<v>,
+#   faas.local/registry:<v>                             (cluster parts)
 #   faas-python-runner:latest, faas-node-runner:latest,
 #   faas-gateway:latest, faas-operator:latest           (the project's)
 # Same file layout and entrypoints as runner/Dockerfile, runner-node/Dockerfile,
@@ -125,6 +126,25 @@ build_metrics_server() {
   import_image "$METRICS_SERVER_IMAGE" --layer "$out" --entrypoint '["/metrics-server"]' --user 65534:65534 --expose 10250
 }
 
+# The package registry (deploy/registry.yaml): the static binary, its config
+# and two empty directories (the storage mount point, /tmp); uid 10001.
+build_registry() {
+  local key out conf=$REGISTRY_DIR/config.yml
+  [ -x "$REGISTRY_BIN/registry" ] || "$here/build-binaries.sh" >/dev/null
+  key=$(cat "$REGISTRY_BIN/registry" "$conf" | hash_of)
+  out=$IMAGES_CACHE/registry-$key.tar
+  if [ ! -s "$out" ]; then
+    mkdir -p "$work/reg/etc/faas-registry" "$work/reg/var/lib/registry" "$work/reg/tmp"
+    chmod 1777 "$work/reg/tmp"
+    cp "$REGISTRY_BIN/registry" "$work/reg/registry"
+    install -m 0644 "$conf" "$work/reg/etc/faas-registry/config.yml"
+    det_tar "$work/reg" "$out.tmp" etc registry tmp var
+    mv "$out.tmp" "$out"
+  fi
+  import_image "$REGISTRY_IMAGE" --layer "$out" --entrypoint '["/registry","serve","/etc/faas-registry/config.yml"]' \
+    --user "$APP_UID:$APP_UID" --expose 5000 --env OTEL_TRACES_EXPORTER=none
+}
+
 # faas-python-runner: runner/Dockerfile copies packages/runner-python/ to /app.
 build_python_runner() {
   local src=$REPO_ROOT/packages/runner-python
@@ -172,11 +192,12 @@ build_node_app() {
 if [ "${1:-}" = --base-only ]; then base_layer; node_layer; exit 0; fi
 [ -S "$CONTAINERD_SOCK" ] || die "containerd is not running ($CONTAINERD_SOCK); run: npm run cluster -- up"
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(pause metrics-server faas-python-runner faas-node-runner faas-gateway faas-operator)
+[ ${#wanted[@]} -gt 0 ] || wanted=(pause metrics-server registry faas-python-runner faas-node-runner faas-gateway faas-operator)
 for w in "${wanted[@]}"; do
   case $w in
     pause) build_pause ;;
     metrics-server) build_metrics_server ;;
+    registry) build_registry ;;
     faas-python-runner) build_python_runner ;;
     faas-node-runner) build_node_app faas-node-runner:latest runner-node --expose 8080 \
       --env FAAS_PORT=8080 --env FAAS_HOST=0.0.0.0 --env FAAS_CODE_DIR=/code ;;

@@ -3,7 +3,7 @@
 # kube-apiserver, controller-manager, scheduler, containerd, kubelet and
 # kube-proxy, built from pinned Go modules (see versions.sh) and Debian packages.
 #   cluster.sh up           build/cache binaries and images, start everything,
-#                           wait for the node and metrics-server; prints the kubeconfig path
+#                           wait for the node, metrics-server and the package registry; prints the kubeconfig path
 #   cluster.sh down [--purge]  stop and remove all of it (--purge: also cached images, certs, logs)
 #   cluster.sh status       what runs, the node, the system pods
 #   cluster.sh load-images [image ...]  rebuild and import the project's images

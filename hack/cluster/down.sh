@@ -228,7 +228,9 @@ cluster_down() {
     remove_ipsets remove_cgroups restore_sysctls remove_host_dirs; do
     "$step" || log "$step failed; continuing"
   done
-  rm -rf "$D/etcd" "$D/kubelet" "$D/run" "$D/cni" "$D/pod-logs" "$D/containerd/state" "$D/containerd/opt"
+  # registry-data: the registry's hostPath volume (its PersistentVolume went with etcd).
+  rm -rf "$D/etcd" "$D/kubelet" "$D/run" "$D/cni" "$D/pod-logs" "$D/containerd/state" "$D/containerd/opt" \
+    "$D/registry-data"
   if [ -d "$FOUND" ]; then rm -rf "$D/found.last"; mv "$FOUND" "$D/found.last"; fi
   if [ "$purge" = --purge ]; then
     find "$D" -mindepth 1 -maxdepth 1 ! -name found.last -exec rm -rf {} +

@@ -31,6 +31,7 @@ ETCD_PEER_PORT=2380
 APISERVER_URL=https://$NODE_IP:$APISERVER_PORT
 PAUSE_IMAGE=faas.local/pause:1
 METRICS_SERVER_IMAGE=faas.local/metrics-server:$METRICS_SERVER_VERSION
+REGISTRY_IMAGE=faas.local/registry:$REGISTRY_VERSION
 CNI_BIN_DIR=/usr/lib/cni
 
 # Kernel settings the kubelet, kube-proxy or the CNI plugins may change; `up`

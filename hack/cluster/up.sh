@@ -278,6 +278,52 @@ deploy_metrics_server() {
   log "metrics-server serves metrics"
 }
 
+# deploy_registry: the package registry (deploy/registry.yaml) in faas-system.
+# Its claim is bound to a hostPath PersistentVolume made here (the cluster has
+# no provisioner), a directory under $D owned by the registry's uid; `down`
+# removes both. The namespace is made as gateway-deploy.yaml makes it.
+REGISTRY_DATA=$D/registry-data
+deploy_registry() {
+  local manifest=$REPO_ROOT/deploy/registry.yaml phase
+  grep -q "image: $REGISTRY_IMAGE\$" "$manifest" || die "$manifest does not name $REGISTRY_IMAGE (hack/cluster/versions.sh)"
+  mkdir -p "$REGISTRY_DATA"
+  chown 10001:10001 "$REGISTRY_DATA"
+  chmod 0750 "$REGISTRY_DATA"
+  kc apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: faas-system
+  labels:
+    pod-security.kubernetes.io/enforce: restricted
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: faas-registry-data
+  labels:
+    app.kubernetes.io/name: faas-registry
+spec:
+  capacity: { storage: 2Gi }
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  volumeMode: Filesystem
+  hostPath: { path: $REGISTRY_DATA, type: Directory }
+  claimRef: { apiVersion: v1, kind: PersistentVolumeClaim, namespace: faas-system, name: faas-registry-data }
+YAML
+  # A claim deleted and made again: let the volume (and its data) bind to the new one.
+  phase=$(kc get pv faas-registry-data -o jsonpath='{.status.phase}')
+  if [ "$phase" = Released ]; then
+    kc patch pv faas-registry-data --type json \
+      -p '[{"op":"remove","path":"/spec/claimRef/uid"},{"op":"remove","path":"/spec/claimRef/resourceVersion"}]' >/dev/null
+  fi
+  kc apply -f "$manifest" >/dev/null
+  kc -n faas-system rollout status deployment/faas-registry --timeout=180s >/dev/null \
+    || die "the registry did not become available (kubectl -n faas-system describe pod -l app.kubernetes.io/name=faas-registry)"
+  log "registry serves on faas-registry.faas-system:5000 (data in $REGISTRY_DATA)"
+}
+
 # install_kubeconfig: $KUBECONFIG or ~/.kube/config; a file that holds other
 # clusters is merged into rather than overwritten.
 install_kubeconfig() {
@@ -304,9 +350,10 @@ cluster_up() {
   [ "$(id -u)" = 0 ] || die "up needs root (network, mounts, containerd)"
   local t0=$SECONDS
   ensure_host_packages
-  command -v go >/dev/null || { [ -x "$K8S_BIN/kubelet" ] && [ -x "$KUBE_ROUTER_BIN/kube-router" ]; } \
-    || die "the Go toolchain (1.26 or newer) is needed to build the Kubernetes binaries and kube-router"
-  log "building (or reusing) Kubernetes binaries and kube-router"
+  command -v go >/dev/null \
+    || { [ -x "$K8S_BIN/kubelet" ] && [ -x "$KUBE_ROUTER_BIN/kube-router" ] && [ -x "$REGISTRY_BIN/registry" ]; } \
+    || die "the Go toolchain (1.26 or newer) is needed to build the Kubernetes binaries, kube-router and the registry"
+  log "building (or reusing) Kubernetes binaries, kube-router and the registry"
   "$here/build-binaries.sh" >/dev/null
   mkdir -p "$D" "$RUN" "$LOGS"
   record_found_state
@@ -320,6 +367,7 @@ cluster_up() {
   start_node
   start_policy_engine
   deploy_metrics_server
+  deploy_registry
   local name
   for name in "${DAEMONS[@]}"; do
     pid_alive "$name" || die "$name exited (log: $LOGS/$name.log)"

@@ -20,8 +20,11 @@ describe("Function CRD", () => {
     const schema = crd.spec.versions[0]?.schema.openAPIV3Schema as Record<string, unknown>;
     expect(() => walk(schema, "")).not.toThrow();
     const spec = (schema.properties as Record<string, Record<string, unknown>>).spec as Record<string, unknown>;
-    expect(spec.required).toEqual(["runtime", "code"]);
-    expect(JSON.stringify(spec["x-kubernetes-validations"])).toContain("self.maxReplicas >= self.minReplicas");
+    // code or package, exactly one: a CEL rule, since `required` cannot say "one of".
+    expect(spec.required).toEqual(["runtime"]);
+    const rules = JSON.stringify(spec["x-kubernetes-validations"]);
+    expect(rules).toContain("self.maxReplicas >= self.minReplicas");
+    expect(rules).toContain("has(self.code) != has(self.__package__)");
   });
 
   it("lets spec.auth be absent (none) rather than defaulting it into every stored Function", () => {
