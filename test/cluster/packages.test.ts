@@ -36,7 +36,7 @@ const CASES = [
     name: "pkg-slug",
     runtime: "python",
     dir: "py-pure",
-    query: "?title=Grüße%20aus%20Köln",
+    query: `?title=${encodeURIComponent("Grüße aus Köln")}`,
     want: { slug: "grusse-aus-koln", greeting: "HELLO FROM A PACKAGE!" },
   },
   {
