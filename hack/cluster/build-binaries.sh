@@ -87,19 +87,6 @@ if [ ! -x "$KUBE_ROUTER_BIN/kube-router" ]; then
   log "built kube-router in $(( $(date +%s) - kr_t0 ))s"
 fi
 
-if [ ! -x "$REGISTRY_BIN/registry" ]; then
-  # The package registry (CNCF Distribution), from registry/go.mod and go.sum
-  # (committed), read-only like kube-router; static, so it runs in an image
-  # that holds nothing else.
-  log "building registry $REGISTRY_VERSION (dependencies from $REGISTRY_DIR/go.mod)"
-  mkdir -p "$REGISTRY_BIN"
-  reg_pkg=github.com/distribution/distribution/v3
-  reg_t0=$(date +%s)
-  ( cd "$REGISTRY_DIR" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
-      -ldflags "-s -w -X $reg_pkg/version.version=$REGISTRY_VERSION -X $reg_pkg/version.revision=" \
-      -o "$REGISTRY_BIN/registry.tmp" "$reg_pkg/cmd/registry" >&2 )
-  mv "$REGISTRY_BIN/registry.tmp" "$REGISTRY_BIN/registry"
-  log "built registry in $(( $(date +%s) - reg_t0 ))s"
-fi
+bash "$here/build-registry.sh" >/dev/null
 
 echo "$K8S_BIN"

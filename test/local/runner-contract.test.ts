@@ -15,7 +15,7 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ERROR_STATUS, MAX_CODE_BYTES, MAX_NAME_LENGTH, makeFunction, type Runtime, toLoadSpec } from "@faas/api";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { pushPackage, type Registry, startRegistry, type TarEntry } from "../support/registry.js";
+import { pushPackage, type Registry, registrySkipReason, startRegistry, type TarEntry } from "../support/registry.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -519,199 +519,208 @@ async function tree(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true })).map(String).sort();
 }
 
-describe.each(KINDS)("runner packages pulled from an OCI registry: $runtime", (kind) => {
-  let registry: Registry;
-  let good: string;
-  const repository = `test/${kind.runtime}`;
-  const config = { runtime: kind.runtime, handler: "main.handle", dependencies: null };
+const registrySkip = registrySkipReason();
 
-  beforeAll(async () => {
-    registry = await startRegistry();
-    good = await pushPackage(registry.url, repository, [{ files: kind.pkg.files }, { files: kind.pkg.deps }], config);
-  });
-  afterAll(async () => {
-    await registry?.stop();
-  });
+describe.skipIf(registrySkip !== undefined).each(KINDS)(
+  "runner packages pulled from an OCI registry: $runtime",
+  (kind) => {
+    let registry: Registry;
+    let good: string;
+    const repository = `test/${kind.runtime}`;
+    const config = { runtime: kind.runtime, handler: "main.handle", dependencies: null };
 
-  const pulled = (digest: string, where: { registry?: string; repository?: string } = {}) =>
-    spec(kind, {
-      name: "pulled",
-      code: undefined,
-      package: { digest, registry: where.registry ?? registry.url, repository: where.repository ?? repository },
+    beforeAll(async () => {
+      registry = await startRegistry();
+      good = await pushPackage(registry.url, repository, [{ files: kind.pkg.files }, { files: kind.pkg.deps }], config);
+    });
+    afterAll(async () => {
+      await registry?.stop();
     });
 
-  /** A runner with a TMPDIR of its own, where it unpacks packages. */
-  async function startWithTmp(env: Record<string, string> = {}): Promise<{ r: Runner; tmp: string }> {
-    const tmp = await tempDir("faas-pull-");
-    return { r: await start(kind, { TMPDIR: tmp, ...env }), tmp };
-  }
+    const pulled = (digest: string, where: { registry?: string; repository?: string } = {}) =>
+      spec(kind, {
+        name: "pulled",
+        code: undefined,
+        package: { digest, registry: where.registry ?? registry.url, repository: where.repository ?? repository },
+      });
 
-  it("a package → 200; the handler imports its sibling module and its dependencies from the deps layer", async () => {
-    const { r, tmp } = await startWithTmp();
-    const res = await specialize(r, pulled(good));
-    expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, "pulled"]);
-    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
-    // Unpacked under $TMPDIR/faas-packages/<hex>, nothing else left there.
-    expect(await readdir(join(tmp, "faas-packages"))).toEqual([good.slice("sha256:".length)]);
-  });
-
-  it("healthz and readyz (loading) answer while a pull is under way", async () => {
-    const slow = await startProxy(registry.url, { delayMs: 700 });
-    cleanups.push(async () => slow.close());
-    const { r } = await startWithTmp();
-    const pending = specialize(r, pulled(good, { registry: slow.url }));
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    const started = performance.now();
-    expect((await send(r, "GET", "/healthz")).status).toBe(200);
-    const ready = await send(r, "GET", "/readyz");
-    expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { status: "loading" }]);
-    expect(performance.now() - started).toBeLessThan(300);
-    expect((await pending).status).toBe(200);
-    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
-  });
-
-  it("an unknown digest → 400 FUNCTION_LOAD_FAILED naming the package and the registry's 404; the runner stays usable", async () => {
-    const { r } = await startWithTmp();
-    const missing = `sha256:${"0".repeat(64)}`;
-    const res = await specialize(r, pulled(missing));
-    expect([res.status, res.error.code, res.error.function], res.body).toEqual([400, "FUNCTION_LOAD_FAILED", "pulled"]);
-    expect(
-      res.error.message.startsWith(`package ${missing} (${registry.url}/${repository}): `),
-      res.error.message,
-    ).toBe(true);
-    expect(res.error.message).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
-    expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
-    expect((await specialize(r, pulled(good))).status).toBe(200);
-    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
-  });
-
-  it("a manifest whose bytes do not have the requested digest → 400 digest mismatch", async () => {
-    const lying = await startProxy(registry.url, { tamperManifest: true });
-    cleanups.push(async () => lying.close());
-    const { r, tmp } = await startWithTmp();
-    const res = await specialize(r, pulled(good, { registry: lying.url }));
-    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
-    expect(res.error.message).toMatch(
-      /^package sha256:[a-f0-9]{64} \(http:\/\/127\.0\.0\.1:\d+\/test\/\w+\): digest mismatch/,
-    );
-    expect(await tree(tmp).then((t) => t.filter((p) => p.startsWith("faas-packages/")))).toEqual([]);
-  });
-
-  it.each([
-    ["a ../evil entry", { name: "../evil", body: "gotcha" }, /unsafe entry "\.\.\/evil"/],
-    [
-      "an absolute path",
-      { name: "/tmp/faas-evil-abs", body: "gotcha" },
-      /unsafe entry "\/tmp\/faas-evil-abs": an absolute path/,
-    ],
-    ["a symbolic link out of the root", { name: "escape", type: "symlink", linkname: "../../etc" }, /symbolic link/],
-    ["a hard link out of the root", { name: "hard", type: "hardlink", linkname: "../outside" }, /hard link/],
-    ["a FIFO", { name: "pipe", type: "fifo" }, /unsafe entry "pipe"/],
-  ] as const)("a layer with %s → 400 unsafe entry, nothing written outside the root", async (_, entry, message) => {
-    const digest = await pushPackage(
-      registry.url,
-      repository,
-      [{ files: kind.pkg.files, entries: [entry as TarEntry] }, { files: kind.pkg.deps }],
-      config,
-    );
-    const { r, tmp } = await startWithTmp();
-    const res = await specialize(r, pulled(digest));
-    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
-    expect(res.error.message).toMatch(message);
-    // The temporary directory is gone and nothing landed beside it (or anywhere in TMPDIR).
-    const left = await tree(tmp);
-    expect(left.filter((p) => p.startsWith("faas-packages/") || p.includes("evil"))).toEqual([]);
-    expect(existsSync("/tmp/faas-evil-abs")).toBe(false);
-    expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
-  });
-
-  it("a symbolic link chain that leaves the root only when followed → 400", async () => {
-    // Each link stays inside on its own: a/b/up → ../.. (the root), a/b/out → up/../x (the root's parent).
-    const digest = await pushPackage(
-      registry.url,
-      repository,
-      [
-        {
-          files: kind.pkg.files,
-          entries: [
-            { name: "a/b/up", type: "symlink", linkname: "../.." },
-            { name: "a/b/out", type: "symlink", linkname: "up/../x" },
-          ],
-        },
-      ],
-      config,
-    );
-    const { r } = await startWithTmp();
-    const res = await specialize(r, pulled(digest));
-    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
-    expect(res.error.message).toMatch(/symbolic link leading outside the package/);
-  });
-
-  it("a package that unpacks past FAAS_PACKAGE_MAX_BYTES → 400 too large", async () => {
-    const digest = await pushPackage(
-      registry.url,
-      repository,
-      [{ files: { ...kind.pkg.files, "big.bin": Buffer.alloc(64 * 1024) } }],
-      config,
-    );
-    const { r } = await startWithTmp({ FAAS_PACKAGE_MAX_BYTES: String(32 * 1024) });
-    const res = await specialize(r, pulled(digest));
-    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
-    expect(res.error.message).toMatch(/too large/);
-  });
-
-  it("an unreachable registry → 400 at once, naming it", async () => {
-    const { r } = await startWithTmp();
-    const nowhere = `http://127.0.0.1:${await closedPort()}`;
-    const started = performance.now();
-    const res = await specialize(r, pulled(good, { registry: nowhere }));
-    expect(performance.now() - started).toBeLessThan(3000);
-    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
-    expect(res.error.message.startsWith(`package ${good} (${nowhere}/${repository}): `)).toBe(true);
-    expect(res.error.message).toMatch(/cannot reach the registry/);
-  });
-
-  it("a pull past FAAS_PACKAGE_PULL_TIMEOUT_MS → 400; the runner stays usable", async () => {
-    const slow = await startProxy(registry.url, { delayMs: 1500 });
-    cleanups.push(async () => slow.close());
-    const { r } = await startWithTmp({ FAAS_PACKAGE_PULL_TIMEOUT_MS: "400" });
-    const res = await specialize(r, pulled(good, { registry: slow.url }));
-    expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
-    expect(res.error.message).toMatch(/did not finish within 400 ms/);
-    expect((await specialize(r, pulled(good))).status).toBe(200);
-  });
-
-  it("a code directory naming a package: the runner pulls it at start and serves it", async () => {
-    const dir = await tempDir();
-    await writeFile(join(dir, "function.json"), JSON.stringify(pulled(good)));
-    const { r } = await startWithTmp({ FAAS_CODE_DIR: dir });
-    let ready = await send(r, "GET", "/readyz");
-    for (let i = 0; i < 200 && ready.status !== 200; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      ready = await send(r, "GET", "/readyz");
+    /** A runner with a TMPDIR of its own, where it unpacks packages. */
+    async function startWithTmp(env: Record<string, string> = {}): Promise<{ r: Runner; tmp: string }> {
+      const tmp = await tempDir("faas-pull-");
+      return { r: await start(kind, { TMPDIR: tmp, ...env }), tmp };
     }
-    expect([ready.status, JSON.parse(ready.body)]).toEqual([200, { status: "ready", function: "pulled" }]);
-    expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
-  });
 
-  it("a code directory naming a missing package: exit 1 with the reason on stderr", async () => {
-    const dir = await tempDir();
-    const missing = `sha256:${"1".repeat(64)}`;
-    await writeFile(join(dir, "function.json"), JSON.stringify(pulled(missing)));
-    const tmp = await tempDir("faas-pull-");
-    const proc = spawn(kind.command, kind.args, {
-      env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir, TMPDIR: tmp },
-      stdio: ["ignore", "ignore", "pipe"],
+    it("a package → 200; the handler imports its sibling module and its dependencies from the deps layer", async () => {
+      const { r, tmp } = await startWithTmp();
+      const res = await specialize(r, pulled(good));
+      expect([res.status, JSON.parse(res.body).function], res.body).toEqual([200, "pulled"]);
+      expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+      // Unpacked under $TMPDIR/faas-packages/<hex>, nothing else left there.
+      expect(await readdir(join(tmp, "faas-packages"))).toEqual([good.slice("sha256:".length)]);
     });
-    const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
-    cleanups.push(async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-      await exited;
+
+    it("healthz and readyz (loading) answer while a pull is under way", async () => {
+      const slow = await startProxy(registry.url, { delayMs: 700 });
+      cleanups.push(async () => slow.close());
+      const { r } = await startWithTmp();
+      const pending = specialize(r, pulled(good, { registry: slow.url }));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const started = performance.now();
+      expect((await send(r, "GET", "/healthz")).status).toBe(200);
+      const ready = await send(r, "GET", "/readyz");
+      expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { status: "loading" }]);
+      expect(performance.now() - started).toBeLessThan(300);
+      expect((await pending).status).toBe(200);
+      expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
     });
-    let stderr = "";
-    proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    expect(await exited).toBe(1);
-    expect(stderr).toMatch(/code.dir.load.failed/);
-    expect(stderr).toContain(`package ${missing} (${registry.url}/${repository}): HTTP 404 MANIFEST_UNKNOWN`);
-  });
-});
+
+    it("an unknown digest → 400 FUNCTION_LOAD_FAILED naming the package and the registry's 404; the runner stays usable", async () => {
+      const { r } = await startWithTmp();
+      const missing = `sha256:${"0".repeat(64)}`;
+      const res = await specialize(r, pulled(missing));
+      expect([res.status, res.error.code, res.error.function], res.body).toEqual([
+        400,
+        "FUNCTION_LOAD_FAILED",
+        "pulled",
+      ]);
+      expect(
+        res.error.message.startsWith(`package ${missing} (${registry.url}/${repository}): `),
+        res.error.message,
+      ).toBe(true);
+      expect(res.error.message).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
+      expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+      expect((await specialize(r, pulled(good))).status).toBe(200);
+      expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+    });
+
+    it("a manifest whose bytes do not have the requested digest → 400 digest mismatch", async () => {
+      const lying = await startProxy(registry.url, { tamperManifest: true });
+      cleanups.push(async () => lying.close());
+      const { r, tmp } = await startWithTmp();
+      const res = await specialize(r, pulled(good, { registry: lying.url }));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(
+        /^package sha256:[a-f0-9]{64} \(http:\/\/127\.0\.0\.1:\d+\/test\/\w+\): digest mismatch/,
+      );
+      expect(await tree(tmp).then((t) => t.filter((p) => p.startsWith("faas-packages/")))).toEqual([]);
+    });
+
+    it.each([
+      ["a ../evil entry", { name: "../evil", body: "gotcha" }, /unsafe entry "\.\.\/evil"/],
+      [
+        "an absolute path",
+        { name: "/tmp/faas-evil-abs", body: "gotcha" },
+        /unsafe entry "\/tmp\/faas-evil-abs": an absolute path/,
+      ],
+      ["a symbolic link out of the root", { name: "escape", type: "symlink", linkname: "../../etc" }, /symbolic link/],
+      ["a hard link out of the root", { name: "hard", type: "hardlink", linkname: "../outside" }, /hard link/],
+      ["a FIFO", { name: "pipe", type: "fifo" }, /unsafe entry "pipe"/],
+    ] as const)("a layer with %s → 400 unsafe entry, nothing written outside the root", async (_, entry, message) => {
+      const digest = await pushPackage(
+        registry.url,
+        repository,
+        [{ files: kind.pkg.files, entries: [entry as TarEntry] }, { files: kind.pkg.deps }],
+        config,
+      );
+      const { r, tmp } = await startWithTmp();
+      const res = await specialize(r, pulled(digest));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(message);
+      // The temporary directory is gone and nothing landed beside it (or anywhere in TMPDIR).
+      const left = await tree(tmp);
+      expect(left.filter((p) => p.startsWith("faas-packages/") || p.includes("evil"))).toEqual([]);
+      expect(existsSync("/tmp/faas-evil-abs")).toBe(false);
+      expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+    });
+
+    it("a symbolic link chain that leaves the root only when followed → 400", async () => {
+      // Each link stays inside on its own: a/b/up → ../.. (the root), a/b/out → up/../x (the root's parent).
+      const digest = await pushPackage(
+        registry.url,
+        repository,
+        [
+          {
+            files: kind.pkg.files,
+            entries: [
+              { name: "a/b/up", type: "symlink", linkname: "../.." },
+              { name: "a/b/out", type: "symlink", linkname: "up/../x" },
+            ],
+          },
+        ],
+        config,
+      );
+      const { r } = await startWithTmp();
+      const res = await specialize(r, pulled(digest));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(/symbolic link leading outside the package/);
+    });
+
+    it("a package that unpacks past FAAS_PACKAGE_MAX_BYTES → 400 too large", async () => {
+      const digest = await pushPackage(
+        registry.url,
+        repository,
+        [{ files: { ...kind.pkg.files, "big.bin": Buffer.alloc(64 * 1024) } }],
+        config,
+      );
+      const { r } = await startWithTmp({ FAAS_PACKAGE_MAX_BYTES: String(32 * 1024) });
+      const res = await specialize(r, pulled(digest));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(/too large/);
+    });
+
+    it("an unreachable registry → 400 at once, naming it", async () => {
+      const { r } = await startWithTmp();
+      const nowhere = `http://127.0.0.1:${await closedPort()}`;
+      const started = performance.now();
+      const res = await specialize(r, pulled(good, { registry: nowhere }));
+      expect(performance.now() - started).toBeLessThan(3000);
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message.startsWith(`package ${good} (${nowhere}/${repository}): `)).toBe(true);
+      expect(res.error.message).toMatch(/cannot reach the registry/);
+    });
+
+    it("a pull past FAAS_PACKAGE_PULL_TIMEOUT_MS → 400; the runner stays usable", async () => {
+      const slow = await startProxy(registry.url, { delayMs: 1500 });
+      cleanups.push(async () => slow.close());
+      const { r } = await startWithTmp({ FAAS_PACKAGE_PULL_TIMEOUT_MS: "400" });
+      const res = await specialize(r, pulled(good, { registry: slow.url }));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(/did not finish within 400 ms/);
+      expect((await specialize(r, pulled(good))).status).toBe(200);
+    });
+
+    it("a code directory naming a package: the runner pulls it at start and serves it", async () => {
+      const dir = await tempDir();
+      await writeFile(join(dir, "function.json"), JSON.stringify(pulled(good)));
+      const { r } = await startWithTmp({ FAAS_CODE_DIR: dir });
+      let ready = await send(r, "GET", "/readyz");
+      for (let i = 0; i < 200 && ready.status !== 200; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        ready = await send(r, "GET", "/readyz");
+      }
+      expect([ready.status, JSON.parse(ready.body)]).toEqual([200, { status: "ready", function: "pulled" }]);
+      expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+    });
+
+    it("a code directory naming a missing package: exit 1 with the reason on stderr", async () => {
+      const dir = await tempDir();
+      const missing = `sha256:${"1".repeat(64)}`;
+      await writeFile(join(dir, "function.json"), JSON.stringify(pulled(missing)));
+      const tmp = await tempDir("faas-pull-");
+      const proc = spawn(kind.command, kind.args, {
+        env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir, TMPDIR: tmp },
+        stdio: ["ignore", "ignore", "pipe"],
+      });
+      const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+      cleanups.push(async () => {
+        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+        await exited;
+      });
+      let stderr = "";
+      proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      expect(await exited).toBe(1);
+      expect(stderr).toMatch(/code.dir.load.failed/);
+      expect(stderr).toContain(`package ${missing} (${registry.url}/${repository}): HTTP 404 MANIFEST_UNKNOWN`);
+    });
+  },
+);
