@@ -82,6 +82,7 @@ describe("packaged functions in local mode", () => {
 
   it("a second deploy of an unchanged lockfile installs nothing and is the same package", async () => {
     const builds = await readdir(join(dataDir, "builds"));
+    const packages = await readdir(join(dataDir, "packages"));
     const started = performance.now();
     const run = await deploy("slug", "python", src("py-pure"));
     const ms = performance.now() - started;
@@ -89,6 +90,8 @@ describe("packaged functions in local mode", () => {
     expect(run.stderr).toContain("dependencies unchanged");
     expect(run.stderr).not.toMatch(/Collecting|Downloading|Installing collected/);
     expect(await readdir(join(dataDir, "builds"))).toEqual(builds);
+    // The same digest: no new package in the store.
+    expect(await readdir(join(dataDir, "packages"))).toEqual(packages);
     // Printed for the record; the bound is only that nothing was installed.
     console.log(`second deploy of an unchanged requirements.txt: ${ms.toFixed(0)} ms (CLI start to exit)`);
     // Two functions with the same dependencies share one build.
@@ -104,7 +107,7 @@ describe("packaged functions in local mode", () => {
     const run = await deploy("slug", "python", src("py-pure"));
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/No matching distribution found for faas-no-such-package-7d1c3e/);
-    expect(run.stderr).toContain("keeps serving");
+    expect(run.stderr).toContain("nothing was deployed: the versions already deployed keep serving");
     const res = await invoke("slug", "?title=Still%20Here");
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).slug).toBe("still-here");
@@ -114,7 +117,7 @@ describe("packaged functions in local mode", () => {
     const run = await deploy("zodfn", "nodejs", src("node-mismatch"));
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(/npm ci.*(in sync|lock file)/is);
-    expect(run.stderr).toContain("keeps serving");
+    expect(run.stderr).toContain("nothing was deployed: the versions already deployed keep serving");
     const res = await invoke("zodfn", "?wait=1s");
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).waitMs).toBe(1000);

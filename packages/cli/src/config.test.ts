@@ -13,6 +13,7 @@ describe("loadCliConfig", () => {
       python: "python3",
       npm: "npm",
       registry: undefined,
+      clusterArch: undefined,
       node: process.execPath,
       runnerBaseEnv: { PATH: "/bin", HOME: "/home/ada" },
       loadTimeoutMs: 10_000,

@@ -26,6 +26,8 @@ export interface CliConfig {
    * own registry, pushed to through a port-forward.
    */
   registry: string | undefined;
+  /** Architecture of the cluster's nodes for package builds (FAAS_CLUSTER_ARCH: amd64 | arm64; default this machine's). */
+  clusterArch: string | undefined;
   /** Interpreter for Node.js runners: the one running the CLI. */
   node: string;
   /**
@@ -70,6 +72,7 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
     python: env.FAAS_PYTHON || "python3",
     npm: env.FAAS_NPM || "npm",
     registry: env.FAAS_REGISTRY || undefined,
+    clusterArch: clusterArch(env.FAAS_CLUSTER_ARCH),
     node: process.execPath,
     runnerBaseEnv,
     loadTimeoutMs: positiveInt(env, "FAAS_LOAD_TIMEOUT_MS", 10_000),
@@ -83,6 +86,14 @@ export function loadCliConfig(env: NodeJS.ProcessEnv): CliConfig {
       Object.entries(env).filter(([k]) => k.startsWith("FAAS_") || k === "KUBECONFIG" || k === "POD_NAMESPACE"),
     ),
   };
+}
+
+function clusterArch(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (value !== "amd64" && value !== "arm64") {
+    throw new FaasError("INVALID_SPEC", `FAAS_CLUSTER_ARCH=${value}: must be amd64 or arm64`);
+  }
+  return value;
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, key: string, fallback: number): number {

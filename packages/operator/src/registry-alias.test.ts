@@ -40,6 +40,28 @@ describe("RegistryAlias", () => {
     expect(client.calls).toHaveLength(3);
   });
 
+  it("looks a found address up again after a minute: a re-created Service's new IP is taken, an error keeps the old", async () => {
+    let now = 0;
+    const client = fakeClient([
+      { spec: { clusterIP: "10.96.0.1" } },
+      new Error("timeout"),
+      { spec: { clusterIP: "10.96.0.2" } },
+      undefined,
+    ]);
+    const alias = new RegistryAlias(client, () => now);
+    expect((await alias.hostAliases())[0]?.ip).toBe("10.96.0.1");
+    now = 59_000;
+    expect((await alias.hostAliases())[0]?.ip).toBe("10.96.0.1");
+    expect(client.calls).toHaveLength(1);
+    now = 61_000;
+    expect((await alias.hostAliases())[0]?.ip).toBe("10.96.0.1"); // the lookup failed: kept
+    now = 122_000;
+    expect((await alias.hostAliases())[0]?.ip).toBe("10.96.0.2");
+    now = 183_000;
+    expect(await alias.hostAliases()).toEqual([]); // the Service is gone
+    expect(client.calls).toHaveLength(4);
+  });
+
   it("a headless Service is no address", async () => {
     const alias = new RegistryAlias(fakeClient([{ spec: { clusterIP: "None" } }]));
     expect(await alias.hostAliases()).toEqual([]);

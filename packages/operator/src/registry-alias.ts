@@ -4,14 +4,17 @@
  * without DNS for Services (the project's own) cannot resolve that, so pods
  * that pull packages get a `hostAliases` entry mapping the name to the
  * Service's ClusterIP. With cluster DNS the entry says what DNS would.
- * A ClusterIP never changes while its Service exists: once found it is kept;
- * while there is no registry it is looked up again at most every 10 s.
+ * A ClusterIP never changes while its Service exists, but a Service deleted
+ * and applied again gets a new one: a found address is looked up again after
+ * a minute (kept if that lookup fails); while there is no registry, at most
+ * every 10 s.
  */
 import { REGISTRY_HOST, REGISTRY_SERVICE, SYSTEM_NAMESPACE } from "@faas/api";
 import { type KubeClient, RESOURCES } from "@faas/kube";
 import type { V1HostAlias } from "@kubernetes/client-node";
 
 const RETRY_MS = 10_000;
+const REFRESH_MS = 60_000;
 
 interface ServiceLike {
   spec?: { clusterIP?: string };
@@ -19,6 +22,7 @@ interface ServiceLike {
 
 export class RegistryAlias {
   #ip: string | undefined;
+  #foundAt = -Infinity;
   #lastMiss = -Infinity;
   #pending: Promise<string | undefined> | undefined;
 
@@ -34,8 +38,8 @@ export class RegistryAlias {
   }
 
   async #address(): Promise<string | undefined> {
-    if (this.#ip !== undefined) return this.#ip;
-    if (this.now() - this.#lastMiss < RETRY_MS) return undefined;
+    if (this.#ip !== undefined && this.now() - this.#foundAt < REFRESH_MS) return this.#ip;
+    if (this.#ip === undefined && this.now() - this.#lastMiss < RETRY_MS) return undefined;
     this.#pending ??= this.#lookUp().finally(() => {
       this.#pending = undefined;
     });
@@ -52,10 +56,17 @@ export class RegistryAlias {
       const ip = svc?.spec?.clusterIP;
       if (ip !== undefined && ip !== "" && ip !== "None") {
         this.#ip = ip;
+        this.#foundAt = this.now();
         return ip;
       }
+      // The Service is gone (or headless): no alias any more.
+      this.#ip = undefined;
     } catch {
-      // No access or no answer: pods go without the alias (cluster DNS may still resolve it).
+      // No access or no answer: keep what was known; without it pods go without the alias.
+      if (this.#ip !== undefined) {
+        this.#foundAt = this.now();
+        return this.#ip;
+      }
     }
     this.#lastMiss = this.now();
     return undefined;

@@ -32,15 +32,18 @@ export async function deployToCluster(
   const conn = await connectCluster(target);
   const results: DeployResult[] = [];
   const registry = new RegistryAccess(conn.kube, opts.registry ?? ctx.cfg.registry);
+  // Every package is built and pushed before any Function is applied: a build that fails applies nothing.
+  const functions: FunctionResource[] = [];
   try {
     for (const entry of entries) {
-      const fn =
-        entry.codeDir === undefined ? entry.resource : await buildAndPush(ctx, entry, opts, registry, conn.namespace);
-      results.push(await deployOne(ctx, target, conn, fn, opts));
+      functions.push(
+        entry.codeDir === undefined ? entry.resource : await buildAndPush(ctx, entry, opts, registry, conn.namespace),
+      );
     }
   } finally {
     await registry.close();
   }
+  for (const fn of functions) results.push(await deployOne(ctx, target, conn, fn, opts));
   if (opts.json) ui.out(JSON.stringify(results, null, 2));
   return EXIT.OK;
 }
@@ -101,7 +104,12 @@ async function buildAndPush(
   const { buildForDeploy } = await import("../package/deploy-build.js");
   const { pushArtifact, PushError } = await import("../package/push.js");
   const repository = `${namespace}/${entry.resource.metadata.name}`;
-  const target = { kind: "cluster", python: ctx.cfg.python, npm: ctx.cfg.npm } as const;
+  const target = {
+    kind: "cluster",
+    python: ctx.cfg.python,
+    npm: ctx.cfg.npm,
+    ...(ctx.cfg.clusterArch === undefined ? {} : { arch: ctx.cfg.clusterArch }),
+  } as const;
   return buildForDeploy(ctx, entry, { quiet: opts.json === true, target }, async (pkg, progress) => {
     const url = await registry.pushUrl();
     progress(`pushing to ${registry.pullUrl}/${repository}`);

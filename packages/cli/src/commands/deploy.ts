@@ -52,9 +52,13 @@ export async function runDeploy(ctx: CommandContext, opts: DeployOptions): Promi
     return deployToCluster(ctx, cluster, entries, opts);
   }
   const client = await gatewayClient(ctx.cfg);
-  const results: DeployResult[] = [];
+  // Every package is built before anything is deployed: a build that fails deploys nothing.
+  const functions: FunctionResource[] = [];
   for (const entry of entries) {
-    const fn = entry.codeDir === undefined ? entry.resource : await buildLocal(ctx, entry, opts);
+    functions.push(entry.codeDir === undefined ? entry.resource : await buildLocal(ctx, entry, opts));
+  }
+  const results: DeployResult[] = [];
+  for (const fn of functions) {
     const name = fn.metadata.name;
     const spinner = ui.spinner(`deploying ${name} (loading its code in a runner)…`, { quiet: opts.json });
     try {

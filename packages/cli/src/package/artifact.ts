@@ -4,7 +4,7 @@
  * package. Layers are reproducible tar.gz files: sorted names, mtime 0, no
  * owner names, gzip without a timestamp.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
@@ -52,10 +52,37 @@ async function fileDigest(path: string): Promise<{ digest: string; size: number 
   return { digest: `sha256:${h.digest("hex")}`, size };
 }
 
-/** A reproducible tar.gz of `files` (relative to `cwd`, in the given order) written to `out`. */
+/** Never remembers a file: hard-linked files are stored as the plain files they are. */
+class NoLinks extends Map<never, string> {
+  override set(): this {
+    return this;
+  }
+}
+
+/**
+ * A reproducible tar.gz of `files` (relative to `cwd`, in the given order)
+ * written to `out`: mode 0755 when the file is executable by anyone, else
+ * 0644, whatever the umask; no owners, mtime 0, hard links as plain files.
+ */
 export async function writeLayer(cwd: string, files: readonly string[], out: string): Promise<Blob> {
-  const tmp = `${out}.tmp-${process.pid}`;
-  await createTar({ cwd, file: tmp, gzip: true, portable: true, mtime: new Date(0), noDirRecurse: true }, [...files]);
+  const tmp = `${out}.tmp-${randomUUID()}`;
+  await createTar(
+    {
+      cwd,
+      file: tmp,
+      gzip: true,
+      portable: true,
+      mtime: new Date(0),
+      noDirRecurse: true,
+      linkCache: new NoLinks(),
+      onWriteEntry: (entry) => {
+        const st = entry.stat as { mode: number } | undefined;
+        if (st !== undefined && entry.type === "File")
+          st.mode = (st.mode & ~0o7777) | (st.mode & 0o111 ? 0o755 : 0o644);
+      },
+    },
+    [...files],
+  );
   await rename(tmp, out);
   return { mediaType: LAYER_MEDIA_TYPE, path: out, ...(await fileDigest(out)) };
 }
@@ -63,7 +90,7 @@ export async function writeLayer(cwd: string, files: readonly string[], out: str
 /** The code layer: the source files at the root. */
 export async function codeLayer(dir: string, files: readonly string[], workDir: string): Promise<Blob> {
   await mkdir(workDir, { recursive: true });
-  return writeLayer(dir, files, join(workDir, `code-${process.pid}-${Date.now()}.tar.gz`));
+  return writeLayer(dir, files, join(workDir, `code-${randomUUID()}.tar.gz`));
 }
 
 /**

@@ -4,7 +4,8 @@
  * store (`<data>/packages/<hex>`, the dependencies linked, not copied) or
  * push it to a registry. docs/packages.md.
  */
-import { copyFile, mkdir, rename, rm, stat, symlink } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, rename, rm, stat, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Artifact, assemble, codeLayer, dependencyLayer, removeBlobFile } from "./artifact.js";
 import { buildDependencies, type DependencyBuild } from "./deps.js";
@@ -37,11 +38,34 @@ export const packagesDir = (dataDir: string): string => join(dataDir, "packages"
 
 export async function buildPackage(req: PackageRequest, opts: PackageBuildOptions): Promise<BuiltPackage> {
   const progress = opts.onProgress ?? (() => {});
-  const source = await readSource(req.dir, req.runtime, req.handler);
+  // The data dir holds builds and packages (requirements may carry index credentials): owner only.
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  const work = join(buildsDir(opts.dataDir), ".work");
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  const listed = await readSource(req.dir, req.runtime, req.handler);
+  // A snapshot of the files, taken before a build that may take minutes: the layer, the
+  // digest and the local store all get these bytes, whatever happens to the directory meanwhile.
+  const snapshot = await mkdtemp(join(work, "src-"));
+  let source: PackageSource;
+  let code: Awaited<ReturnType<typeof codeLayer>>;
+  try {
+    for (const rel of listed.files) {
+      const to = join(snapshot, rel);
+      await mkdir(dirname(to), { recursive: true });
+      await copyFile(join(req.dir, rel), to);
+    }
+    source = await readSource(snapshot, req.runtime, req.handler);
+    code = await codeLayer(snapshot, source.files, work);
+  } catch (err) {
+    await rm(snapshot, { recursive: true, force: true });
+    throw err;
+  }
   let deps: DependencyBuild | undefined;
-  const layers = [];
-  const code = await codeLayer(source.dir, source.files, join(buildsDir(opts.dataDir), ".work"));
-  layers.push(code);
+  const layers = [code];
+  const cleanup = async (): Promise<void> => {
+    await removeBlobFile(code);
+    await rm(snapshot, { recursive: true, force: true });
+  };
   try {
     if (source.dependencies !== undefined) {
       const tool = source.dependencies.kind === "pip" ? "pip install" : "npm ci";
@@ -55,7 +79,7 @@ export async function buildPackage(req: PackageRequest, opts: PackageBuildOption
       layers.push(await dependencyLayer(deps.dir, req.runtime));
     }
   } catch (err) {
-    await removeBlobFile(code);
+    await cleanup();
     throw err;
   }
   const artifact = assemble(
@@ -66,7 +90,7 @@ export async function buildPackage(req: PackageRequest, opts: PackageBuildOption
     },
     layers,
   );
-  const built: BuiltPackage = { artifact, source, cleanup: () => removeBlobFile(code) };
+  const built: BuiltPackage = { artifact, source, cleanup };
   if (deps !== undefined) built.deps = deps;
   return built;
 }
@@ -78,8 +102,10 @@ export async function buildPackage(req: PackageRequest, opts: PackageBuildOption
 export async function installLocal(dataDir: string, pkg: BuiltPackage): Promise<string> {
   const root = join(packagesDir(dataDir), pkg.artifact.digest.replace(/^sha256:/, ""));
   if (await exists(root)) return root;
-  const tmp = `${root}.tmp-${process.pid}-${Date.now()}`;
+  await mkdir(packagesDir(dataDir), { recursive: true, mode: 0o700 });
+  const tmp = `${root}.tmp-${randomUUID()}`;
   try {
+    // The snapshot the digest was made from (source.dir), copied.
     for (const rel of pkg.source.files) {
       const to = join(tmp, rel);
       await mkdir(dirname(to), { recursive: true });

@@ -64,7 +64,7 @@ export async function buildForDeploy(
       throw new CliError(
         EXIT.USAGE,
         `deploy ${name}: ${err.message} (its last lines are above)`,
-        "nothing was deployed: the version already deployed keeps serving",
+        "nothing was deployed: the versions already deployed keep serving",
         { cause: err },
       );
     }

@@ -6,10 +6,18 @@
  * temporary directory and a rename: a build is there whole or not at all.
  */
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type BuildTarget, CLUSTER_PYTHON, clusterArch, clusterPipOptions, DEPS_DIR, pythonInfo } from "./runtime.js";
+import {
+  type BuildTarget,
+  CLUSTER_PYTHON,
+  clusterArch,
+  clusterPipOptions,
+  DEPS_DIR,
+  npmCpu,
+  pythonInfo,
+} from "./runtime.js";
 import type { Dependencies, PackageSource } from "./source.js";
 
 /** Bumped when the layout of a build changes, so old builds are not reused. */
@@ -42,18 +50,24 @@ export async function dependencyKey(source: PackageSource, deps: Dependencies, t
   if (deps.kind === "pip") h.update(deps.files["requirements.txt"] ?? "");
   else {
     // The lockfile decides what is installed; package.json's dependency fields decide
-    // whether `npm ci` accepts it, so a lockfile out of step with them is a new key.
+    // whether `npm ci` accepts it (a lockfile out of step with them is a new key), and
+    // its scripts and an .npmrc change what `npm ci` does.
     const pkg = JSON.parse(deps.files["package.json"] ?? "{}") as Record<string, unknown>;
     const fields = ["dependencies", "optionalDependencies", "peerDependencies", "overrides", "bundleDependencies"];
-    h.update(JSON.stringify(fields.map((f) => pkg[f] ?? null)));
+    h.update(JSON.stringify([...fields, "scripts"].map((f) => pkg[f] ?? null)));
     h.update(deps.files["package-lock.json"] ?? "");
+    h.update(JSON.stringify(deps.files[".npmrc"] ?? null));
   }
   return `${source.runtime}-${h.digest("hex").slice(0, 32)}`;
 }
 
 async function targetId(source: PackageSource, target: BuildTarget): Promise<string> {
-  if (source.runtime === "nodejs") return `node${process.versions.node.split(".")[0]}-linux-${process.arch}`;
-  if (target.kind === "cluster") return `${CLUSTER_PYTHON.abi}-manylinux_2_${CLUSTER_PYTHON.glibc[1]}-${clusterArch()}`;
+  const node = `node${process.versions.node.split(".")[0]}`;
+  if (target.kind === "cluster") {
+    if (source.runtime === "nodejs") return `${node}-linux-${npmCpu(target.arch)}`;
+    return `${CLUSTER_PYTHON.abi}-manylinux_2_${CLUSTER_PYTHON.glibc[1]}-${clusterArch(target.arch)}`;
+  }
+  if (source.runtime === "nodejs") return `${node}-${process.platform}-${process.arch}`;
   const info = await pythonInfo(target.python);
   return `${info.tag}-${info.platform}`;
 }
@@ -73,21 +87,47 @@ export async function buildDependencies(
   const started = performance.now();
   const key = await dependencyKey(source, deps, opts.target);
   const dir = join(opts.buildsDir, key);
-  if (await isDir(join(dir, DEPS_DIR[source.runtime]))) return { key, dir, built: false, ms: 0 };
+  const complete = (): Promise<boolean> => isDir(join(dir, DEPS_DIR[source.runtime]));
+  if (await complete()) return { key, dir, built: false, ms: 0 };
   await mkdir(opts.buildsDir, { recursive: true, mode: 0o700 });
-  const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
-  await mkdir(tmp, { recursive: true });
+  const tmp = `${dir}.tmp-${randomUUID()}`;
+  await mkdir(tmp, { recursive: true, mode: 0o700 });
   try {
-    for (const [name, text] of Object.entries(deps.files)) await writeFile(join(tmp, name), text);
+    for (const [name, text] of Object.entries(deps.files)) await writeFile(join(tmp, name), text, { mode: 0o600 });
     if (deps.kind === "pip") await pipInstall(tmp, opts);
     else await npmCi(tmp, opts);
-    await rm(dir, { recursive: true, force: true });
-    await rename(tmp, dir);
+    // Nothing to install (options only) is still a build: an empty directory.
+    await mkdir(join(tmp, DEPS_DIR[source.runtime]), { recursive: true });
+    await settle(tmp, dir, complete);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
   return { key, dir, built: true, ms: performance.now() - started };
+}
+
+/**
+ * Moves a finished build into place. A build of the same key that finished
+ * first (another deploy at the same time) wins and is never removed: functions
+ * may already link to it. Only a leftover without its dependency directory is
+ * cleared away.
+ */
+async function settle(tmp: string, dir: string, complete: () => Promise<boolean>): Promise<void> {
+  try {
+    await rename(tmp, dir);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST") throw err;
+  }
+  if (await complete()) {
+    await rm(tmp, { recursive: true, force: true });
+    return;
+  }
+  const stale = `${dir}.stale-${randomUUID()}`;
+  await rename(dir, stale);
+  await rename(tmp, dir);
+  await rm(stale, { recursive: true, force: true });
 }
 
 async function pipInstall(tmp: string, opts: BuildOptions): Promise<void> {
@@ -104,7 +144,7 @@ async function pipInstall(tmp: string, opts: BuildOptions): Promise<void> {
     "--no-compile",
     "--target",
     target,
-    ...(cluster ? clusterPipOptions() : []),
+    ...(cluster ? clusterPipOptions(opts.target.arch) : []),
     "-r",
     join(tmp, "requirements.txt"),
   ];
@@ -122,6 +162,8 @@ async function pipInstall(tmp: string, opts: BuildOptions): Promise<void> {
 
 async function npmCi(tmp: string, opts: BuildOptions): Promise<void> {
   const args = ["ci", "--omit=dev", "--no-audit", "--no-fund", "--loglevel=notice", "--update-notifier=false"];
+  // For a cluster, optional native packages are chosen for the nodes, not for this machine.
+  if (opts.target.kind === "cluster") args.push("--os=linux", `--cpu=${npmCpu(opts.target.arch)}`);
   await run(opts.target.npm, args, tmp, "npm ci", opts.onLine);
   await rm(join(tmp, "node_modules", ".bin"), { recursive: true, force: true });
   await rm(join(tmp, "node_modules", ".package-lock.json"), { force: true });

@@ -18,6 +18,8 @@ export interface BuildTarget {
   /** The Python whose pip builds (local: the one `faas up` runs). */
   python: string;
   npm: string;
+  /** The cluster's nodes' architecture (`amd64` or `arm64`, FAAS_CLUSTER_ARCH); default: this machine's. */
+  arch?: string;
 }
 
 export interface PythonInfo {
@@ -43,13 +45,24 @@ export async function pythonInfo(python: string): Promise<PythonInfo> {
 /** The runner image's Python (Debian bookworm: CPython 3.11, glibc 2.36). */
 export const CLUSTER_PYTHON = { version: "3.11", abi: "cp311", glibc: [2, 36] as const };
 
-export function clusterArch(): string {
-  return process.arch === "arm64" ? "aarch64" : "x86_64";
+/** Kubernetes' name of this machine's architecture. */
+export function hostArch(): string {
+  return process.arch === "arm64" ? "arm64" : "amd64";
+}
+
+/** The wheel tag's architecture for a cluster's (Kubernetes) architecture. */
+export function clusterArch(arch = hostArch()): string {
+  return arch === "arm64" ? "aarch64" : "x86_64";
+}
+
+/** npm's `--cpu` for a cluster's architecture. */
+export function npmCpu(arch = hostArch()): string {
+  return arch === "arm64" ? "arm64" : "x64";
 }
 
 /** pip's options for wheels that run in the runner image, from any host. */
-export function clusterPipOptions(): string[] {
-  const arch = clusterArch();
+export function clusterPipOptions(k8sArch?: string): string[] {
+  const arch = clusterArch(k8sArch);
   const platforms = [`manylinux2014_${arch}`];
   for (let minor = 17; minor <= CLUSTER_PYTHON.glibc[1]; minor++) platforms.push(`manylinux_2_${minor}_${arch}`);
   return [

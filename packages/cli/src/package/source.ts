@@ -84,6 +84,7 @@ async function readDependencies(dir: string, runtime: Runtime, files: string[]):
   if (runtime === "python") {
     if (!files.includes("requirements.txt")) return undefined;
     const text = await read("requirements.txt");
+    checkRequirements(text);
     const wanted = text.split("\n").some((l) => l.replace(/#.*/, "").trim() !== "");
     return wanted ? { kind: "pip", files: { "requirements.txt": text } } : undefined;
   }
@@ -102,5 +103,32 @@ async function readDependencies(dir: string, runtime: Runtime, files: string[]):
       "package.json has dependencies but there is no package-lock.json: run `npm install` in the directory to create it",
     );
   }
-  return { kind: "npm", files: { "package.json": pkgText, "package-lock.json": await read("package-lock.json") } };
+  const out: Dependencies = {
+    kind: "npm",
+    files: { "package.json": pkgText, "package-lock.json": await read("package-lock.json") },
+  };
+  // A project .npmrc (a registry, a scope) applies to the build as it would to `npm ci` here.
+  if (files.includes(".npmrc")) out.files[".npmrc"] = await read(".npmrc");
+  return out;
+}
+
+/**
+ * The build sees requirements.txt alone (it is the cache key): a line naming
+ * another file or a local path would install something the key does not cover.
+ */
+export function checkRequirements(text: string): void {
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.replace(/(^|\s)#.*/, "").trim();
+    if (line === "") return;
+    const refersToFile =
+      /^(-r|--requirement|-c|--constraint|-e|--editable)(\s|=|$)/.test(line) ||
+      /^(\.{1,2}\/|\/|~|file:)/.test(line) ||
+      /@\s*file:/.test(line);
+    if (refersToFile) {
+      throw new SourceError(
+        `requirements.txt line ${i + 1}: "${line}" refers to a file or a local path; ` +
+          "a package is built from requirements.txt alone: list the packages themselves (e.g. `pip freeze`)",
+      );
+    }
+  });
 }
