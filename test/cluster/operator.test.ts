@@ -589,7 +589,17 @@ describe("the API server refuses invalid Functions, naming the field", () => {
       want: /spec\.maxReplicas/,
     },
     { name: "unknown runtime", spec: { runtime: "ruby", code: "x" }, want: /spec\.runtime: Unsupported value: "ruby"/ },
-    { name: "missing code", spec: { runtime: "python" }, want: /spec\.code: Required value/ },
+    { name: "missing code", spec: { runtime: "python" }, want: /spec\.code: .*give exactly one of code and package/ },
+    {
+      name: "code and package",
+      spec: { runtime: "python", code: "x", package: { digest: `sha256:${"a".repeat(64)}` } },
+      want: /spec\.code: .*give exactly one of code and package/,
+    },
+    {
+      name: "bad package digest",
+      spec: { runtime: "python", package: { digest: "sha256:abc" } },
+      want: /spec\.package\.digest/,
+    },
     { name: "empty code", spec: { runtime: "python", code: "" }, want: /spec\.code/ },
     { name: "reserved env", spec: { runtime: "python", code: "x", env: { FAAS_PORT: "1" } }, want: /spec\.env/ },
     { name: "bad name", spec: { runtime: "python", code: "x" }, fnName: "Bad_Name", want: /metadata\.name/ },
