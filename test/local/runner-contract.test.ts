@@ -5,8 +5,9 @@
  * A new protocol rule is a new row here, not a test per runner.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { createServer, request } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -476,21 +477,45 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
   });
 });
 
+interface ProxyBehaviour {
+  /** Hold every answer back this long. */
+  delayMs?: number;
+  /** Add a byte to the manifest's bytes. */
+  tamperManifest?: boolean;
+  /** Change each blob: its last byte flipped (same length), or one byte added. */
+  tamperBlob?: "flip" | "longer";
+  /** Send each blob but its last 9 bytes, then hold those back this long. */
+  holdBlobTailMs?: number;
+}
+
 /**
  * A loopback HTTP proxy in front of the registry that can hold answers back
- * or change a manifest's bytes: what a slow or lying registry looks like.
+ * or change a manifest's or a blob's bytes: what a slow or lying registry
+ * looks like. `held` resolves once a blob's tail is being held back.
  */
 async function startProxy(
   target: string,
-  behave: { delayMs?: number; tamperManifest?: boolean },
-): Promise<{ url: string; close(): void }> {
+  behave: ProxyBehaviour,
+): Promise<{ url: string; held: Promise<void>; close(): void }> {
+  let markHeld = (): void => {};
+  const held = new Promise<void>((resolve) => (markHeld = resolve));
   const server = createServer((req, res) => {
     void (async () => {
       if (behave.delayMs) await new Promise((resolve) => setTimeout(resolve, behave.delayMs));
       const up = await fetch(`${target}${req.url}`, { headers: { accept: req.headers.accept ?? "*/*" } });
       let body = Buffer.from(await up.arrayBuffer());
       if (behave.tamperManifest && req.url?.includes("/manifests/")) body = Buffer.concat([body, Buffer.from("\n")]);
+      const blob = up.ok && req.url?.includes("/blobs/");
+      if (blob && behave.tamperBlob === "flip")
+        body.writeUInt8(body.readUInt8(body.length - 1) ^ 0xff, body.length - 1);
+      if (blob && behave.tamperBlob === "longer") body = Buffer.concat([body, Buffer.from([0])]);
       res.writeHead(up.status, { "content-type": up.headers.get("content-type") ?? "application/octet-stream" });
+      if (blob && behave.holdBlobTailMs && body.length > 9) {
+        res.write(body.subarray(0, body.length - 9));
+        markHeld();
+        await new Promise((resolve) => setTimeout(resolve, behave.holdBlobTailMs));
+        body = body.subarray(body.length - 9);
+      }
       res.end(body);
     })().catch(() => res.destroy());
   });
@@ -498,6 +523,7 @@ async function startProxy(
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
+    held,
     close: () => {
       server.closeAllConnections();
       server.close();
@@ -615,11 +641,28 @@ describe.skipIf(registrySkip !== undefined).each(KINDS)(
       ["a symbolic link out of the root", { name: "escape", type: "symlink", linkname: "../../etc" }, /symbolic link/],
       ["a hard link out of the root", { name: "hard", type: "hardlink", linkname: "../outside" }, /hard link/],
       ["a FIFO", { name: "pipe", type: "fifo" }, /unsafe entry "pipe"/],
+      [
+        "a hard link through a symbolic link",
+        [
+          { name: "d", type: "symlink", linkname: "data" },
+          { name: "hard", type: "hardlink", linkname: "d/word.txt" },
+        ],
+        /unsafe entry "hard": a hard link through the symbolic link "d\/word\.txt"/,
+      ],
+      [
+        "a hard link to a symbolic link (that would leave the root from where the link is)",
+        [
+          { name: "a/s", type: "symlink", linkname: "../data" },
+          { name: "t", type: "hardlink", linkname: "a/s" },
+        ],
+        /unsafe entry "t": a hard link through the symbolic link "a\/s"/,
+      ],
     ] as const)("a layer with %s → 400 unsafe entry, nothing written outside the root", async (_, entry, message) => {
+      const entries = (Array.isArray(entry) ? entry : [entry]) as TarEntry[];
       const digest = await pushPackage(
         registry.url,
         repository,
-        [{ files: kind.pkg.files, entries: [entry as TarEntry] }, { files: kind.pkg.deps }],
+        [{ files: kind.pkg.files, entries }, { files: kind.pkg.deps }],
         config,
       );
       const { r, tmp } = await startWithTmp();
@@ -631,6 +674,134 @@ describe.skipIf(registrySkip !== undefined).each(KINDS)(
       expect(left.filter((p) => p.startsWith("faas-packages/") || p.includes("evil"))).toEqual([]);
       expect(existsSync("/tmp/faas-evil-abs")).toBe(false);
       expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+    });
+
+    it.each([
+      ["its last byte flipped", "flip", /: digest mismatch: layer sha256:[a-f0-9]{64} has digest sha256:[a-f0-9]{64}$/],
+      ["one byte more", "longer", /: layer sha256:[a-f0-9]{64} is longer than the manifest's size \d+$/],
+    ] as const)(
+      "a layer blob with %s → 400 naming the mismatch; nothing of it unpacked, nothing left behind",
+      async (_, tamper, message) => {
+        // Past any read buffer (the Python runner reads 256 KiB at a time); the package's own files come first.
+        const digest = await pushPackage(
+          registry.url,
+          repository,
+          [{ files: { ...kind.pkg.files, "zz-noise.bin": randomBytes(320 * 1024) } }, { files: kind.pkg.deps }],
+          config,
+        );
+        const lying = await startProxy(registry.url, { tamperBlob: tamper, holdBlobTailMs: 500 });
+        cleanups.push(async () => lying.close());
+        const { r, tmp } = await startWithTmp();
+        const pending = specialize(r, pulled(digest, { registry: lying.url }));
+        pending.catch(() => undefined); // the runner is killed at the end if an expectation fails first
+        await lying.held;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        // All of the first layer but its tail has arrived: the pull is under way, and none of its files is unpacked.
+        const during = await tree(join(tmp, "faas-packages"));
+        expect(during.length, "the pull's temporary directory").toBeGreaterThan(0);
+        const names = Object.keys(kind.pkg.files).flatMap((path) => path.split("/"));
+        expect(during.filter((path) => names.some((name) => path.split("/").includes(name)))).toEqual([]);
+        const res = await pending;
+        expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+        expect(
+          res.error.message.startsWith(`package ${digest} (${lying.url}/${repository}): `),
+          res.error.message,
+        ).toBe(true);
+        expect(res.error.message).toMatch(message);
+        // No <hex>, no temporary directory, no spool file.
+        expect(await tree(join(tmp, "faas-packages"))).toEqual([]);
+        expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+      },
+    );
+
+    it("a package with more entries than FAAS_PACKAGE_MAX_ENTRIES (directories and empty files count) → 400 naming the limit", async () => {
+      const entries: TarEntry[] = [];
+      for (let i = 0; i < 25; i++) entries.push({ name: `d${i}/`, type: "dir" }, { name: `d${i}/empty`, body: "" });
+      const digest = await pushPackage(registry.url, repository, [{ files: kind.pkg.files, entries }], config);
+      const { r, tmp } = await startWithTmp({ FAAS_PACKAGE_MAX_ENTRIES: "20" });
+      const res = await specialize(r, pulled(digest));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(
+        /: too many entries: the package has more than 20 \(FAAS_PACKAGE_MAX_ENTRIES\)$/,
+      );
+      expect(await tree(join(tmp, "faas-packages"))).toEqual([]);
+      // A package within the limit loads.
+      expect((await specialize(r, pulled(good))).status).toBe(200);
+    });
+
+    it("a pax header past 64 KiB → 400 naming its size and the limit", async () => {
+      const record = ` comment=${"x".repeat(70 * 1024)}\n`;
+      const body = `${record.length + 5}${record}`;
+      expect(Buffer.byteLength(body)).toBe(record.length + 5);
+      const digest = await pushPackage(
+        registry.url,
+        repository,
+        [{ files: kind.pkg.files, entries: [{ name: "PaxHeader/after", type: "pax", body }, { name: "after" }] }],
+        config,
+      );
+      const { r } = await startWithTmp();
+      const res = await specialize(r, pulled(digest));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toMatch(/bad layer sha256:[a-f0-9]{64}: a .* header of \d+ bytes \(limit 65536\)$/);
+    });
+
+    it("FAAS_PACKAGE_CACHE_DIR: packages are unpacked there, in a directory it creates 0700", async () => {
+      const base = await tempDir("faas-cache-");
+      const cache = join(base, "made", "cache");
+      const { r } = await startWithTmp({ FAAS_PACKAGE_CACHE_DIR: cache });
+      const res = await specialize(r, pulled(good));
+      expect(res.status, res.body).toBe(200);
+      expect(await readdir(cache)).toEqual([good.slice("sha256:".length)]);
+      expect((await stat(cache)).mode & 0o777).toBe(0o700);
+    });
+
+    it.each([
+      [
+        "a symbolic link",
+        async (base: string) => {
+          await mkdir(join(base, "real"), { mode: 0o700 });
+          await symlink(join(base, "real"), join(base, "cache"));
+        },
+        "is a symbolic link",
+      ],
+      [
+        "group-writable",
+        async (base: string) => {
+          await mkdir(join(base, "cache"));
+          await chmod(join(base, "cache"), 0o770);
+        },
+        "is writable by its group or others (mode 770)",
+      ],
+      [
+        "world-writable",
+        async (base: string) => {
+          await mkdir(join(base, "cache"));
+          await chmod(join(base, "cache"), 0o707);
+        },
+        "is writable by its group or others (mode 707)",
+      ],
+    ] as const)("a package cache directory that is %s → 400 naming it; nothing unpacked", async (_, make, why) => {
+      const base = await tempDir("faas-cache-");
+      await make(base);
+      const cache = join(base, "cache");
+      const { r } = await startWithTmp({ FAAS_PACKAGE_CACHE_DIR: cache });
+      const res = await specialize(r, pulled(good));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toContain(`: the package cache directory ${cache} ${why}: refusing to use it`);
+      expect(await readdir(join(base, "cache"))).toEqual([]);
+    });
+
+    it("an existing <hex> entry that is a symbolic link is not used → 400 naming it", async () => {
+      const base = await tempDir("faas-cache-");
+      const cache = join(base, "cache");
+      await mkdir(cache, { mode: 0o700 });
+      await writeFiles(join(base, "planted"), { [kind.moduleFile]: kind.code.hello });
+      const entry = join(cache, good.slice("sha256:".length));
+      await symlink(join(base, "planted"), entry);
+      const { r } = await startWithTmp({ FAAS_PACKAGE_CACHE_DIR: cache });
+      const res = await specialize(r, pulled(good));
+      expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+      expect(res.error.message).toContain(`: ${entry} exists and is not a directory owned by uid`);
     });
 
     it("a symbolic link chain that leaves the root only when followed → 400", async () => {

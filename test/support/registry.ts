@@ -127,7 +127,8 @@ export async function startRegistry(): Promise<Registry> {
 /** One tar entry, for layers that need more than regular files (links, devices, unsafe names). */
 export interface TarEntry {
   name: string;
-  type?: "file" | "dir" | "symlink" | "hardlink" | "fifo" | "chardev";
+  /** `pax`: a pax extended header (its body the records), applying to the next entry. */
+  type?: "file" | "dir" | "symlink" | "hardlink" | "fifo" | "chardev" | "pax";
   body?: string | Buffer;
   linkname?: string;
   mode?: number;
@@ -140,7 +141,7 @@ export interface PackageLayer {
   entries?: TarEntry[];
 }
 
-const TYPE_FLAGS = { file: "0", hardlink: "1", symlink: "2", chardev: "3", dir: "5", fifo: "6" } as const;
+const TYPE_FLAGS = { file: "0", hardlink: "1", symlink: "2", chardev: "3", dir: "5", fifo: "6", pax: "x" } as const;
 
 function octal(value: number, width: number): string {
   return `${value.toString(8).padStart(width - 1, "0")}\0`;
@@ -176,7 +177,8 @@ export function buildLayer(layer: PackageLayer): Buffer {
     parts.push(tarHeader({ name }, body.length), body, Buffer.alloc((512 - (body.length % 512)) % 512));
   }
   for (const entry of layer.entries ?? []) {
-    const body = entry.type === undefined || entry.type === "file" ? Buffer.from(entry.body ?? "") : Buffer.alloc(0);
+    const withBody = entry.type === undefined || entry.type === "file" || entry.type === "pax";
+    const body = withBody ? Buffer.from(entry.body ?? "") : Buffer.alloc(0);
     parts.push(tarHeader(entry, body.length), body, Buffer.alloc((512 - (body.length % 512)) % 512));
   }
   parts.push(Buffer.alloc(1024));

@@ -1,6 +1,10 @@
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { DEFAULT_PACKAGE_MAX_BYTES, DEFAULT_PACKAGE_PULL_TIMEOUT_MS } from "./package-root.js";
+import { join, resolve } from "node:path";
+import {
+  DEFAULT_PACKAGE_MAX_BYTES,
+  DEFAULT_PACKAGE_MAX_ENTRIES,
+  DEFAULT_PACKAGE_PULL_TIMEOUT_MS,
+} from "./package-root.js";
 
 /** The runner's configuration, read once from the environment (docs/runner-protocol.md). */
 export interface RunnerConfig {
@@ -32,10 +36,12 @@ export interface RunnerConfig {
    * it stays unready and never specializes again.
    */
   poolClaimFile: string | undefined;
-  /** Where pulled packages are unpacked: `$TMPDIR/faas-packages/<hex>`. */
+  /** FAAS_PACKAGE_CACHE_DIR: where pulled packages are unpacked, `<dir>/<hex>` (default `$TMPDIR/faas-packages`). */
   packageCacheDir: string;
   /** FAAS_PACKAGE_MAX_BYTES: the most a pulled package may unpack to. */
   packageMaxBytes: number;
+  /** FAAS_PACKAGE_MAX_ENTRIES: the most tar entries a pulled package may have. */
+  packageMaxEntries: number;
   /** FAAS_PACKAGE_PULL_TIMEOUT_MS: the deadline of a package pull (not part of the load timeout). */
   packagePullTimeoutMs: number;
 }
@@ -64,8 +70,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     loadTimeoutMs: readNumber(env, "FAAS_LOAD_TIMEOUT_MS", DEFAULT_LOAD_TIMEOUT_MS, 1),
     specializeToken: env.FAAS_SPECIALIZE_TOKEN || undefined,
     poolClaimFile: env.FAAS_POOL_CLAIM_FILE || undefined,
-    packageCacheDir: join(tmpdir(), "faas-packages"),
+    packageCacheDir: resolve(env.FAAS_PACKAGE_CACHE_DIR || join(tmpdir(), "faas-packages")),
     packageMaxBytes: readNumber(env, "FAAS_PACKAGE_MAX_BYTES", DEFAULT_PACKAGE_MAX_BYTES, 1),
+    packageMaxEntries: readNumber(env, "FAAS_PACKAGE_MAX_ENTRIES", DEFAULT_PACKAGE_MAX_ENTRIES, 1),
     packagePullTimeoutMs: readNumber(env, "FAAS_PACKAGE_PULL_TIMEOUT_MS", DEFAULT_PACKAGE_PULL_TIMEOUT_MS, 1),
   };
 }

@@ -17,6 +17,7 @@ const config = loadConfig(process.env);
 const host = new FunctionHost(log, config.loadTimeoutMs, config.codeDir === undefined, {
   cacheDir: config.packageCacheDir,
   maxBytes: config.packageMaxBytes,
+  maxEntries: config.packageMaxEntries,
   timeoutMs: config.packagePullTimeoutMs,
 });
 // Code stuck at its top level may have left anything behind: this process is not reused.

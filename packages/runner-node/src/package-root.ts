@@ -1,13 +1,16 @@
 /**
  * Finds a packaged function's root directory (docs/packages.md): the given
  * `dir`, or a pull of the package's OCI manifest and layers from its
- * registry, checked (digests, sizes, limits) and extracted safely into
- * `$TMPDIR/faas-packages/<hex>`.
+ * registry: each layer blob spooled to a file and checked (size, sha256)
+ * before anything of it is unpacked, then extracted safely (entry, size and
+ * header limits) into `<cache dir>/<hex>` (`$TMPDIR/faas-packages` by default).
  */
 import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, type Stats } from "node:fs";
 import { lstat, mkdir, mkdtemp, readdir, readlink, rename, rm, stat } from "node:fs/promises";
 import { join, posix } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { type ReadEntry, Unpack } from "tar";
 import type { LoadPackage } from "./load-spec.js";
@@ -18,12 +21,17 @@ export const LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip";
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_PACKAGE_MAX_BYTES = 1024 * 1024 * 1024;
 export const DEFAULT_PACKAGE_PULL_TIMEOUT_MS = 60_000;
+export const DEFAULT_PACKAGE_MAX_ENTRIES = 100_000;
+/** The largest pax extended header or GNU long name/link header accepted. */
+export const MAX_TAR_HEADER_BYTES = 64 * 1024;
 
 export interface PullOptions {
-  /** Where pulled packages go: `<cacheDir>/<hex>`. */
+  /** FAAS_PACKAGE_CACHE_DIR: where pulled packages go, `<cacheDir>/<hex>`. */
   cacheDir: string;
   /** FAAS_PACKAGE_MAX_BYTES: the most a package may unpack to. */
   maxBytes: number;
+  /** FAAS_PACKAGE_MAX_ENTRIES: the most tar entries a package may have (every type counts). */
+  maxEntries?: number;
   /** FAAS_PACKAGE_PULL_TIMEOUT_MS: the deadline of one pull. */
   timeoutMs: number;
 }
@@ -78,28 +86,41 @@ interface Descriptor {
 async function pull(pkg: LoadPackage, options: PullOptions): Promise<string> {
   const hex = pkg.digest.slice("sha256:".length);
   const final = join(options.cacheDir, hex);
-  if ((await stat(final).catch(() => undefined))?.isDirectory()) return final;
-  await mkdir(options.cacheDir, { recursive: true });
+  await checkCacheDir(options.cacheDir);
+  const existing = await lstat(final).catch(() => undefined);
+  if (existing !== undefined) {
+    if (ours(existing) && existing.isDirectory()) return final;
+    throw new PullFailure(`${final} exists and is not a directory owned by uid ${uid()}: refusing to use it`);
+  }
+  // The pull's own directory: the package root being built, and beside it (never inside) the blobs' spool files.
   const tmp = await mkdtemp(join(options.cacheDir, `.pull-${hex.slice(0, 12)}-`));
+  const root = join(tmp, "root");
   const abort = new AbortController();
   const deadline = new PullFailure(`pull did not finish within ${options.timeoutMs} ms`);
   const timer = setTimeout(() => abort.abort(deadline), options.timeoutMs);
   try {
+    await mkdir(root, { mode: 0o700 });
     const base = `${pkg.registry}/v2/${pkg.repository}`;
     const body = await fetchManifest(`${base}/manifests/${pkg.digest}`, abort.signal);
     const actual = `sha256:${createHash("sha256").update(body).digest("hex")}`;
     if (actual !== pkg.digest) throw new PullFailure(`digest mismatch: the registry's manifest has digest ${actual}`);
     const layers = parseManifest(body, options.maxBytes);
-    const guard = new EntryGuard(options.maxBytes);
-    for (const layer of layers) await fetchLayer(`${base}/blobs/${layer.digest}`, layer, tmp, guard, abort.signal);
-    await checkSymlinks(tmp);
+    const guard = new EntryGuard(options.maxBytes, options.maxEntries ?? DEFAULT_PACKAGE_MAX_ENTRIES);
+    for (const [i, layer] of layers.entries()) {
+      const spool = join(tmp, `layer-${i}.blob`);
+      await fetchBlob(`${base}/blobs/${layer.digest}`, layer, spool, abort.signal);
+      await extractLayer(spool, layer, root, guard, abort.signal);
+      await rm(spool, { force: true });
+    }
+    await checkSymlinks(root);
     try {
-      await rename(tmp, final);
+      await rename(root, final);
     } catch (err) {
       // Another pull of the same digest got there first: same content.
-      if (!(await stat(final).catch(() => undefined))?.isDirectory()) throw err;
-      await rm(tmp, { recursive: true, force: true });
+      const there = await lstat(final).catch(() => undefined);
+      if (!(there?.isDirectory() && ours(there))) throw err;
     }
+    await rm(tmp, { recursive: true, force: true });
     return final;
   } catch (err) {
     await removeSettled(tmp);
@@ -108,6 +129,36 @@ async function pull(pkg: LoadPackage, options: PullOptions): Promise<string> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+function uid(): number {
+  return process.getuid?.() ?? -1;
+}
+
+function ours(st: Stats): boolean {
+  return !st.isSymbolicLink() && st.uid === uid();
+}
+
+/**
+ * Creates the cache directory (0700) if need be, then refuses it unless it is
+ * a real directory (not a symbolic link) owned by this process's uid that
+ * neither group nor others may write to: whoever can write there can plant a
+ * package under a digest's name.
+ */
+async function checkCacheDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new PullFailure(`cannot create the package cache directory ${dir}: ${(err as Error).message}`);
+  }
+  const st = await lstat(dir);
+  const refuse = (why: string): never => {
+    throw new PullFailure(`the package cache directory ${dir} ${why}: refusing to use it (FAAS_PACKAGE_CACHE_DIR)`);
+  };
+  if (st.isSymbolicLink()) refuse("is a symbolic link");
+  if (!st.isDirectory()) refuse("is not a directory");
+  if (st.uid !== uid()) refuse(`is owned by uid ${st.uid}, not ${uid()}`);
+  if ((st.mode & 0o022) !== 0) refuse(`is writable by its group or others (mode ${(st.mode & 0o777).toString(8)})`);
 }
 
 /**
@@ -196,14 +247,12 @@ function parseManifest(body: Buffer, maxBytes: number): Descriptor[] {
 class BlobCheck extends Transform {
   readonly hash = createHash("sha256");
   size = 0;
+  first: number | undefined;
   constructor(private readonly layer: Descriptor) {
     super();
   }
   override _transform(chunk: Buffer, _: BufferEncoding, done: TransformCallback): void {
-    if (this.size === 0 && chunk.length > 0 && chunk[0] !== 0x1f) {
-      done(new PullFailure(`layer ${this.layer.digest} is not gzip-compressed`));
-      return;
-    }
+    if (this.first === undefined && chunk.length > 0) this.first = chunk[0];
     this.size += chunk.length;
     if (this.size > this.layer.size) {
       done(new PullFailure(`layer ${this.layer.digest} is longer than the manifest's size ${this.layer.size}`));
@@ -214,16 +263,34 @@ class BlobCheck extends Transform {
   }
 }
 
-async function fetchLayer(
-  url: string,
+/** Streams a layer blob to `spool` (a new file), then checks its size and sha256: nothing of it is unpacked before. */
+async function fetchBlob(url: string, layer: Descriptor, spool: string, signal: AbortSignal): Promise<void> {
+  const res = await request(url, signal);
+  const check = new BlobCheck(layer);
+  await pipeline(
+    Readable.fromWeb(res.body as WebReadableStream<Uint8Array>),
+    check,
+    createWriteStream(spool, { flags: "wx", mode: 0o600 }),
+    { signal },
+  );
+  if (check.size !== layer.size) {
+    throw new PullFailure(`layer ${layer.digest} is ${check.size} bytes, the manifest says ${layer.size}`);
+  }
+  const actual = `sha256:${check.hash.digest("hex")}`;
+  if (actual !== layer.digest) throw new PullFailure(`digest mismatch: layer ${layer.digest} has digest ${actual}`);
+  // The unpacker would take a plain tar (or brotli, zstd) too: the media type says gzip.
+  if (check.first !== 0x1f) throw new PullFailure(`layer ${layer.digest} is not gzip-compressed`);
+}
+
+/** Gunzips and untars a checked layer blob from its spool file into `dir`. */
+async function extractLayer(
+  spool: string,
   layer: Descriptor,
   dir: string,
   guard: EntryGuard,
   signal: AbortSignal,
 ): Promise<void> {
-  const res = await request(url, signal);
-  const source = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-  const check = new BlobCheck(layer);
+  const source = createReadStream(spool);
   await new Promise<void>((resolve, reject) => {
     // The first failure wins; the unpacker is aborted (it then stops writing) and reports it.
     let failure: Error | undefined;
@@ -233,32 +300,47 @@ async function fetchLayer(
       source.destroy();
       setImmediate(() => unpack.abort(err));
     };
+    const onAbort = (): void => fail(signal.reason as Error);
+    const seen = new WeakSet<object>();
     const unpack = new Unpack({
       cwd: dir,
       strict: true,
       preserveOwner: false,
+      maxMetaEntrySize: MAX_TAR_HEADER_BYTES,
       filter: (path, entry) => {
+        seen.add(entry);
         const unsafe = guard.check(path, entry as ReadEntry);
         if (unsafe !== undefined) fail(new PullFailure(unsafe));
         return unsafe === undefined && failure === undefined;
       },
     });
-    source.on("error", (err) => fail(signal.aborted ? (signal.reason as Error) : err));
-    check.on("error", fail);
+    // Entries the parser skips without asking the filter: headers past maxMetaEntrySize, unknown types.
+    unpack.on("ignoredEntry", (entry: ReadEntry) => {
+      if (seen.has(entry)) return;
+      if (entry.meta) {
+        fail(
+          new PullFailure(
+            `bad layer ${layer.digest}: a ${entry.type} header of ${entry.size} bytes (limit ${MAX_TAR_HEADER_BYTES})`,
+          ),
+        );
+        return;
+      }
+      const unsafe = guard.check(entry.path, entry);
+      fail(new PullFailure(unsafe ?? `unsafe entry ${JSON.stringify(entry.path)}: a ${entry.type} entry`));
+    });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    source.on("error", fail);
     unpack.on("error", (err: Error) => {
       reject(failure ?? new PullFailure(`bad layer ${layer.digest}: ${err.message}`));
     });
     unpack.on("close", () => {
+      signal.removeEventListener("abort", onAbort);
       if (failure === undefined) resolve();
       else reject(failure);
     });
-    source.pipe(check).pipe(unpack as unknown as NodeJS.WritableStream);
+    source.pipe(unpack as unknown as NodeJS.WritableStream);
   });
-  if (check.size !== layer.size) {
-    throw new PullFailure(`layer ${layer.digest} is ${check.size} bytes, the manifest says ${layer.size}`);
-  }
-  const actual = `sha256:${check.hash.digest("hex")}`;
-  if (actual !== layer.digest) throw new PullFailure(`digest mismatch: layer ${layer.digest} has digest ${actual}`);
 }
 
 const FILE_TYPES = new Set(["File", "OldFile", "ContiguousFile"]);
@@ -267,11 +349,18 @@ const SAFE_TYPES = new Set([...FILE_TYPES, "Directory", "SymbolicLink", "Link"])
 /** Refuses tar entries that would write outside the root, and counts what the package unpacks to. */
 class EntryGuard {
   #total = 0;
+  #entries = 0;
   readonly #symlinks = new Set<string>();
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    private readonly maxEntries: number,
+  ) {}
 
   /** Why the entry is refused, or undefined. */
   check(path: string, entry: ReadEntry): string | undefined {
+    if (++this.#entries > this.maxEntries) {
+      return `too many entries: the package has more than ${this.maxEntries} (FAAS_PACKAGE_MAX_ENTRIES)`;
+    }
     const name = JSON.stringify(path);
     if (!SAFE_TYPES.has(entry.type)) return `unsafe entry ${name}: a ${entry.type} entry`;
     if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) return `unsafe entry ${name}: an absolute path`;
@@ -292,6 +381,13 @@ class EntryGuard {
     } else if (entry.type === "Link") {
       if (posix.isAbsolute(target) || target.split("/").includes("..")) {
         return `unsafe entry ${name}: a hard link to ${JSON.stringify(target)}, outside the package`;
+      }
+      // A hard link to a symbolic link, or to a path through one, could reach outside the root.
+      const targetParts = posix.normalize(target).split("/");
+      for (let i = 1; i <= targetParts.length; i++) {
+        if (this.#symlinks.has(targetParts.slice(0, i).join("/"))) {
+          return `unsafe entry ${name}: a hard link through the symbolic link ${JSON.stringify(target)}`;
+        }
       }
     } else if (FILE_TYPES.has(entry.type)) {
       this.#total += entry.size ?? 0;

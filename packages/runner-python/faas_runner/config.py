@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .package import DEFAULT_MAX_BYTES, DEFAULT_PULL_TIMEOUT_MS
+from .package import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_PULL_TIMEOUT_MS
 
 
 class ConfigError(ValueError):
@@ -43,10 +43,13 @@ class Config:
     # written on specialization. A runner that starts and finds it was claimed
     # before and restarted: it stays unready and refuses to specialize again.
     pool_claim_file: str | None = None
-    # Pulled packages are unpacked to <package_cache_dir>/<hex> ($TMPDIR/faas-packages).
+    # FAAS_PACKAGE_CACHE_DIR: pulled packages are unpacked to <package_cache_dir>/<hex>
+    # (default $TMPDIR/faas-packages).
     package_cache_dir: str | None = None
     # FAAS_PACKAGE_MAX_BYTES: the most a pulled package may unpack to.
     package_max_bytes: int = DEFAULT_MAX_BYTES
+    # FAAS_PACKAGE_MAX_ENTRIES: the most tar entries a pulled package may have.
+    package_max_entries: int = DEFAULT_MAX_ENTRIES
     # FAAS_PACKAGE_PULL_TIMEOUT_MS: the deadline of a package pull (not part of the load timeout).
     package_pull_timeout_ms: int = DEFAULT_PULL_TIMEOUT_MS
 
@@ -64,8 +67,11 @@ def load_config(env: Mapping[str, str]) -> Config:
         load_timeout_ms=_int(env, "FAAS_LOAD_TIMEOUT_MS", Config.load_timeout_ms, 1, 2**31),
         specialize_token=env.get("FAAS_SPECIALIZE_TOKEN") or None,
         pool_claim_file=env.get("FAAS_POOL_CLAIM_FILE") or None,
-        package_cache_dir=os.path.join(tempfile.gettempdir(), "faas-packages"),
+        package_cache_dir=os.path.abspath(
+            env.get("FAAS_PACKAGE_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "faas-packages")
+        ),
         package_max_bytes=_int(env, "FAAS_PACKAGE_MAX_BYTES", Config.package_max_bytes, 1, 2**50),
+        package_max_entries=_int(env, "FAAS_PACKAGE_MAX_ENTRIES", Config.package_max_entries, 1, 2**40),
         package_pull_timeout_ms=_int(env, "FAAS_PACKAGE_PULL_TIMEOUT_MS", Config.package_pull_timeout_ms, 1, 2**31),
     )
 

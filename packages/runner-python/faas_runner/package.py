@@ -1,11 +1,14 @@
 """Finds a packaged function's root directory (docs/packages.md).
 
 Either the spec's ``dir`` as given, or a pull from its registry: the OCI
-manifest by digest (sha256 checked), then each layer blob (size and sha256
-checked while streaming), gunzipped and untarred with our own member checks
-(no absolute names, no ``..``, no links leaving the root, no devices; Python
-3.11.2 has no ``tarfile`` extraction filters) into a temporary directory that
-is renamed to ``$TMPDIR/faas-packages/<hex>`` once every layer is in.
+manifest by digest (sha256 checked), then each layer blob streamed to a spool
+file (its size capped at the manifest's) and checked (size, sha256) before
+anything of it is unpacked, then gunzipped and untarred with our own member
+checks (no absolute names, no ``..``, no links leaving the root, no devices,
+at most so many entries and header bytes; Python 3.11.2 has no ``tarfile``
+extraction filters) into a temporary directory that is renamed to
+``<cache dir>/<hex>`` (``$TMPDIR/faas-packages`` by default) once every layer
+is in.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 DEFAULT_PULL_TIMEOUT_MS = 60_000
+DEFAULT_MAX_ENTRIES = 100_000
+# The largest pax extended header or GNU long name/link header accepted.
+MAX_TAR_HEADER_BYTES = 64 * 1024
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}")
 _CHUNK = 256 * 1024
 
@@ -63,7 +69,7 @@ _pull_lock = threading.Lock()
 
 
 def package_root(pkg: Package, cache_dir: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 timeout_ms: int = DEFAULT_PULL_TIMEOUT_MS) -> str:
+                 timeout_ms: int = DEFAULT_PULL_TIMEOUT_MS, max_entries: int = DEFAULT_MAX_ENTRIES) -> str:
     """The package's root directory; raises PackageError."""
     try:
         if pkg.dir is not None:
@@ -74,7 +80,8 @@ def package_root(pkg: Package, cache_dir: str | None = None, max_bytes: int = DE
             root = _pulls.get(pkg.digest)
             if root is None or not os.path.isdir(root):
                 cache = cache_dir or os.path.join(tempfile.gettempdir(), "faas-packages")
-                root = _pull(pkg, cache, max_bytes, time.monotonic() + timeout_ms / 1000, timeout_ms)
+                limits = _Limits(max_bytes, max_entries)
+                root = _pull(pkg, cache, limits, time.monotonic() + timeout_ms / 1000, timeout_ms)
                 _pulls[pkg.digest] = root
             return root
     except _Failure as err:
@@ -83,31 +90,82 @@ def package_root(pkg: Package, cache_dir: str | None = None, max_bytes: int = DE
         raise PackageError(f"{pkg.describe()}: {type(err).__name__}: {err}") from err
 
 
-def _pull(pkg: Package, cache: str, max_bytes: int, deadline: float, timeout_ms: int) -> str:
+@dataclass(frozen=True)
+class _Limits:
+    max_bytes: int
+    max_entries: int
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _ours_dir(st: os.stat_result) -> bool:
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+
+
+def _check_cache_dir(cache: str) -> None:
+    """Creates the cache directory (0700) if need be, then refuses it unless it is a
+    real directory (not a symbolic link) owned by our uid that neither group nor
+    others may write to: whoever can write there can plant a package under a
+    digest's name."""
+    try:
+        os.makedirs(cache, mode=0o700, exist_ok=True)
+    except OSError as err:
+        raise _Failure(f"cannot create the package cache directory {cache}: {err}") from None
+    st = os.lstat(cache)
+
+    def refuse(why: str) -> None:
+        raise _Failure(f"the package cache directory {cache} {why}: refusing to use it (FAAS_PACKAGE_CACHE_DIR)")
+
+    if stat.S_ISLNK(st.st_mode):
+        refuse("is a symbolic link")
+    if not stat.S_ISDIR(st.st_mode):
+        refuse("is not a directory")
+    if st.st_uid != os.getuid():
+        refuse(f"is owned by uid {st.st_uid}, not {os.getuid()}")
+    if st.st_mode & 0o022:
+        refuse(f"is writable by its group or others (mode {stat.S_IMODE(st.st_mode):o})")
+
+
+def _pull(pkg: Package, cache: str, limits: _Limits, deadline: float, timeout_ms: int) -> str:
     hexdigest = pkg.digest[len("sha256:"):]
     final = os.path.join(cache, hexdigest)
-    if os.path.isdir(final):
-        return final
-    os.makedirs(cache, exist_ok=True)
+    _check_cache_dir(cache)
+    existing = _lstat(final)
+    if existing is not None:
+        if _ours_dir(existing):
+            return final
+        raise _Failure(f"{final} exists and is not a directory owned by uid {os.getuid()}: refusing to use it")
+    # The pull's own directory: the package root being built, and beside it (never inside) the blobs' spool files.
     tmp = tempfile.mkdtemp(prefix=f".pull-{hexdigest[:12]}-", dir=cache)
+    root = os.path.join(tmp, "root")
     clock = _Deadline(deadline, timeout_ms)
     try:
+        os.mkdir(root, 0o700)
         base = f"{pkg.registry}/v2/{pkg.repository}"
         body = _fetch_manifest(f"{base}/manifests/{pkg.digest}", clock)
         actual = "sha256:" + hashlib.sha256(body).hexdigest()
         if actual != pkg.digest:
             raise _Failure(f"digest mismatch: the registry's manifest has digest {actual}")
-        layers = _parse_manifest(body, max_bytes)
-        guard = _Guard(tmp, max_bytes)
-        for layer in layers:
-            _fetch_layer(f"{base}/blobs/{layer['digest']}", layer, guard, clock)
-        _check_symlinks(tmp)
+        layers = _parse_manifest(body, limits.max_bytes)
+        guard = _Guard(root, limits)
+        for i, layer in enumerate(layers):
+            spool = os.path.join(tmp, f"layer-{i}.blob")
+            _fetch_blob(f"{base}/blobs/{layer['digest']}", layer, spool, clock)
+            _extract_layer(spool, layer, guard, clock)
+            os.unlink(spool)
+        _check_symlinks(root)
         try:
-            os.rename(tmp, final)
+            os.rename(root, final)
         except OSError:
-            if not os.path.isdir(final):  # else another process got there first: same content
+            there = _lstat(final)
+            if there is None or not _ours_dir(there):  # else another process got there first: same content
                 raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         return final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -199,15 +257,38 @@ def _parse_manifest(body: bytes, max_bytes: int) -> list[dict[str, Any]]:
     return layers
 
 
-class _BlobReader:
-    """A file-like view of a blob response that counts, hashes and gunzips it."""
+def _fetch_blob(url: str, layer: dict[str, Any], spool: str, clock: _Deadline) -> None:
+    """Streams a layer blob to ``spool`` (a new file), then checks its size and sha256:
+    nothing of it is unpacked before."""
+    digest = hashlib.sha256()
+    size = 0
+    first = b""
+    fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with _open(url, clock) as res, os.fdopen(fd, "wb") as out:
+        while chunk := _read(res, clock, _CHUNK):
+            size += len(chunk)
+            if size > layer["size"]:
+                raise _Failure(f"layer {layer['digest']} is longer than the manifest's size {layer['size']}")
+            if not first:
+                first = chunk[:1]
+            digest.update(chunk)
+            out.write(chunk)
+    if size != layer["size"]:
+        raise _Failure(f"layer {layer['digest']} is {size} bytes, the manifest says {layer['size']}")
+    actual = "sha256:" + digest.hexdigest()
+    if actual != layer["digest"]:
+        raise _Failure(f"digest mismatch: layer {layer['digest']} has digest {actual}")
+    if first != b"\x1f":
+        raise _Failure(f"layer {layer['digest']} is not gzip-compressed")
 
-    def __init__(self, res: BinaryIO, layer: dict[str, Any], clock: _Deadline) -> None:
-        self.res = res
+
+class _Gunzip:
+    """A file-like view of a checked gzip blob, inflated in bounded steps."""
+
+    def __init__(self, src: BinaryIO, layer: dict[str, Any], clock: _Deadline) -> None:
+        self.src = src
         self.layer = layer
         self.clock = clock
-        self.hash = hashlib.sha256()
-        self.size = 0
         self.inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip only
         self.pending = bytearray()  # deleting from its front is cheap
         self.eof = False
@@ -215,15 +296,12 @@ class _BlobReader:
     def _more(self) -> None:
         data = self.inflate.unconsumed_tail
         if not data:
-            chunk = _read(self.res, self.clock, _CHUNK)
+            self.clock.left()
+            chunk = self.src.read(_CHUNK)
             if not chunk:
                 self.eof = True
                 self.pending += self.inflate.flush()
                 return
-            self.size += len(chunk)
-            if self.size > self.layer["size"]:
-                raise _Failure(f"layer {self.layer['digest']} is longer than the manifest's size {self.layer['size']}")
-            self.hash.update(chunk)
             data = chunk
         try:
             # Bounded output: a small chunk may inflate to a lot.
@@ -242,40 +320,63 @@ class _BlobReader:
             del self.pending[:n]
         return out
 
-    def drain(self) -> None:
-        """Reads to the end of the blob (past the tar's end-of-archive blocks), for the size and digest."""
-        while not self.eof:
-            self._more()
-            self.pending.clear()
+
+class _HeaderTooLarge(_Failure):
+    pass
 
 
-def _fetch_layer(url: str, layer: dict[str, Any], guard: _Guard, clock: _Deadline) -> None:
-    with _open(url, clock) as res:
-        blob = _BlobReader(res, layer, clock)
+class _TarInfo(tarfile.TarInfo):
+    """Refuses pax and GNU long name/link headers past MAX_TAR_HEADER_BYTES (tarfile reads
+    them whole into memory), and old GNU sparse members (an unbounded list of extents)."""
+
+    def _proc_gnulong(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._check_header()
+        return super()._proc_gnulong(tarfile)  # type: ignore[misc]
+
+    def _proc_pax(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        self._check_header()
+        return super()._proc_pax(tarfile)  # type: ignore[misc]
+
+    def _proc_sparse(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:  # type: ignore[override]
+        raise _Failure(f"unsafe entry {json.dumps(self.name)}: a GNU sparse entry")
+
+    def _check_header(self) -> None:
+        if self.size > MAX_TAR_HEADER_BYTES:
+            kind = "pax" if self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE) else "GNU long name"
+            raise _HeaderTooLarge(f"a {kind} header of {self.size} bytes (limit {MAX_TAR_HEADER_BYTES})")
+
+
+def _extract_layer(spool: str, layer: dict[str, Any], guard: _Guard, clock: _Deadline) -> None:
+    """Gunzips and untars a checked layer blob from its spool file."""
+    with open(spool, "rb") as src:
+        blob = _Gunzip(src, layer, clock)
         try:
-            with tarfile.open(fileobj=blob, mode="r|") as tar:  # type: ignore[call-overload]
-                for member in tar:
+            with tarfile.open(fileobj=blob, mode="r|", tarinfo=_TarInfo) as tar:  # type: ignore[call-overload]
+                while (member := tar.next()) is not None:
+                    # Stream mode keeps every member read in tar.members: drop them as we go.
+                    tar.members = []
                     guard.extract(tar, member)
         except tarfile.TarError as err:
             raise _Failure(f"bad layer {layer['digest']}: {err}") from None
-        blob.drain()
-    if blob.size != layer["size"]:
-        raise _Failure(f"layer {layer['digest']} is {blob.size} bytes, the manifest says {layer['size']}")
-    actual = "sha256:" + blob.hash.hexdigest()
-    if actual != layer["digest"]:
-        raise _Failure(f"digest mismatch: layer {layer['digest']} has digest {actual}")
+        except _HeaderTooLarge as err:
+            raise _Failure(f"bad layer {layer['digest']}: {err}") from None
 
 
 class _Guard:
     """Extracts tar members one by one, refusing any that would leave the root."""
 
-    def __init__(self, root: str, max_bytes: int) -> None:
+    def __init__(self, root: str, limits: _Limits) -> None:
         self.root = root
-        self.max_bytes = max_bytes
+        self.max_bytes = limits.max_bytes
+        self.max_entries = limits.max_entries
         self.total = 0
+        self.entries = 0
         self.symlinks: set[str] = set()
 
     def extract(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        self.entries += 1
+        if self.entries > self.max_entries:
+            raise _Failure(f"too many entries: the package has more than {self.max_entries} (FAAS_PACKAGE_MAX_ENTRIES)")
         name = json.dumps(m.name)
         if not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
             raise _Failure(f"unsafe entry {name}: a {_kind(m)} entry")
@@ -312,7 +413,9 @@ class _Guard:
             target_parts = posixpath.normpath(m.linkname).split("/")
             for i in range(1, len(target_parts) + 1):
                 if "/".join(target_parts[:i]) in self.symlinks:
-                    raise _Failure(f"unsafe entry {name}: a hard link through the symbolic link {m.linkname}")
+                    raise _Failure(
+                        f"unsafe entry {name}: a hard link through the symbolic link {json.dumps(m.linkname)}"
+                    )
             os.link(os.path.join(self.root, *target_parts), path)
         else:
             self.total += m.size

@@ -108,6 +108,7 @@ class Runner:
                 self.config.package_cache_dir,
                 self.config.package_max_bytes,
                 self.config.package_pull_timeout_ms,
+                self.config.package_max_entries,
             )
         except PackageError as err:
             raise LoadError(str(err)) from None
