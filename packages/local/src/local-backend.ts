@@ -10,6 +10,7 @@
  * configs live in `ValueStore`s, and `Resolver` turns a function's references
  * to them into its runners' environment and files.
  */
+import { join } from "node:path";
 import { FaasError, type FunctionResource, type Runtime } from "@faas/api";
 import type {
   Backend,
@@ -139,7 +140,10 @@ export class LocalBackend implements Backend, BackendAdmin {
   }
 
   #spawn(runtime: Runtime): Promise<RunnerProcess> {
-    const cmd = runnerCommand(runtime, { python: this.opts.python, node: this.opts.node, baseEnv: this.opts.baseEnv });
+    // Packages a function pulls from a registry (spec.package.registry) go to the data dir, the
+    // owner's only, never to a /tmp shared with other users.
+    const baseEnv = { ...this.opts.baseEnv, FAAS_PACKAGE_CACHE_DIR: join(this.opts.dataDir, "package-cache") };
+    const cmd = runnerCommand(runtime, { python: this.opts.python, node: this.opts.node, baseEnv });
     const loadTimeoutMs = this.opts.loadTimeoutMs ?? DEFAULT_LOAD_TIMEOUT_MS;
     return RunnerProcess.spawn(runtime, cmd, { loadTimeoutMs }).then((runner) => {
       runner.on("line", (line: string, stream: string) => {
