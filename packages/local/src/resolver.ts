@@ -21,6 +21,7 @@ import {
   references,
   resolveEnv,
   toLoadSpec,
+  UNBUILT_DIGEST,
 } from "@faas/api";
 import type { ValueKind, ValueStore } from "./value-store.js";
 
@@ -96,6 +97,12 @@ export class Resolver {
 
   /** A package in the local store (docs/packages.md), unpacked there by `faas deploy`. */
   async #packageDir(digest: string): Promise<string> {
+    if (digest === UNBUILT_DIGEST) {
+      throw invalid(
+        "spec.package.digest",
+        "the package was never built: deploy the function's directory with `faas deploy`",
+      );
+    }
     const dir = join(this.dataDir, "packages", digest.replace(/^sha256:/, ""));
     if (!(await exists(dir))) {
       throw invalid(

@@ -5,7 +5,7 @@
  * push it to a registry. docs/packages.md.
  */
 import { randomUUID } from "node:crypto";
-import { copyFile, mkdir, mkdtemp, rename, rm, stat, symlink } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, rename, rm, stat, symlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { type Artifact, assemble, codeLayer, dependencyLayer, removeBlobFile } from "./artifact.js";
 import { buildDependencies, type DependencyBuild } from "./deps.js";
@@ -42,6 +42,7 @@ export async function buildPackage(req: PackageRequest, opts: PackageBuildOption
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   const work = join(buildsDir(opts.dataDir), ".work");
   await mkdir(work, { recursive: true, mode: 0o700 });
+  await sweep(opts.dataDir);
   const listed = await readSource(req.dir, req.runtime, req.handler);
   // A snapshot of the files, taken before a build that may take minutes: the layer, the
   // digest and the local store all get these bytes, whatever happens to the directory meanwhile.
@@ -123,6 +124,24 @@ export async function installLocal(dataDir: string, pkg: BuiltPackage): Promise<
     throw err;
   }
   return root;
+}
+
+/** What an interrupted build left (a day old at least): temporary builds, snapshots, layers. */
+async function sweep(dataDir: string): Promise<void> {
+  const dayAgo = Date.now() - 24 * 3600 * 1000;
+  const places = [
+    { dir: join(buildsDir(dataDir), ".work"), all: true },
+    { dir: buildsDir(dataDir), all: false },
+    { dir: packagesDir(dataDir), all: false },
+  ];
+  for (const { dir, all } of places) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!all && !/\.(tmp|stale)-/.test(name)) continue;
+      const path = join(dir, name);
+      const st = await stat(path).catch(() => undefined);
+      if (st !== undefined && st.mtimeMs < dayAgo) await rm(path, { recursive: true, force: true }).catch(() => {});
+    }
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
