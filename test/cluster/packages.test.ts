@@ -135,6 +135,35 @@ describe("packaged functions on the cluster", () => {
     300_000,
   );
 
+  it("--registry names another registry: the CLI pushes there directly and pods pull from that URL", async () => {
+    // A registry the host and the pods both reach at one address: the platform's own, by its ClusterIP.
+    const ip = (
+      await kubectl(["-n", "faas-system", "get", "svc", "faas-registry", "-o", "jsonpath={.spec.clusterIP}"])
+    ).stdout.trim();
+    expect(ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    const url = `http://${ip}:5000`;
+    const name = "pkg-own-registry";
+    created.push(name);
+    await waitForPool(NS, "python", 1);
+    const deployed = await faas(
+      "deploy",
+      "--name",
+      name,
+      "--runtime",
+      "python",
+      "--code",
+      join(src, "py-orjson"),
+      "--registry",
+      url,
+    );
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(deployed.stderr).toContain(`pushing to ${url}/default/${name}`);
+    expect((await getFunction(name)).spec.package).toMatchObject({ registry: url, repository: `default/${name}` });
+    const res = await invoke(gw.localPort, `/invoke/${name}`);
+    expect(res.status, res.body).toBe(200);
+    expect(JSON.parse(res.body)).toMatchObject({ compiled: true });
+  }, 300_000);
+
   it("cold starts from zero on fresh Functions naming each package", async () => {
     const lines: string[] = [];
     for (const c of CASES) {

@@ -70,10 +70,13 @@ export async function buildPackage(req: PackageRequest, opts: PackageBuildOption
   try {
     if (source.dependencies !== undefined) {
       const tool = source.dependencies.kind === "pip" ? "pip install" : "npm ci";
-      progress(`dependencies: ${tool}`);
       deps = await buildDependencies(source, source.dependencies, {
         buildsDir: buildsDir(opts.dataDir),
         target: opts.target,
+        onBuild: () =>
+          progress(
+            `dependencies: ${tool} (${opts.target.kind === "cluster" ? "for the cluster" : "for this machine"})`,
+          ),
         onLine: (line) => progress(`${tool}: ${line.trim().slice(0, 100)}`),
       });
       if (!deps.built) progress("dependencies: unchanged, reusing the build");

@@ -49,10 +49,10 @@ export async function buildForDeploy(
           ? "no dependencies"
           : pkg.deps.built
             ? `dependencies installed in ${(pkg.deps.ms / 1000).toFixed(1)} s`
-            : "dependencies unchanged (cached build)";
+            : "dependencies unchanged, cached build";
       ui.note(
         ui.ce.dim(
-          `${name}: package ${ref.digest.slice(0, 19)}… (${pkg.source.files.length} files, ${deps}) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+          `${name}: package ${ref.digest.slice(0, 19)}… (${pkg.source.files.length} files; ${deps}) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
         ),
       );
     }

@@ -77,6 +77,8 @@ export interface BuildOptions {
   target: BuildTarget;
   /** Each line pip or npm prints, for progress. */
   onLine?: (line: string) => void;
+  /** Called when the tool is about to run (not when the build is reused). */
+  onBuild?: () => void;
 }
 
 export async function buildDependencies(
@@ -90,6 +92,7 @@ export async function buildDependencies(
   const complete = (): Promise<boolean> => isDir(join(dir, DEPS_DIR[source.runtime]));
   if (await complete()) return { key, dir, built: false, ms: 0 };
   await mkdir(opts.buildsDir, { recursive: true, mode: 0o700 });
+  opts.onBuild?.();
   const tmp = `${dir}.tmp-${randomUUID()}`;
   await mkdir(tmp, { recursive: true, mode: 0o700 });
   try {
@@ -179,7 +182,11 @@ function run(
 ): Promise<void> {
   // Settings of an npm that runs this CLI (npm test, npm run faas) must not leak into the build.
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-  const child = spawn(command, args, { cwd, env: { ...env, PIP_NO_WARN_SCRIPT_LOCATION: "1" }, stdio: "pipe" });
+  const child = spawn(command, args, {
+    cwd,
+    env: { ...env, PIP_NO_WARN_SCRIPT_LOCATION: "1", PIP_ROOT_USER_ACTION: "ignore" },
+    stdio: "pipe",
+  });
   const tail: string[] = [];
   const take = (chunk: Buffer, rest: { s: string }) => {
     rest.s += chunk.toString("utf8");
