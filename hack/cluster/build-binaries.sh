@@ -6,6 +6,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
 . "$here/versions.sh"
+# shellcheck source=go-build.sh
+. "$here/go-build.sh"
 
 mkdir -p "$K8S_BIN"
 log() { printf '[build] %s\n' "$*" >&2; }
@@ -76,15 +78,10 @@ if [ ! -x "$KUBE_ROUTER_BIN/kube-router" ]; then
   # A module of our own (kube-router/go.mod and go.sum, committed) requires
   # kube-router and the patched versions of its vulnerable dependencies; the
   # build reads only those files (-mod=readonly), so it is the same everywhere.
-  log "building kube-router $KUBE_ROUTER_VERSION (dependencies from $KUBE_ROUTER_DIR/go.mod)"
-  mkdir -p "$KUBE_ROUTER_BIN"
   kr_pkg=github.com/cloudnativelabs/kube-router/v2
-  kr_t0=$(date +%s)
-  ( cd "$KUBE_ROUTER_DIR" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
-      -ldflags "-s -w -X $kr_pkg/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr_pkg/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
-      -o "$KUBE_ROUTER_BIN/kube-router.tmp" "$kr_pkg/cmd/kube-router" >&2 )
-  mv "$KUBE_ROUTER_BIN/kube-router.tmp" "$KUBE_ROUTER_BIN/kube-router"
-  log "built kube-router in $(( $(date +%s) - kr_t0 ))s"
+  go_build_pinned "kube-router $KUBE_ROUTER_VERSION" "$KUBE_ROUTER_DIR" "$kr_pkg/cmd/kube-router" \
+    "-s -w -X $kr_pkg/pkg/version.Version=$KUBE_ROUTER_VERSION -X $kr_pkg/pkg/version.BuildDate=1970-01-01T00:00:00Z" \
+    "$KUBE_ROUTER_BIN/kube-router"
 fi
 
 bash "$here/build-registry.sh" >/dev/null

@@ -8,17 +8,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.sh
 . "$here/versions.sh"
-log() { printf '[build] %s\n' "$*" >&2; }
+# shellcheck source=go-build.sh
+. "$here/go-build.sh"
 
 if [ ! -x "$REGISTRY_BIN/registry" ]; then
-  log "building registry $REGISTRY_VERSION (dependencies from $REGISTRY_DIR/go.mod)"
-  mkdir -p "$REGISTRY_BIN"
   reg_pkg=github.com/distribution/distribution/v3
-  reg_t0=$(date +%s)
-  ( cd "$REGISTRY_DIR" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath \
-      -ldflags "-s -w -X $reg_pkg/version.version=$REGISTRY_VERSION -X $reg_pkg/version.revision=" \
-      -o "$REGISTRY_BIN/registry.tmp" "$reg_pkg/cmd/registry" >&2 )
-  mv "$REGISTRY_BIN/registry.tmp" "$REGISTRY_BIN/registry"
-  log "built registry in $(( $(date +%s) - reg_t0 ))s"
+  go_build_pinned "registry $REGISTRY_VERSION" "$REGISTRY_DIR" "$reg_pkg/cmd/registry" \
+    "-s -w -X $reg_pkg/version.version=$REGISTRY_VERSION -X $reg_pkg/version.revision=" \
+    "$REGISTRY_BIN/registry"
 fi
 echo "$REGISTRY_BIN/registry"

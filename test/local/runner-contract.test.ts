@@ -276,6 +276,26 @@ const INVALID_SPECS: Array<{ name: string; body: (k: RunnerKind) => unknown; fie
   },
 ];
 
+/** A runner started with a code directory (`FAAS_CODE_DIR`), killed at the end of the test: its exit and stderr. */
+function runCodeDir(
+  kind: (typeof KINDS)[number],
+  dir: string,
+  env: Record<string, string> = {},
+): { exited: Promise<number | null>; stderr: () => string } {
+  const proc = spawn(kind.command, kind.args, {
+    env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
+  cleanups.push(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
+    await exited;
+  });
+  let stderr = "";
+  proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  return { exited, stderr: () => stderr };
+}
+
 describe.each(KINDS)("runner contract: $runtime", (kind) => {
   it("starts generic: listening line, healthz 200, readyz 503 generic, invoke 503 RUNNER_NOT_SPECIALIZED", async () => {
     const r = await start(kind);
@@ -388,20 +408,10 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
       const dir = await mkdtemp(join(tmpdir(), "faas-contract-"));
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
       for (const [file, text] of Object.entries(files)) await writeFile(join(dir, file), text);
-      const proc = spawn(kind.command, kind.args, {
-        env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir },
-        stdio: ["ignore", "ignore", "pipe"],
-      });
-      const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
-      cleanups.push(async () => {
-        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-        await exited;
-      });
-      let stderr = "";
-      proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const { exited, stderr } = runCodeDir(kind, dir);
       const code = await exited;
       expect(code, what).toBe(1);
-      expect(stderr, what).toMatch(/code.dir.load.failed/);
+      expect(stderr(), what).toMatch(/code.dir.load.failed/);
     }
   });
 
@@ -878,20 +888,10 @@ describe.skipIf(registrySkip !== undefined).each(KINDS)(
       const missing = `sha256:${"1".repeat(64)}`;
       await writeFile(join(dir, "function.json"), JSON.stringify(pulled(missing)));
       const tmp = await tempDir("faas-pull-");
-      const proc = spawn(kind.command, kind.args, {
-        env: { ...process.env, ...kind.env, FAAS_PORT: "0", FAAS_HOST: "127.0.0.1", FAAS_CODE_DIR: dir, TMPDIR: tmp },
-        stdio: ["ignore", "ignore", "pipe"],
-      });
-      const exited = new Promise<number | null>((resolve) => proc.once("exit", resolve));
-      cleanups.push(async () => {
-        if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-        await exited;
-      });
-      let stderr = "";
-      proc.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const { exited, stderr } = runCodeDir(kind, dir, { TMPDIR: tmp });
       expect(await exited).toBe(1);
-      expect(stderr).toMatch(/code.dir.load.failed/);
-      expect(stderr).toContain(`package ${missing} (${registry.url}/${repository}): HTTP 404 MANIFEST_UNKNOWN`);
+      expect(stderr()).toMatch(/code.dir.load.failed/);
+      expect(stderr()).toContain(`package ${missing} (${registry.url}/${repository}): HTTP 404 MANIFEST_UNKNOWN`);
     });
   },
 );

@@ -167,11 +167,7 @@ def load_function(
         if root is None:
             raise LoadError(f"{spec.package.describe()}: not pulled")
         path = os.path.join(root, f"{spec.module_name}.py")
-        try:
-            with open(path, encoding="utf-8") as f:
-                code = f.read()
-        except OSError as err:
-            raise LoadError(f"{spec.package.describe()}: cannot read {path}: {err.strerror}") from err
+        code = _read_module(path, f"{spec.package.describe()}: ")
         added = _add_package_paths(root)
     elif spec.code is not None:
         code = spec.code
@@ -181,11 +177,7 @@ def load_function(
             f.write(code)
     elif code_dir is not None:
         path = os.path.join(code_dir, f"{spec.module_name}.py")
-        try:
-            with open(path, encoding="utf-8") as f:
-                code = f.read()
-        except OSError as err:
-            raise LoadError(f"cannot read {path}: {err.strerror}") from err
+        code = _read_module(path)
     else:
         raise SpecError("code: required")
 
@@ -314,3 +306,12 @@ def _fingerprint(spec: LoadSpec, code: str | None) -> str:
 
 def _now_ms() -> float:
     return time.perf_counter() * 1000
+
+
+def _read_module(path: str, prefix: str = "") -> str:
+    """The source of a module file; a file that cannot be read is a load error naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as err:
+        raise LoadError(f"{prefix}cannot read {path}: {err.strerror}") from err
