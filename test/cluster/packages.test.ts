@@ -135,6 +135,19 @@ describe("packaged functions on the cluster", () => {
     300_000,
   );
 
+  it("a second function with the same dependencies mounts their layer from the first one's repository", async () => {
+    const name = "pkg-orjson-twin";
+    created.push(name);
+    await waitForPool(NS, "python", 1);
+    const deployed = await faas("deploy", "--name", name, "--runtime", "python", "--code", join(src, "py-orjson"));
+    expect(deployed.code, deployed.stderr).toBe(0);
+    // The dependency layer is not sent again: the registry links it from default/pkg-orjson.
+    expect(deployed.stderr).toMatch(/mounted [0-9a-f]{12} \([\d.]+ MiB\) from default\/pkg-orjson/);
+    const res = await invoke(gw.localPort, `/invoke/${name}`);
+    expect(res.status, res.body).toBe(200);
+    expect(JSON.parse(res.body)).toMatchObject({ compiled: true, orjson: "3.10.18" });
+  }, 300_000);
+
   it("--registry names another registry: the CLI pushes there directly and pods pull from that URL", async () => {
     // A registry the host and the pods both reach at one address: the platform's own, by its ClusterIP.
     const ip = (

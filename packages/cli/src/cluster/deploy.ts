@@ -113,8 +113,15 @@ async function buildAndPush(
   return buildForDeploy(ctx, entry, { quiet: opts.json === true, target }, async (pkg, progress) => {
     const url = await registry.pushUrl();
     progress(`pushing to ${registry.pullUrl}/${repository}`);
+    const pushed = pkg.deps === undefined ? undefined : await readPushed(pkg.deps.dir);
+    const depsLayer = pkg.deps === undefined ? undefined : pkg.artifact.layers[1]?.digest;
     try {
-      await pushArtifact(url, repository, pkg.artifact, progress);
+      await pushArtifact(url, repository, pkg.artifact, {
+        progress,
+        // The dependency layer is the same blob for every function with these dependencies.
+        mountFrom: (digest) => (digest === depsLayer ? pushed?.[registry.pullUrl] : undefined),
+      });
+      if (pkg.deps !== undefined) await writePushed(pkg.deps.dir, { ...pushed, [registry.pullUrl]: repository });
     } catch (err) {
       if (err instanceof PushError)
         throw new CliError(EXIT.FAILED, `deploy ${entry.resource.metadata.name}: ${err.message}`);
@@ -186,4 +193,22 @@ async function deployOne(
     if (!opts.json) ui.out(`${ui.c.green(created ? "created" : "updated")} ${ui.c.bold(name)}  ${result.url}`);
     return result;
   }
+}
+
+/** Where a dependency build's layer was last pushed, per registry (`pushed.json` beside the build). */
+async function readPushed(buildDir: string): Promise<Record<string, string>> {
+  const { readFile } = await import("node:fs/promises");
+  try {
+    const parsed = JSON.parse(await readFile(`${buildDir}/pushed.json`, "utf8")) as unknown;
+    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, string>) : {};
+  } catch {
+    return {};
+  }
+}
+
+async function writePushed(buildDir: string, pushed: Record<string, string>): Promise<void> {
+  const { rename, writeFile } = await import("node:fs/promises");
+  const tmp = `${buildDir}/pushed.json.${process.pid}`;
+  await writeFile(tmp, JSON.stringify(pushed), { mode: 0o600 });
+  await rename(tmp, `${buildDir}/pushed.json`);
 }

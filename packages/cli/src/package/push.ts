@@ -1,7 +1,10 @@
 /**
  * Pushes a package to an OCI registry with the distribution API: each blob
- * unless the repository has it (HEAD), monolithic uploads (POST, then PUT with
- * the digest), then the manifest by digest. The registry checks every digest;
+ * unless the repository has it (HEAD); a blob another repository of the same
+ * registry has is mounted from it (POST `?mount=&from=`, no bytes sent; a
+ * registry that will not mount answers with an upload, which is then made);
+ * otherwise a monolithic upload (POST, then PUT with the digest); then the
+ * manifest by digest. The registry checks every digest;
  * the answer's `Docker-Content-Digest` is checked here too.
  */
 import { readFile } from "node:fs/promises";
@@ -13,25 +16,42 @@ export class PushError extends Error {
 }
 
 export interface PushResult {
-  /** Blobs uploaded (the others were there already). */
+  /** Blobs uploaded (the others were there already, or mounted). */
   uploaded: number;
   uploadedBytes: number;
+  /** Blobs mounted from another repository. */
+  mounted: number;
+}
+
+export interface PushOptions {
+  progress?: (message: string) => void;
+  /** A repository of the same registry that has this blob, if one is known. */
+  mountFrom?: (digest: string) => string | undefined;
 }
 
 export async function pushArtifact(
   base: string,
   repository: string,
   artifact: Artifact,
-  progress: (message: string) => void = () => {},
+  opts: PushOptions = {},
 ): Promise<PushResult> {
+  const progress = opts.progress ?? (() => {});
   const root = `${base.replace(/\/$/, "")}/v2/${repository}`;
   let uploaded = 0;
   let uploadedBytes = 0;
+  let mounted = 0;
   for (const blob of [artifact.config, ...artifact.layers]) {
     const head = await call(`${root}/blobs/${blob.digest}`, { method: "HEAD" });
     if (head.status === 200) continue;
+    const from = opts.mountFrom?.(blob.digest);
+    const query = from !== undefined && from !== repository ? `?mount=${blob.digest}&from=${from}` : "";
+    const start = await call(`${root}/blobs/uploads/${query}`, { method: "POST" });
+    if (start.status === 201 && query !== "") {
+      progress(`mounted ${blob.digest.slice(7, 19)} (${mib(blob.size)}) from ${from}`);
+      mounted++;
+      continue;
+    }
     progress(`pushing ${blob.digest.slice(7, 19)} (${mib(blob.size)})`);
-    const start = await call(`${root}/blobs/uploads/`, { method: "POST" });
     if (start.status !== 202) throw await failure(start, `starting the upload of ${blob.digest}`);
     const location = start.headers.get("location");
     if (location === null) throw new PushError("the registry gave no upload location");
@@ -56,7 +76,7 @@ export async function pushArtifact(
   if (stored !== null && stored !== artifact.digest) {
     throw new PushError(`the registry stored the manifest as ${stored}, not ${artifact.digest}`);
   }
-  return { uploaded, uploadedBytes };
+  return { uploaded, uploadedBytes, mounted };
 }
 
 async function bytes(blob: Blob): Promise<Buffer> {
