@@ -6,9 +6,9 @@
 import { readFile } from "node:fs/promises";
 import type { IncomingHttpHeaders } from "node:http";
 import { parseErrorBody } from "@faas/api";
-import { clusterTarget } from "../cluster-context.js";
-import { type CommandContext, gatewayClient } from "../context.js";
+import type { CommandContext } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
+import { functionGateway } from "../function-gateway.js";
 import type { HttpResult } from "../gateway-client.js";
 
 export interface InvokeOptions {
@@ -31,14 +31,7 @@ export async function runInvoke(ctx: CommandContext, name: string, opts: InvokeO
     headers["content-type"] = contentTypeOf(body);
   }
   const method = (opts.method ?? (body !== undefined ? "POST" : "GET")).toUpperCase();
-  const cluster = clusterTarget(ctx.cfg);
-  const gateway = cluster
-    ? await (await import("../cluster/gateway-forward.js")).clusterGateway(ctx.cfg, cluster)
-    : {
-        client: await gatewayClient(ctx.cfg),
-        invokePath: (n: string) => `/invoke/${encodeURIComponent(n)}`,
-        close: async () => {},
-      };
+  const gateway = await functionGateway(ctx.cfg);
   const path = `${gateway.invokePath(name)}${subPath(opts.path)}`;
 
   let spinner: ReturnType<typeof ui.spinner> | undefined;

@@ -2,10 +2,9 @@
  * `faas stress`: drive a function with concurrent requests and show live
  * throughput, latency and errors — the load tool of the HPA walkthrough.
  */
-import { clusterTarget } from "../cluster-context.js";
 import type { CommandContext } from "../context.js";
-import { gatewayClient } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
+import { functionGateway } from "../function-gateway.js";
 import { type LoadSummary, parseDuration, runLoad, type WindowStats } from "../load-generator.js";
 
 export interface StressOptions {
@@ -31,14 +30,7 @@ export async function runStress(ctx: CommandContext, name: string, opts: StressO
   }
   // On a cluster without --gateway, load goes through the CLI's port-forward (the API server
   // relays every byte): enough for the HPA walkthrough; a ClusterIP via --gateway carries more.
-  const cluster = clusterTarget(ctx.cfg);
-  const gateway = cluster
-    ? await (await import("../cluster/gateway-forward.js")).clusterGateway(ctx.cfg, cluster)
-    : {
-        client: await gatewayClient(ctx.cfg),
-        invokePath: (n: string) => `/invoke/${encodeURIComponent(n)}`,
-        close: async () => {},
-      };
+  const gateway = await functionGateway(ctx.cfg);
   try {
     return await stress(ctx, name, opts, durationMs, `${gateway.client.url}${gateway.invokePath(name)}`);
   } finally {

@@ -30,7 +30,20 @@ export interface PythonInfo {
   version: string;
 }
 
-export async function pythonInfo(python: string): Promise<PythonInfo> {
+const pythonInfos = new Map<string, Promise<PythonInfo>>();
+
+/** What an interpreter is, asked once per interpreter (a build asks for the key and again for pip). */
+export function pythonInfo(python: string): Promise<PythonInfo> {
+  let info = pythonInfos.get(python);
+  if (info === undefined) {
+    info = askPython(python);
+    pythonInfos.set(python, info);
+    info.catch(() => pythonInfos.delete(python));
+  }
+  return info;
+}
+
+async function askPython(python: string): Promise<PythonInfo> {
   const script =
     "import json, sys, sysconfig; print(json.dumps([sys.implementation.cache_tag, sysconfig.get_platform(), '%d.%d' % sys.version_info[:2]]))";
   const out = await new Promise<string>((resolve, reject) => {
