@@ -12,12 +12,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CLI_MAIN, cliEnv, faas as faasIn, type Run } from "../support/cli.js";
-import { kubeconfigPath, kubectl, kubectlJson, repoRoot, waitFor } from "./fixture.js";
+import { kubeconfigPath, kubectl, repoRoot, waitFor } from "./fixture.js";
 import {
   deleteFunction,
   installCrdAndGateway,
   type LocalOperator,
   startLocalOperator,
+  systemPodObjects,
   waitForPool,
 } from "./support/platform.js";
 
@@ -74,15 +75,7 @@ function freshGet(port: number, path: string): Promise<{ status: number; body: s
 
 /** Every gateway pod, terminating ones included. */
 async function allGatewayPods(): Promise<string[]> {
-  const list = await kubectlJson<{ items: { metadata: { name: string } }[] }>([
-    "-n",
-    "faas-system",
-    "get",
-    "pods",
-    "-l",
-    "app.kubernetes.io/name=faas-gateway",
-  ]);
-  return list.items.map((p) => p.metadata.name);
+  return (await systemPodObjects("faas-gateway")).map((p) => p.metadata.name);
 }
 
 describe("the walkthrough with the faas CLI on a cluster", () => {

@@ -5,7 +5,7 @@
  * pod's IP, so the first request is the replacement's own.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { kubectl, kubectlJson, waitFor } from "./fixture.js";
+import { kubectl, waitFor } from "./fixture.js";
 import {
   applyFunction,
   deleteFunction,
@@ -15,6 +15,7 @@ import {
   type LocalOperator,
   pythonFunction,
   startLocalOperator,
+  systemPodObjects,
   systemPods,
 } from "./support/platform.js";
 
@@ -28,15 +29,8 @@ interface Pod {
 }
 
 async function readyGatewayPods(): Promise<Pod[]> {
-  const pods = await kubectlJson<{ items: Pod[] }>([
-    "-n",
-    "faas-system",
-    "get",
-    "pods",
-    "-l",
-    "app.kubernetes.io/name=faas-gateway",
-  ]);
-  return pods.items.filter(
+  const pods = await systemPodObjects<Pod>("faas-gateway");
+  return pods.filter(
     (p) =>
       !p.metadata.deletionTimestamp &&
       p.status?.podIP &&

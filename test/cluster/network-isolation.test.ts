@@ -24,6 +24,7 @@ import {
   type LocalOperator,
   pythonFunction,
   startLocalOperator,
+  systemPodObjects,
   waitForPool,
 } from "./support/platform.js";
 import { blocked, type Probe, probe, proberYaml } from "./support/probe.js";
@@ -145,16 +146,8 @@ describe("network isolation of function and pool pods", () => {
   }
 
   it("the gateway's /metrics: not behind its Service; its port admits only labelled namespaces and the node", async () => {
-    const pods = await kubectlJson<{ items: PodJson[] }>([
-      "-n",
-      "faas-system",
-      "get",
-      "pods",
-      "-l",
-      "app.kubernetes.io/name=faas-gateway",
-    ]);
-    const gatewayPod = pods.items.find((p) => !p.metadata.deletionTimestamp && p.status?.podIP)?.status
-      ?.podIP as string;
+    const pods = await systemPodObjects<PodJson>("faas-gateway");
+    const gatewayPod = pods.find((p) => !p.metadata.deletionTimestamp && p.status?.podIP)?.status?.podIP as string;
     const run = (ns: string, podName: string, host: string, port: number, what: string, path?: string) =>
       probe(ns, podName, host, port, path).then((p) => {
         record(`${ns}/${podName}`, what, p);

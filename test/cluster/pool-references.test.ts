@@ -15,6 +15,7 @@ import {
   installCrdAndGateway,
   type LocalOperator,
   startLocalOperator,
+  systemPodObjects,
   waitForPool,
 } from "./support/platform.js";
 
@@ -139,15 +140,8 @@ describe("warm pool and env from Secrets and ConfigMaps", () => {
       `pool-references: cold start from the pool ${cold.ms.toFixed(0)} ms (${cold.headers.get("server-timing")}), served by ${body.pod}`,
     );
     // No value in the gateways' logs.
-    const pods = await kubectlJson<{ items: { metadata: { name: string } }[] }>([
-      "-n",
-      "faas-system",
-      "get",
-      "pods",
-      "-l",
-      "app.kubernetes.io/name=faas-gateway",
-    ]);
-    for (const p of pods.items) {
+    const pods = await systemPodObjects("faas-gateway");
+    for (const p of pods) {
       const logs = await kubectl(["-n", "faas-system", "logs", p.metadata.name]);
       expect(logs.stdout).not.toContain(secretValue);
     }

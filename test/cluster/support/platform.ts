@@ -113,10 +113,22 @@ export async function deploymentReplicas(namespace: string, fn: string): Promise
   return r.code === 0 && r.stdout !== "" ? Number(r.stdout) : undefined;
 }
 
+/** Every pod of a faas-system component (`app.kubernetes.io/name`), terminating ones included, as kubectl gives them. */
+export async function systemPodObjects<T = PodList["items"][number]>(app: string): Promise<T[]> {
+  const pods = await kubectlJson<{ items: T[] }>([
+    "-n",
+    "faas-system",
+    "get",
+    "pods",
+    "-l",
+    `app.kubernetes.io/name=${app}`,
+  ]);
+  return pods.items;
+}
+
 /** Names of the running pods of a faas-system component (`app.kubernetes.io/name`). */
 export async function systemPods(app: string): Promise<string[]> {
-  const pods = await kubectlJson<PodList>(["-n", "faas-system", "get", "pods", "-l", `app.kubernetes.io/name=${app}`]);
-  return pods.items
+  return (await systemPodObjects(app))
     .filter((p) => p.status?.phase === "Running" && !p.metadata.deletionTimestamp)
     .map((p) => p.metadata.name);
 }
