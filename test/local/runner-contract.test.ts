@@ -15,8 +15,19 @@ import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { ERROR_STATUS, MAX_CODE_BYTES, MAX_NAME_LENGTH, makeFunction, type Runtime, toLoadSpec } from "@faas/api";
+import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { pushPackage, type Registry, registrySkipReason, startRegistry, type TarEntry } from "../support/registry.js";
+import {
+  LAYER_MEDIA_TYPE,
+  MANIFEST_MEDIA_TYPE,
+  PACKAGE_CONFIG_MEDIA_TYPE,
+  pushPackage,
+  type Registry,
+  registrySkipReason,
+  sha256,
+  startRegistry,
+  type TarEntry,
+} from "../support/registry.js";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -496,6 +507,8 @@ interface ProxyBehaviour {
   tamperBlob?: "flip" | "longer";
   /** Send each blob but its last 9 bytes, then hold those back this long. */
   holdBlobTailMs?: number;
+  /** Answer every manifest request with these bytes (read at each request, so it can change). */
+  manifestBody?: Buffer;
 }
 
 /**
@@ -515,6 +528,11 @@ async function startProxy(
       const up = await fetch(`${target}${req.url}`, { headers: { accept: req.headers.accept ?? "*/*" } });
       let body = Buffer.from(await up.arrayBuffer());
       if (behave.tamperManifest && req.url?.includes("/manifests/")) body = Buffer.concat([body, Buffer.from("\n")]);
+      if (behave.manifestBody !== undefined && req.url?.includes("/manifests/")) {
+        res.writeHead(200, { "content-type": "application/vnd.oci.image.manifest.v1+json" });
+        res.end(behave.manifestBody);
+        return;
+      }
       const blob = up.ok && req.url?.includes("/blobs/");
       if (blob && behave.tamperBlob === "flip")
         body.writeUInt8(body.readUInt8(body.length - 1) ^ 0xff, body.length - 1);
@@ -625,6 +643,50 @@ describe.skipIf(registrySkip !== undefined).each(KINDS)(
       ).toBe(true);
       expect(res.error.message).toMatch(/HTTP 404 MANIFEST_UNKNOWN/);
       expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+      expect((await specialize(r, pulled(good))).status).toBe(200);
+      expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
+    });
+
+    it("malformed manifests with the digest asked for (random bytes, JSON, near-manifests) → 400 every time; the runner stays usable", async () => {
+      const behave: ProxyBehaviour = {};
+      const proxy = await startProxy(registry.url, behave);
+      cleanups.push(async () => proxy.close());
+      const { r } = await startWithTmp();
+      const hex = fc.stringMatching(/^[a-f0-9]{64}$/).map((h) => `sha256:${h}`);
+      const descriptor = fc.record(
+        {
+          mediaType: fc.oneof(fc.constant(LAYER_MEDIA_TYPE), fc.constant(PACKAGE_CONFIG_MEDIA_TYPE), fc.string()),
+          digest: fc.oneof(hex, fc.string(), fc.jsonValue()),
+          size: fc.oneof(fc.nat(), fc.integer(), fc.double(), fc.string(), fc.constant(2 ** 60)),
+        },
+        { requiredKeys: [] },
+      );
+      const body = fc.oneof(
+        fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+        fc.jsonValue().map((v) => Buffer.from(JSON.stringify(v) ?? "null")),
+        fc
+          .record(
+            {
+              schemaVersion: fc.oneof(fc.constant(2), fc.jsonValue()),
+              mediaType: fc.oneof(fc.constant(MANIFEST_MEDIA_TYPE), fc.string()),
+              config: fc.oneof(descriptor, fc.jsonValue()),
+              layers: fc.oneof(fc.array(descriptor, { maxLength: 3 }), fc.jsonValue()),
+            },
+            { requiredKeys: [] },
+          )
+          .map((m) => Buffer.from(JSON.stringify(m))),
+      );
+      await fc.assert(
+        fc.asyncProperty(body, async (bytes) => {
+          behave.manifestBody = bytes;
+          const res = await specialize(r, pulled(sha256(bytes), { registry: proxy.url }));
+          expect([res.status, res.error?.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+          expect(res.error.message).toMatch(/^package sha256:[a-f0-9]{64} \(/);
+          expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+        }),
+        { numRuns: 60, seed: 11 },
+      );
+      // After all that, the same runner still loads a real package.
       expect((await specialize(r, pulled(good))).status).toBe(200);
       expect((await send(r, "GET", "/invoke")).body).toBe(kind.pkg.answer);
     });

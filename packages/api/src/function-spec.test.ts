@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { FaasError } from "./errors.js";
 import { parseFunction, SPEC_DEFAULTS } from "./function-spec.js";
@@ -376,5 +377,40 @@ describe("spec.package", () => {
     ["an unknown field", { package: { digest, tag: "latest" } }, "unknown field(s) tag"],
   ])("refuses %s", (_what, spec, message) => {
     expect(parse(spec)).toThrow(message);
+  });
+});
+
+describe("spec.package, any value", () => {
+  it("parses to a package with a sha256 digest and registry and repository both or neither, or is refused naming spec.package", () => {
+    const text = fc.oneof(fc.string({ maxLength: 80 }), fc.stringMatching(/^sha256:[a-f0-9]{64}$/));
+    const value = fc.oneof(
+      fc.jsonValue(),
+      fc.record(
+        {
+          digest: text,
+          registry: fc.oneof(fc.string(), fc.stringMatching(/^https?:\/\/[a-z0-9.-]{1,20}(:[0-9]{1,5})?$/)),
+          repository: fc.oneof(fc.string(), fc.stringMatching(/^[a-z0-9]+(\/[a-z0-9]+){0,2}$/)),
+          extra: fc.jsonValue(),
+        },
+        { requiredKeys: [] },
+      ),
+    );
+    fc.assert(
+      fc.property(value, (pkg) => {
+        const input = { apiVersion: "faas.example.com/v1", kind: "Function", metadata: { name: "p" } };
+        let parsed: ReturnType<typeof parseFunction>;
+        try {
+          parsed = parseFunction({ ...input, spec: { runtime: "python", package: pkg } });
+        } catch (err) {
+          expect((err as { code?: string }).code).toBe("INVALID_SPEC");
+          expect((err as Error).message).toMatch(/spec\.(package|code)/);
+          return;
+        }
+        const p = parsed.spec.package;
+        expect(p?.digest).toMatch(/^sha256:[a-f0-9]{64}$/);
+        expect(p?.registry === undefined).toBe(p?.repository === undefined);
+      }),
+      { numRuns: 2000, seed: 3 },
+    );
   });
 });

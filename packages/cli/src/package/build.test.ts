@@ -8,6 +8,7 @@
 import { chmod, link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { buildPackage, installLocal } from "./build.js";
 import { buildDependencies } from "./deps.js";
@@ -181,5 +182,30 @@ describe("requirements.txt", () => {
   ])("refuses %s, naming the line", (line, where) => {
     expect(() => checkRequirements(`requests==2.32.4\n${line}\n`)).toThrow(SourceError);
     expect(() => checkRequirements(`requests==2.32.4\n${line}\n`)).toThrow(where);
+  });
+});
+
+describe("requirements.txt, any text", () => {
+  it("is accepted or refused with a SourceError naming a line, never anything else; plain pins always pass", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 200 }), (text) => {
+        try {
+          checkRequirements(text);
+        } catch (err) {
+          expect(err).toBeInstanceOf(SourceError);
+          expect((err as Error).message).toMatch(/^requirements\.txt line \d+: /);
+        }
+      }),
+      { numRuns: 2000, seed: 7 },
+    );
+    const pin = fc
+      .tuple(fc.stringMatching(/^[a-z][a-z0-9_-]{0,20}$/), fc.stringMatching(/^[0-9]{1,3}(\.[0-9]{1,3}){0,2}$/))
+      .map(([name, version]) => `${name}==${version}`);
+    fc.assert(
+      fc.property(fc.array(pin, { maxLength: 10 }), (lines) => {
+        expect(() => checkRequirements(lines.join("\n"))).not.toThrow();
+      }),
+      { numRuns: 500, seed: 7 },
+    );
   });
 });
