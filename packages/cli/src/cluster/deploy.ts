@@ -3,6 +3,8 @@
  * with progress on stderr, until its status says it is ready (exit 0) or names
  * a problem (exit 2 with the operator's message, e.g. code that crashes on load).
  */
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import {
   type FunctionResource,
   type ManifestEntry,
@@ -12,7 +14,7 @@ import {
   SYSTEM_NAMESPACE,
 } from "@faas/api";
 import { type KubeClient, PortForwarder, RESOURCES } from "@faas/kube";
-import { type ClusterTarget, connectCluster } from "../cluster-context.js";
+import { type ClusterConnection, type ClusterTarget, connectCluster } from "../cluster-context.js";
 import type { DeployOptions, DeployResult } from "../commands/deploy.js";
 import type { CommandContext } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
@@ -134,72 +136,69 @@ async function buildAndPush(
 async function deployOne(
   ctx: CommandContext,
   target: ClusterTarget,
-  conn: Awaited<ReturnType<typeof connectCluster>>,
+  conn: ClusterConnection,
   fn: FunctionResource,
   opts: DeployOptions,
 ): Promise<DeployResult> {
   const { ui } = ctx;
-  {
-    const name = fn.metadata.name;
-    const ref = { ...RESOURCES.functions, namespace: conn.namespace, name };
-    let applied: ClusterFunction;
-    let created: boolean;
-    try {
-      created = (await conn.kube.find<ClusterFunction>(ref)) === undefined;
-      applied = await conn.kube.apply<ClusterFunction>(ref, functionObject(fn, conn.namespace), CLI_FIELD_MANAGER);
-    } catch (err) {
-      throw kubeFailure(err, `deploy ${name}`, conn.where);
-    }
-    const spinner = ui.spinner(`deploying ${name} (${conn.where})…`, { quiet: opts.json });
-    let last = "";
-    const progress = (message: string): void => {
-      if (message === last) return;
-      last = message;
-      spinner.update(`deploying ${name}: ${message}`);
-      if (!ui.canAnimate && !opts.json) ui.note(ui.ce.dim(`${name}: ${message}`));
-    };
-    const deadline = Date.now() + (opts.wait ?? DEFAULT_WAIT_SECONDS) * 1000;
-    let current = applied;
-    try {
-      for (;;) {
-        const r = readiness(current);
-        if (r.state === "ready") break;
-        if (r.state === "failed") {
-          throw new CliError(
-            EXIT.USAGE,
-            `deploy ${name}: ${r.reason}: ${r.message}`,
-            `\`faas logs ${name}${target.context ? ` --context ${target.context}` : ""}\` shows what the runner printed`,
-          );
-        }
-        progress(r.message);
-        if (Date.now() > deadline) {
-          throw new CliError(
-            EXIT.FAILED,
-            `deploy ${name}: not ready after ${opts.wait ?? DEFAULT_WAIT_SECONDS} s: ${r.message}`,
-            "is the operator running? (faas operator, or deploy/operator.yaml)",
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-        try {
-          current = await conn.kube.get<ClusterFunction>(ref);
-        } catch (err) {
-          throw kubeFailure(err, `deploy ${name}`, conn.where);
-        }
-      }
-    } finally {
-      spinner.stop();
-    }
-    const result = { name, created, url: current.status?.url ?? "" };
-    if (!opts.json) ui.out(`${ui.c.green(created ? "created" : "updated")} ${ui.c.bold(name)}  ${result.url}`);
-    return result;
+  const name = fn.metadata.name;
+  const ref = { ...RESOURCES.functions, namespace: conn.namespace, name };
+  let applied: ClusterFunction;
+  let created: boolean;
+  try {
+    created = (await conn.kube.find<ClusterFunction>(ref)) === undefined;
+    applied = await conn.kube.apply<ClusterFunction>(ref, functionObject(fn, conn.namespace), CLI_FIELD_MANAGER);
+  } catch (err) {
+    throw kubeFailure(err, `deploy ${name}`, conn.where);
   }
+  const spinner = ui.spinner(`deploying ${name} (${conn.where})…`, { quiet: opts.json });
+  let last = "";
+  const progress = (message: string): void => {
+    if (message === last) return;
+    last = message;
+    spinner.update(`deploying ${name}: ${message}`);
+    if (!ui.canAnimate && !opts.json) ui.note(ui.ce.dim(`${name}: ${message}`));
+  };
+  const deadline = Date.now() + (opts.wait ?? DEFAULT_WAIT_SECONDS) * 1000;
+  let current = applied;
+  try {
+    for (;;) {
+      const r = readiness(current);
+      if (r.state === "ready") break;
+      if (r.state === "failed") {
+        throw new CliError(
+          EXIT.USAGE,
+          `deploy ${name}: ${r.reason}: ${r.message}`,
+          `\`faas logs ${name}${target.context ? ` --context ${target.context}` : ""}\` shows what the runner printed`,
+        );
+      }
+      progress(r.message);
+      if (Date.now() > deadline) {
+        throw new CliError(
+          EXIT.FAILED,
+          `deploy ${name}: not ready after ${opts.wait ?? DEFAULT_WAIT_SECONDS} s: ${r.message}`,
+          "is the operator running? (faas operator, or deploy/operator.yaml)",
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      try {
+        current = await conn.kube.get<ClusterFunction>(ref);
+      } catch (err) {
+        throw kubeFailure(err, `deploy ${name}`, conn.where);
+      }
+    }
+  } finally {
+    spinner.stop();
+  }
+  const result = { name, created, url: current.status?.url ?? "" };
+  if (!opts.json) ui.out(`${ui.c.green(created ? "created" : "updated")} ${ui.c.bold(name)}  ${result.url}`);
+  return result;
 }
 
 /** Where a dependency build's layer was last pushed, per registry (`pushed.json` beside the build). */
 async function readPushed(buildDir: string): Promise<Record<string, string>> {
-  const { readFile } = await import("node:fs/promises");
   try {
-    const parsed = JSON.parse(await readFile(`${buildDir}/pushed.json`, "utf8")) as unknown;
+    const parsed = JSON.parse(await readFile(join(buildDir, "pushed.json"), "utf8")) as unknown;
     return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, string>) : {};
   } catch {
     return {};
@@ -207,8 +206,7 @@ async function readPushed(buildDir: string): Promise<Record<string, string>> {
 }
 
 async function writePushed(buildDir: string, pushed: Record<string, string>): Promise<void> {
-  const { rename, writeFile } = await import("node:fs/promises");
-  const tmp = `${buildDir}/pushed.json.${process.pid}`;
+  const tmp = join(buildDir, `pushed.json.${process.pid}`);
   await writeFile(tmp, JSON.stringify(pushed), { mode: 0o600 });
-  await rename(tmp, `${buildDir}/pushed.json`);
+  await rename(tmp, join(buildDir, "pushed.json"));
 }
