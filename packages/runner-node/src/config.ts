@@ -14,6 +14,20 @@ export interface RunnerConfig {
   host: string;
   /** FAAS_CODE_DIR: specialize from `function.json` here at start, if present. */
   codeDir: string | undefined;
+  /**
+   * FAAS_FUNCTION_SPEC and FAAS_FUNCTION_CODE: the same `function.json` and code file
+   * as environment variables (a pod gets them without a volume); loaded at start.
+   */
+  functionSpec: string | undefined;
+  functionCode: string | undefined;
+  /** Started with its function's code (FAAS_CODE_DIR or FAAS_FUNCTION_SPEC): it never specializes. */
+  preloaded: boolean;
+  /**
+   * FAAS_ANNOUNCE_URL: once ready, POST this pod's address there (the gateways' announce
+   * port), with the pod's identity from the downward API (FAAS_POD_NAMESPACE, _NAME, _UID, _IP).
+   */
+  announceUrl: string | undefined;
+  pod: { namespace?: string; name?: string; uid?: string; ip?: string };
   /** FAAS_KEEPALIVE_SECONDS: idle keep-alive timeout; must exceed the gateway pool's. */
   keepAliveSeconds: number;
   /** Time a client has to send complete request headers. */
@@ -63,6 +77,16 @@ export function loadConfig(env: NodeJS.ProcessEnv): RunnerConfig {
     port: readNumber(env, "FAAS_PORT", 8080, 0),
     host: env.FAAS_HOST || "0.0.0.0",
     codeDir: env.FAAS_CODE_DIR || undefined,
+    functionSpec: env.FAAS_FUNCTION_SPEC || undefined,
+    functionCode: env.FAAS_FUNCTION_CODE || undefined,
+    preloaded: Boolean(env.FAAS_CODE_DIR || env.FAAS_FUNCTION_SPEC),
+    announceUrl: env.FAAS_ANNOUNCE_URL || undefined,
+    pod: {
+      namespace: env.FAAS_POD_NAMESPACE || undefined,
+      name: env.FAAS_POD_NAME || undefined,
+      uid: env.FAAS_POD_UID || undefined,
+      ip: env.FAAS_POD_IP || undefined,
+    },
     keepAliveSeconds: readNumber(env, "FAAS_KEEPALIVE_SECONDS", 75, 1),
     headersTimeoutSeconds: 10,
     maxSpecBytes: 16 * 1024 * 1024,

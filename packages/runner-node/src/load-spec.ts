@@ -173,6 +173,20 @@ export async function readCodeDir(dir: string): Promise<LoadSpec | undefined> {
   });
 }
 
+/** `function.json` and its code file as given in FAAS_FUNCTION_SPEC and FAAS_FUNCTION_CODE. */
+export async function readEnvSpec(specText: string, code: string | undefined): Promise<LoadSpec> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(specText);
+  } catch (err) {
+    throw new RunnerError("INVALID_SPEC", `FAAS_FUNCTION_SPEC is not valid JSON: ${(err as Error).message}`);
+  }
+  if (code !== undefined && typeof parsed === "object" && parsed !== null && !("code" in parsed)) {
+    parsed = { ...parsed, code };
+  }
+  return parseLoadSpec(parsed);
+}
+
 /** Two specs load the same function: re-specializing with it is a no-op. */
 export function sameFunction(a: LoadSpec, b: LoadSpec): boolean {
   return (

@@ -7,14 +7,15 @@ import { existsSync, writeFileSync } from "node:fs";
 import { loadConfig } from "./config.js";
 import { describeThrown, RunnerError } from "./errors.js";
 import { FunctionHost } from "./function-host.js";
-import { type LoadSpec, readCodeDir } from "./load-spec.js";
+import { announce, announcement } from "./announce.js";
+import { type LoadSpec, readCodeDir, readEnvSpec } from "./load-spec.js";
 import { createLogger, printListening } from "./log.js";
 import { RunnerServer } from "./runner-server.js";
 
 const TERMINATION_LOG = "/dev/termination-log";
 const log = createLogger({ runtime: "nodejs", pid: process.pid });
 const config = loadConfig(process.env);
-const host = new FunctionHost(log, config.loadTimeoutMs, config.codeDir === undefined, {
+const host = new FunctionHost(log, config.loadTimeoutMs, !config.preloaded, {
   cacheDir: config.packageCacheDir,
   maxBytes: config.packageMaxBytes,
   maxEntries: config.packageMaxEntries,
@@ -68,16 +69,38 @@ async function shutdown(signal: string, code = 0): Promise<void> {
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
-const { codeDir } = config;
-const spec = codeDir ? await readSpecFromCodeDir(codeDir) : undefined;
+/** The function's code as the pod was given it: in the environment (no volume), or in a code directory. */
+async function readStartSpec(): Promise<{ spec: LoadSpec | undefined; source: string }> {
+  if (config.functionSpec !== undefined) {
+    const source = "FAAS_FUNCTION_SPEC";
+    try {
+      return { spec: await readEnvSpec(config.functionSpec, config.functionCode), source };
+    } catch (err) {
+      failCodeDir(source, err);
+    }
+  }
+  const dir = config.codeDir;
+  return { spec: dir ? await readSpecFromCodeDir(dir) : undefined, source: dir ?? "" };
+}
+
+const { spec, source } = await readStartSpec();
 // Started before listening, so a call that arrives during the import waits for it instead of getting 503.
-const loading =
-  spec && codeDir ? runner.specialize(spec).catch((err: unknown) => failCodeDir(codeDir, err)) : undefined;
+const loading = spec ? runner.specialize(spec).catch((err: unknown) => failCodeDir(source, err)) : undefined;
 const port = await runner.listen();
 // A pooled runner is taken as soon as it says it listens: say so once its worker is warm.
 await host.warm();
-if (config.codeDir === undefined) await runner.warmUp();
+if (!config.preloaded) await runner.warmUp();
 printListening(port);
+if (loading !== undefined && config.announceUrl !== undefined) {
+  const announceUrl = config.announceUrl;
+  // Once the function is loaded, tell the gateways where this pod answers (announce.ts).
+  void loading
+    .then(() => {
+      const body = announcement(config, port);
+      return body === undefined ? false : announce(announceUrl, body, log);
+    })
+    .catch(() => undefined);
+}
 if (config.parentPid !== undefined) {
   // Local mode: a runner whose supervisor died (even by SIGKILL) must not linger.
   const parentPid = config.parentPid;

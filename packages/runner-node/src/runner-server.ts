@@ -141,6 +141,8 @@ export class RunnerServer {
   }
 
   #readyz(res: ServerResponse): void {
+    // Which pod answers at this address (a gateway checks an announcement with it).
+    if (this.config.pod.uid !== undefined) res.setHeader("x-faas-pod-uid", this.config.pod.uid);
     if (this.#draining) this.#sendJson(res, 503, { status: "draining" });
     else if (this.#restartedAfterClaim) this.#sendJson(res, 503, { status: "restarted" });
     else if (this.host.state === "ready")
@@ -173,10 +175,10 @@ export class RunnerServer {
 
   /** Throws 403 for a runner started with its code, 401 without the pool's token. */
   #checkMaySpecialize(req: IncomingMessage): void {
-    if (this.config.codeDir !== undefined) {
+    if (this.config.preloaded) {
       throw new RunnerError(
         "FORBIDDEN",
-        "this runner was started with its function's code (FAAS_CODE_DIR); it never specializes",
+        "this runner was started with its function's code (FAAS_CODE_DIR or FAAS_FUNCTION_SPEC); it never specializes",
       );
     }
     const token = this.config.specializeToken;

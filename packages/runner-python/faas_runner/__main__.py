@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
+
+STARTED = time.monotonic()
 
 
 def main() -> None:
@@ -27,10 +30,11 @@ def main() -> None:
         log.error("bad_config", error=str(err))
         sys.exit(2)
     runner = Runner(config)
+    runner.process_started = STARTED
     try:
         runner.specialize_from_code_dir()
     except (SpecError, LoadError, OSError) as err:
-        log.error("code_dir_load_failed", codeDir=config.code_dir, error=str(err))
+        log.error("code_dir_load_failed", codeDir=config.code_dir or "(FAAS_FUNCTION_SPEC)", error=str(err))
         write_termination_log(f"code_dir_load_failed: {err}")
         sys.exit(1)
     code = asyncio.run(runner.run())

@@ -21,6 +21,18 @@ class Config:
     port: int = 8080
     # A directory holding function.json (a ConfigMap mount); loaded at start.
     code_dir: str | None = None
+    # FAAS_FUNCTION_SPEC / FAAS_FUNCTION_CODE: the same function.json (and its code
+    # file) as environment variables, which a pod gets without a volume; loaded at start.
+    function_spec: str | None = None
+    function_code: str | None = None
+    # FAAS_ANNOUNCE_URL: once ready, POST this pod's address there (the gateways'
+    # announce port), so a cold start need not wait for the API server to learn it.
+    announce_url: str | None = None
+    # This pod, from the downward API (FAAS_POD_NAMESPACE, _NAME, _UID, _IP).
+    pod_namespace: str | None = None
+    pod_name: str | None = None
+    pod_uid: str | None = None
+    pod_ip: str | None = None
     # Idle keep-alive connections close after this; must exceed the gateway
     # pool's idle timeout or it reuses sockets we are closing.
     keepalive_seconds: float = 75.0
@@ -53,6 +65,11 @@ class Config:
     # FAAS_PACKAGE_PULL_TIMEOUT_MS: the deadline of a package pull (not part of the load timeout).
     package_pull_timeout_ms: int = DEFAULT_PULL_TIMEOUT_MS
 
+    @property
+    def preloaded(self) -> bool:
+        """Started with its function's code (a code directory or the environment): never specializes."""
+        return bool(self.code_dir or self.function_spec)
+
 
 def load_config(env: Mapping[str, str]) -> Config:
     code_dir = env.get("FAAS_CODE_DIR") or None
@@ -60,6 +77,13 @@ def load_config(env: Mapping[str, str]) -> Config:
         host=env.get("FAAS_HOST") or Config.host,
         port=_int(env, "FAAS_PORT", Config.port, 0, 65535),
         code_dir=code_dir,
+        function_spec=env.get("FAAS_FUNCTION_SPEC") or None,
+        function_code=env.get("FAAS_FUNCTION_CODE") or None,
+        announce_url=env.get("FAAS_ANNOUNCE_URL") or None,
+        pod_namespace=env.get("FAAS_POD_NAMESPACE") or None,
+        pod_name=env.get("FAAS_POD_NAME") or None,
+        pod_uid=env.get("FAAS_POD_UID") or None,
+        pod_ip=env.get("FAAS_POD_IP") or None,
         keepalive_seconds=_float(env, "FAAS_KEEPALIVE_SECONDS", Config.keepalive_seconds),
         threads=_int(env, "FAAS_THREADS", Config.threads, 1, 4096),
         max_body_bytes=_int(env, "FAAS_MAX_BODY_BYTES", Config.max_body_bytes, 0, 2**40),

@@ -151,6 +151,17 @@ def read_code_dir(code_dir: str) -> LoadSpec:
     return parse_load_spec(raw, code_dir=True)
 
 
+def read_env_spec(spec_text: str, code: str | None) -> LoadSpec:
+    """``function.json`` and its code file as given in FAAS_FUNCTION_SPEC and FAAS_FUNCTION_CODE."""
+    try:
+        raw = json.loads(spec_text)
+    except ValueError as err:
+        raise SpecError(f"FAAS_FUNCTION_SPEC: not valid JSON: {err}") from err
+    if isinstance(raw, dict) and "code" not in raw and code is not None:
+        raw = {**raw, "code": code}
+    return parse_load_spec(raw)
+
+
 def load_function(
     spec: LoadSpec, code_dir: str | None = None, scratch_dir: str | None = None, root: str | None = None
 ) -> LoadedFunction:

@@ -29,6 +29,7 @@ from typing import Any
 from faas import Headers, Request
 
 from . import log
+from .announce import announce, announcement
 from .config import Config
 from .http11 import JSON_HEADERS, ProtocolError, RequestHead, error_body, read_body, read_head, serialize
 from .invoker import Invoker, Outcome
@@ -42,6 +43,7 @@ from .loader import (
     load_function,
     parse_load_spec,
     read_code_dir,
+    read_env_spec,
 )
 
 EXIT_OK = 0
@@ -83,6 +85,8 @@ class Runner:
         self._loading: tuple[str | None, asyncio.Future[LoadedFunction]] | None = None
         # A code directory naming a package to pull: pulled once the server listens (probes keep answering).
         self._code_dir_spec: LoadSpec | None = None
+        # time.monotonic() when the process started running Python (set by __main__).
+        self.process_started = time.monotonic()
         self._code_dir_task: asyncio.Task[None] | None = None
         # A pool runner restarted after its claim comes back generic: never usable again.
         self.restarted_after_claim = bool(config.pool_claim_file and os.path.exists(config.pool_claim_file))
@@ -90,15 +94,20 @@ class Runner:
     # ---- life cycle -------------------------------------------------------
 
     def specialize_from_code_dir(self) -> None:
-        """Loads ``FAAS_CODE_DIR/function.json`` if present; errors propagate (fatal at start)."""
+        """Loads FAAS_FUNCTION_SPEC, or ``FAAS_CODE_DIR/function.json`` if present; errors propagate (fatal at start)."""
         code_dir = self.config.code_dir
-        if code_dir and os.path.exists(os.path.join(code_dir, "function.json")):
+        if self.config.function_spec:
+            spec = read_env_spec(self.config.function_spec, self.config.function_code)
+            code_dir = None
+        elif code_dir and os.path.exists(os.path.join(code_dir, "function.json")):
             spec = read_code_dir(code_dir)
-            if spec.package is not None and spec.package.dir is None:
-                self._code_dir_spec = spec
-                return
-            root = self._package_root(spec) if spec.package is not None else None
-            self._become(load_function(spec, code_dir, self._scratch_dir, root))
+        else:
+            return
+        if spec.package is not None and spec.package.dir is None:
+            self._code_dir_spec = spec
+            return
+        root = self._package_root(spec) if spec.package is not None else None
+        self._become(load_function(spec, code_dir, self._scratch_dir, root))
 
     def _package_root(self, spec: LoadSpec) -> str:
         assert spec.package is not None
@@ -175,12 +184,26 @@ class Runner:
         sweeper = asyncio.create_task(self._sweep_idle())
         if self._code_dir_spec is not None:
             self._code_dir_task = asyncio.create_task(self._specialize_from_code_dir_package(self._code_dir_spec))
+        announcing = asyncio.create_task(self._announce(port))
         if self.config.parent_pid:
             watch_parent(self.config.parent_pid)
         await self._done.wait()
         sweeper.cancel()
+        announcing.cancel()
         await self._close_all()
         return self.exit_code
+
+    async def _announce(self, port: int) -> None:
+        """Once the function is loaded, tells the gateways where this pod answers (announce.py)."""
+        body = announcement(self.config, port, self.process_started)
+        if body is None:
+            return
+        if self._code_dir_task is not None:
+            await asyncio.shield(self._code_dir_task)
+        if self.function is None or self.draining:
+            return
+        body["uptimeMs"] = round((time.monotonic() - self.process_started) * 1000, 1)
+        await announce(str(self.config.announce_url), body)
 
     async def _warm_up(self, port: int, rounds: int = 12) -> None:
         """Runs the cold path's code once off the cold path, while generic.
@@ -312,6 +335,8 @@ class Runner:
             outcome = self._only(head, "GET", "HEAD") or _json(200, {"status": "ok"})
         elif path == "/readyz":
             outcome = self._only(head, "GET", "HEAD") or self._readiness()
+            if self.config.pod_uid:  # which pod answers at this address (a gateway checks an announcement)
+                outcome = Outcome(outcome.status, [*outcome.headers, ("x-faas-pod-uid", self.config.pod_uid)], outcome.body)
         elif path == "/specialize":
             outcome = self._only(head, "POST") or await self._specialize(conn, head)
         else:
@@ -367,12 +392,14 @@ class Runner:
 
     def _may_specialize_unchecked(self) -> bool:
         """Whether /specialize reads its body without a token or other check first."""
-        return not (self.config.code_dir or self.config.specialize_token or self.restarted_after_claim)
+        return not (self.config.preloaded or self.config.specialize_token or self.restarted_after_claim)
 
     def _may_specialize(self, head: RequestHead) -> Outcome | None:
-        if self.config.code_dir:
+        if self.config.preloaded:
             return _error(
-                403, "FORBIDDEN", "this runner was started with its function's code (FAAS_CODE_DIR); it never specializes"
+                403,
+                "FORBIDDEN",
+                "this runner was started with its function's code (FAAS_CODE_DIR or FAAS_FUNCTION_SPEC); it never specializes",
             )
         token = self.config.specialize_token
         if token is not None:
