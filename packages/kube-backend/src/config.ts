@@ -20,6 +20,17 @@ export interface KubeGatewayConfig {
    * `FAAS_FUNCTION_NAMESPACE`, or `default`.
    */
   allNamespaces: boolean;
+  /** Where function pods announce that they are ready (ADR 0018). */
+  announce: {
+    /** FAAS_ANNOUNCE_PORT (default 8001); 0 turns the announce port off. */
+    port: number;
+    /** FAAS_GATEWAY_SERVICE: this gateway's Service, whose other endpoints get announcements passed on. */
+    service: string;
+    /** FAAS_POD_NAMESPACE: the namespace this gateway runs in (default faas-system). */
+    namespace: string;
+    /** FAAS_POD_IP: this gateway pod's own address (not passed to itself). */
+    selfIp: string | undefined;
+  };
 }
 
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -90,7 +101,20 @@ export function loadKubeGatewayConfig(env: NodeJS.ProcessEnv): KubeGatewayConfig
       Math.floor(gateway.maxParkedTotal / (allNamespaces ? 2 : namespaces.length)),
     );
   }
+  const announcePort = Number(env.FAAS_ANNOUNCE_PORT ?? 8001);
+  if (!Number.isInteger(announcePort) || announcePort < 0 || announcePort > 65535) {
+    throw new FaasError("BAD_REQUEST", `FAAS_ANNOUNCE_PORT=${env.FAAS_ANNOUNCE_PORT}: must be a port (0 turns it off)`);
+  }
+  if (announcePort !== 0 && announcePort === gateway.port) {
+    throw new FaasError("BAD_REQUEST", `FAAS_ANNOUNCE_PORT=${announcePort}: must differ from FAAS_GATEWAY_PORT`);
+  }
   return {
+    announce: {
+      port: announcePort,
+      service: env.FAAS_GATEWAY_SERVICE || "faas-gateway",
+      namespace: env.FAAS_POD_NAMESPACE || "faas-system",
+      selfIp: env.FAAS_POD_IP || undefined,
+    },
     // In a pod the gateway listens on all interfaces; admin stays off (manage with kubectl).
     gateway: { ...gateway, adminToken: undefined },
     backend: {

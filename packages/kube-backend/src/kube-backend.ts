@@ -34,6 +34,7 @@ import type {
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import type { Announcement, AnnounceResult } from "./announcements.js";
 import { ApiKeyCache } from "./api-key-cache.js";
 import { deploymentSteps, PodProber } from "./pod-prober.js";
 import { PoolClaimer, type PoolConfig, PoolFallback } from "./pool.js";
@@ -253,6 +254,11 @@ export class KubeBackend implements Backend {
     this.#pool.stop();
     this.#prober.stop();
     this.#keys.stop();
+  }
+
+  /** A runner's announcement that its pod is ready (announcements.ts, ADR 0018). */
+  announce(a: Announcement): AnnounceResult {
+    return a.namespace === this.cfg.namespace ? this.#prober.announce(a) : "not-served";
   }
 
   getFunction(name: string): FunctionResource | undefined {

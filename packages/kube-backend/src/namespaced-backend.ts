@@ -14,6 +14,7 @@ import type { Backend, BackendListener, FunctionStatus, KeyLookup, LoadView, Sca
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
 import { Counter, Gauge, Registry } from "prom-client";
+import type { Announcement, AnnounceResult } from "./announcements.js";
 import type { KubeBackend } from "./kube-backend.js";
 
 export interface NamespacedBackendOptions {
@@ -44,6 +45,11 @@ export class NamespacedBackend implements Backend {
   #listener: BackendListener | undefined;
   #load: LoadView | undefined;
   #stopped = false;
+
+  /** A runner's announcement goes to its namespace's backend (announcements.ts). */
+  announce(a: Announcement): AnnounceResult {
+    return this.#scopes.get(a.namespace)?.backend.announce(a) ?? "not-served";
+  }
 
   constructor(
     private readonly client: KubeClient,

@@ -9,12 +9,20 @@
  * or marked terminating is never routed to. It also records when the pod was
  * scheduled, its container started and its runner answered, for the cold
  * start's `server-timing`.
+ *
+ * A pod's address reaches the API server only at the kubelet's next status
+ * sync, up to a second after the runner listens; a runner that announces itself
+ * (announcements.ts, ADR 0018) gives it sooner. An announced address is used
+ * only for the pod the watch knows by that name and UID, while its status names
+ * no other address, and it is probed with that UID: `/readyz` must answer with
+ * `x-faas-pod-uid` equal to it.
  */
 import { request } from "node:http";
 import { FUNCTION_LABEL, RUNNER_PORT } from "@faas/api";
 import type { ColdStep, Endpoint } from "@faas/gateway";
 import { type KubeClient, type KubeObject, RESOURCES, Reflector } from "@faas/kube";
 import type { Logger } from "pino";
+import type { Announcement, AnnounceResult } from "./announcements.js";
 
 export interface FunctionPod extends KubeObject {
   status?: {
@@ -41,12 +49,24 @@ const PROBE_INTERVAL_MS = 10;
 const PROBE_TIMEOUT_MS = 300;
 /** How long a directly probed pod is routable without the EndpointSlice saying so. */
 const PROBED_TTL_MS = 10_000;
+/** How long an announcement is kept for a pod the watch does not show yet, or that no cold start waits for. */
+const ANNOUNCED_TTL_MS = 30_000;
+
+interface Announced {
+  uid: string;
+  ip: string;
+  /** When the runner's process started, in this process's `performance.now()` time. */
+  startedAt: number;
+  until: number;
+}
 
 export class PodProber {
   readonly pods: Reflector<FunctionPod>;
   readonly #trackers = new Map<string, Tracker>();
   /** fn → pod name → endpoint found ready by a direct probe, and until when it counts. */
   readonly #probed = new Map<string, Map<string, { endpoint: Endpoint; until: number }>>();
+  /** Pod name → the address its runner announced. */
+  readonly #announced = new Map<string, Announced>();
 
   constructor(
     client: KubeClient,
@@ -64,6 +84,7 @@ export class PodProber {
     this.pods.on("add", seen);
     this.pods.on("update", seen);
     this.pods.on("delete", (p) => {
+      this.#announced.delete(p.metadata.name);
       const fn = p.metadata.labels?.[FUNCTION_LABEL];
       if (fn !== undefined && this.#probed.get(fn)?.delete(p.metadata.name)) this.onChange(fn);
     });
@@ -91,6 +112,29 @@ export class PodProber {
         if (this.#trackers.get(fn) === tracker) this.#trackers.delete(fn);
       },
     };
+  }
+
+  /**
+   * A runner says its pod is ready at `a.ip`. Kept for a while; used (probed, when a cold
+   * start waits for that function) only for the pod the watch shows with that name and UID.
+   */
+  announce(a: Announcement, receivedAt = performance.now()): AnnounceResult {
+    const pod = this.pods.get(`${this.namespace}/${a.pod}`);
+    if (pod !== undefined) {
+      const ip = pod.status?.podIP;
+      if (pod.metadata.uid !== a.uid || (ip && ip !== a.ip)) return "mismatch";
+      if (pod.metadata.deletionTimestamp !== undefined) return "terminating";
+    }
+    for (const [name, e] of this.#announced) if (e.until <= receivedAt) this.#announced.delete(name);
+    this.#announced.set(a.pod, {
+      uid: a.uid,
+      ip: a.ip,
+      startedAt: receivedAt - a.uptimeMs,
+      until: receivedAt + ANNOUNCED_TTL_MS,
+    });
+    if (pod === undefined) return "pending";
+    this.#observe(pod);
+    return "accepted";
   }
 
   /** Pods of `fn` found ready by a direct probe, not being deleted, within their time to live. */
@@ -129,19 +173,45 @@ export class PodProber {
     if (t.marks.startedAt === undefined && p.status?.containerStatuses?.some((c) => c.state?.running !== undefined)) {
       t.marks.startedAt = now;
     }
-    const ip = p.status?.podIP;
+    let ip = p.status?.podIP;
+    let uid: string | undefined;
+    const a = this.#announced.get(p.metadata.name);
+    if (a !== undefined) {
+      if (a.uid !== p.metadata.uid || (ip && ip !== a.ip) || a.until <= now) {
+        if (ip && ip !== a.ip && a.uid === p.metadata.uid) {
+          this.log.warn(
+            { fn, pod: p.metadata.name, announced: a.ip, status: ip },
+            "announced address differs from the pod's",
+          );
+        }
+        this.#announced.delete(p.metadata.name);
+      } else if (!ip) {
+        ip = a.ip;
+        uid = a.uid;
+        t.marks.startedAt ??= Math.max(a.startedAt, t.marks.scheduledAt ?? a.startedAt);
+      }
+    }
     if (ip && !t.probing.has(p.metadata.name)) {
       t.probing.add(p.metadata.name);
-      void this.#probe(fn, p.metadata.name, ip, t);
+      void this.#probe(fn, p.metadata.name, ip, t, uid);
     }
   }
 
-  async #probe(fn: string, pod: string, ip: string, t: Tracker): Promise<void> {
+  /** Probes `ip` until ready; with `uid` (an announced address) the runner must name that pod. */
+  async #probe(fn: string, pod: string, ip: string, t: Tracker, uid?: string): Promise<void> {
     const deadline = performance.now() + 120_000;
     while (!t.stopped && performance.now() < deadline) {
       const current = this.pods.get(`${this.namespace}/${pod}`);
       if (current === undefined || current.metadata.deletionTimestamp !== undefined) return;
-      if (await readyz(ip)) {
+      if (uid !== undefined && current.metadata.uid !== uid) return;
+      const statusIp = current.status?.podIP;
+      if (statusIp && statusIp !== ip) {
+        // An announced address the pod's status contradicts: probe the status's instead.
+        t.probing.delete(pod);
+        this.#observe(current);
+        return;
+      }
+      if (await readyz(ip, uid)) {
         const now = performance.now();
         t.marks.readyAt ??= now;
         t.marks.startedAt ??= now;
@@ -162,14 +232,14 @@ export class PodProber {
   }
 }
 
-/** `GET /readyz` → 200, on a fresh connection with a short timeout. */
-function readyz(ip: string): Promise<boolean> {
+/** `GET /readyz` → 200 (naming pod `uid` when given), on a fresh connection with a short timeout. */
+function readyz(ip: string, uid?: string): Promise<boolean> {
   return new Promise((resolve) => {
     const req = request(
       { host: ip, port: RUNNER_PORT, path: "/readyz", agent: false, timeout: PROBE_TIMEOUT_MS },
       (res) => {
         res.resume();
-        resolve(res.statusCode === 200);
+        resolve(res.statusCode === 200 && (uid === undefined || res.headers["x-faas-pod-uid"] === uid));
       },
     );
     req.on("timeout", () => req.destroy());

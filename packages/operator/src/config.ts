@@ -50,6 +50,11 @@ export interface OperatorConfig {
   networkPolicy: boolean;
   /** Where the gateway's pods run (the policies' namespaceSelector). */
   gatewayNamespace: string;
+  /**
+   * The gateways' announce port (ADR 0018): function pods POST their address to
+   * `faas-gateway.<gatewayNamespace>.svc:<port>` once ready; 0 = they do not.
+   */
+  announcePort: number;
   /** A claimed pod goes once the function's Deployment has had a ready pod this long. */
   poolHandoffMs: number;
   /** A claimed pod goes when its function's Deployment is still at zero this long after the claim. */
@@ -90,6 +95,7 @@ export const DEFAULT_OPERATOR_CONFIG: OperatorConfig = {
   poolResyncSeconds: 60,
   networkPolicy: true,
   gatewayNamespace: SYSTEM_NAMESPACE,
+  announcePort: 8001,
   poolHandoffMs: 2_000,
   poolOrphanMs: 30_000,
   preStopSleepSeconds: 3,
@@ -203,6 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, argv: readonly string[] = [])
     poolResyncSeconds: int("FAAS_POOL_RESYNC_SECONDS", env.FAAS_POOL_RESYNC_SECONDS, d.poolResyncSeconds, 1),
     networkPolicy: bool("--network-policy", f["network-policy"] ?? env.FAAS_NETWORK_POLICY, d.networkPolicy),
     gatewayNamespace: env.FAAS_GATEWAY_NAMESPACE || d.gatewayNamespace,
+    announcePort: int("FAAS_ANNOUNCE_PORT", env.FAAS_ANNOUNCE_PORT, d.announcePort),
     poolHandoffMs: int("FAAS_POOL_HANDOFF_MS", env.FAAS_POOL_HANDOFF_MS, d.poolHandoffMs),
     poolOrphanMs: int("FAAS_POOL_ORPHAN_MS", env.FAAS_POOL_ORPHAN_MS, d.poolOrphanMs, 1),
     preStopSleepSeconds: int("FAAS_PRESTOP_SLEEP_SECONDS", env.FAAS_PRESTOP_SLEEP_SECONDS, d.preStopSleepSeconds),

@@ -15,7 +15,7 @@ import { NetworkPolicyKeeper } from "./network-policy-keeper.js";
 import { PoolKeeper } from "./pool-keeper.js";
 import { FunctionReconciler } from "./reconciler.js";
 import { ReferenceAccessKeeper } from "./reference-access.js";
-import { RegistryAlias } from "./registry-alias.js";
+import { GatewayAlias, RegistryAlias } from "./registry-alias.js";
 import { type DigestedObject, digestData, refersTo } from "./resources/references.js";
 import { WorkQueue } from "./work-queue.js";
 
@@ -97,6 +97,7 @@ export class Operator {
       log,
       now: () => new Date(now()),
       registry,
+      gateway: new GatewayAlias(client, cfg.gatewayNamespace, now),
     });
     this.#queue = new WorkQueue(
       (key) => this.#reconcileKey(key),

@@ -23,7 +23,7 @@ import { functionUrl, type OperatorConfig } from "./config.js";
 import { asPermanent, PermanentError, TemporaryError } from "./errors.js";
 import type { EventRecorder } from "./events.js";
 import type { DeploymentObject, FunctionStatus, PodObject, RawFunction } from "./kinds.js";
-import type { RegistryAlias } from "./registry-alias.js";
+import type { RegistryAlias, ServiceAlias } from "./registry-alias.js";
 import { buildConfigMap } from "./resources/config-map.js";
 import { buildDeployment, buildDeploymentForCreate, functionCodeHash, type PodExtras } from "./resources/deployment.js";
 import { buildHpa, wantsHpa } from "./resources/hpa.js";
@@ -56,6 +56,8 @@ export interface ReconcilerDeps {
   now: () => Date;
   /** The package registry's address for pods of packaged functions (ADR 0016). */
   registry?: Pick<RegistryAlias, "hostAliases">;
+  /** The gateways' address, where function pods announce themselves (ADR 0018). */
+  gateway?: Pick<ServiceAlias, "hostAliases" | "host">;
 }
 
 interface Applied {
@@ -304,10 +306,23 @@ export class FunctionReconciler {
    * POSTs the Deployment with its initial replicas if it does not exist yet,
    * under its own field manager, so later applies never own `spec.replicas`.
    */
-  /** A packaged function pulling from the platform's registry gets its address (see registry-alias.ts). */
+  /**
+   * A packaged function pulling from the platform's registry gets its address (see
+   * registry-alias.ts); every function pod gets the gateways', to announce itself (ADR 0018).
+   */
   async #podExtras(fn: FunctionObject): Promise<PodExtras> {
-    if (fn.spec.package?.registry !== REGISTRY_URL || this.deps.registry === undefined) return {};
-    return { hostAliases: await this.deps.registry.hostAliases() };
+    const { registry, gateway, cfg } = this.deps;
+    const pulls = fn.spec.package?.registry === REGISTRY_URL && registry !== undefined;
+    const announces = cfg.announcePort > 0 && gateway !== undefined;
+    const [registryAliases, gatewayAliases] = await Promise.all([
+      pulls ? registry.hostAliases() : [],
+      announces ? gateway.hostAliases() : [],
+    ]);
+    const hostAliases = [...registryAliases, ...gatewayAliases];
+    return {
+      ...(hostAliases.length > 0 ? { hostAliases } : {}),
+      ...(announces ? { announceUrl: `http://${gateway.host}:${cfg.announcePort}/announce` } : {}),
+    };
   }
 
   async #createDeploymentOnce(

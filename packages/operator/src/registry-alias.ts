@@ -1,5 +1,6 @@
 /**
- * How pods reach the platform's package registry by name (ADR 0016). Packages
+ * How pods reach a platform Service by name: the package registry (ADR 0016),
+ * the gateways' announce port (ADR 0018). Packages
  * on Kubernetes name it `http://faas-registry.faas-system.svc:5000`; a cluster
  * without DNS for Services (the project's own) cannot resolve that, so pods
  * that pull packages get a `hostAliases` entry mapping the name to the
@@ -9,7 +10,7 @@
  * a minute (kept if that lookup fails); while there is no registry, at most
  * every 10 s.
  */
-import { REGISTRY_HOST, REGISTRY_SERVICE, SYSTEM_NAMESPACE } from "@faas/api";
+import { GATEWAY_SERVICE, REGISTRY_HOST, REGISTRY_SERVICE, SYSTEM_NAMESPACE } from "@faas/api";
 import { type KubeClient, RESOURCES } from "@faas/kube";
 import type { V1HostAlias } from "@kubernetes/client-node";
 
@@ -20,7 +21,10 @@ interface ServiceLike {
   spec?: { clusterIP?: string };
 }
 
-export class RegistryAlias {
+/** `<service>.<namespace>.svc`, the name pods use for a platform Service. */
+export const serviceHost = (service: string, namespace: string): string => `${service}.${namespace}.svc`;
+
+export class ServiceAlias {
   #ip: string | undefined;
   #foundAt = -Infinity;
   #lastMiss = -Infinity;
@@ -28,13 +32,19 @@ export class RegistryAlias {
 
   constructor(
     private readonly client: Pick<KubeClient, "find">,
+    private readonly service: { namespace: string; name: string },
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** `hostAliases` for a pod that may pull from the platform's registry (empty when there is none). */
+  /** The name pods use for the Service. */
+  get host(): string {
+    return serviceHost(this.service.name, this.service.namespace);
+  }
+
+  /** `hostAliases` for a pod that reaches the Service by name (empty when there is none). */
   async hostAliases(): Promise<V1HostAlias[]> {
     const ip = await this.#address();
-    return ip === undefined ? [] : [{ ip, hostnames: [REGISTRY_HOST] }];
+    return ip === undefined ? [] : [{ ip, hostnames: [this.host] }];
   }
 
   async #address(): Promise<string | undefined> {
@@ -50,8 +60,8 @@ export class RegistryAlias {
     try {
       const svc = await this.client.find<ServiceLike>({
         ...RESOURCES.services,
-        namespace: SYSTEM_NAMESPACE,
-        name: REGISTRY_SERVICE,
+        namespace: this.service.namespace,
+        name: this.service.name,
       });
       const ip = svc?.spec?.clusterIP;
       if (ip !== undefined && ip !== "" && ip !== "None") {
@@ -70,5 +80,23 @@ export class RegistryAlias {
     }
     this.#lastMiss = this.now();
     return undefined;
+  }
+}
+
+/** The platform's package registry, `faas-registry.faas-system.svc` (ADR 0016). */
+export class RegistryAlias extends ServiceAlias {
+  constructor(client: Pick<KubeClient, "find">, now: () => number = Date.now) {
+    super(client, { namespace: SYSTEM_NAMESPACE, name: REGISTRY_SERVICE }, now);
+  }
+
+  override get host(): string {
+    return REGISTRY_HOST;
+  }
+}
+
+/** The gateways' Service, `faas-gateway.<namespace>.svc`, for announcements (ADR 0018). */
+export class GatewayAlias extends ServiceAlias {
+  constructor(client: Pick<KubeClient, "find">, namespace: string, now: () => number = Date.now) {
+    super(client, { namespace, name: GATEWAY_SERVICE }, now);
   }
 }

@@ -4,10 +4,10 @@
  */
 
 import { existsSync, writeFileSync } from "node:fs";
+import { announce, announcement } from "./announce.js";
 import { loadConfig } from "./config.js";
 import { describeThrown, RunnerError } from "./errors.js";
 import { FunctionHost } from "./function-host.js";
-import { announce, announcement } from "./announce.js";
 import { type LoadSpec, readCodeDir, readEnvSpec } from "./load-spec.js";
 import { createLogger, printListening } from "./log.js";
 import { RunnerServer } from "./runner-server.js";

@@ -11,7 +11,14 @@ import {
 import { describe, expect, it } from "vitest";
 import { DEFAULT_OPERATOR_CONFIG } from "../config.js";
 import { buildConfigMap } from "./config-map.js";
-import { buildDeployment, buildDeploymentForCreate, CODE_HASH_ANNOTATION, containerResources } from "./deployment.js";
+import {
+  buildDeployment,
+  buildDeploymentForCreate,
+  CODE_HASH_ANNOTATION,
+  containerResources,
+  ENV_CODE_MAX_BYTES,
+  startsWithoutVolumes,
+} from "./deployment.js";
 import { buildHpa, wantsHpa } from "./hpa.js";
 import type { FunctionObject } from "./labels.js";
 import { buildPoolDeployment, buildPoolTokenSecret } from "./pool.js";
@@ -113,39 +120,84 @@ describe("buildDeployment", () => {
       const ctr = pod?.containers[0];
       expect(ctr?.image).toBe(c.want.image);
       expect(ctr?.imagePullPolicy).toBe("IfNotPresent");
+      const configMap = buildConfigMap(c.given).metadata?.name;
+      expect(configMap).toBe(`fn-${name}-code-${d.spec?.template.metadata?.annotations?.[CODE_HASH_ANNOTATION]}`);
+      // No volume: function.json and the code come from the pod's own code ConfigMap, as env.
       expect(ctr?.env).toEqual([
         { name: "FAAS_PORT", value: "8080" },
         { name: "FAAS_HOST", value: "0.0.0.0" },
-        { name: "FAAS_CODE_DIR", value: "/code" },
+        { name: "FAAS_FUNCTION_SPEC", valueFrom: { configMapKeyRef: { name: configMap, key: "function.json" } } },
+        {
+          name: "FAAS_FUNCTION_CODE",
+          valueFrom: {
+            configMapKeyRef: { name: configMap, key: c.given.spec.runtime === "python" ? "main.py" : "main.mjs" },
+          },
+        },
       ]);
+      expect(Object.keys(buildConfigMap(c.given).data ?? {})).toEqual(
+        expect.arrayContaining(ctr?.env?.flatMap((e) => e.valueFrom?.configMapKeyRef?.key ?? []) ?? []),
+      );
       expect(ctr?.ports).toEqual([{ name: "http", containerPort: 8080, protocol: "TCP" }]);
       expect(ctr?.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "http" });
       expect(ctr?.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "http" });
       expect(ctr?.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThanOrEqual(1);
+      // /tmp is the writable layer, capped like the emptyDir it replaces.
       expect(ctr?.resources).toEqual({
         requests: { cpu: "100m", memory: "64Mi" },
-        limits: { cpu: "1", memory: "256Mi" },
+        limits: { cpu: "1", memory: "256Mi", "ephemeral-storage": "64Mi" },
       });
       expect(ctr?.securityContext).toEqual({
         runAsNonRoot: true,
         runAsUser: 10001,
-        readOnlyRootFilesystem: true,
+        readOnlyRootFilesystem: false,
         allowPrivilegeEscalation: false,
         capabilities: { drop: ["ALL"] },
         seccompProfile: { type: "RuntimeDefault" },
       });
-      expect(ctr?.volumeMounts).toEqual([
-        { name: "code", mountPath: "/code", readOnly: true },
-        { name: "tmp", mountPath: "/tmp" },
-      ]);
-      // The pod mounts exactly the ConfigMap of its own code version.
-      expect(pod?.volumes?.[0]?.configMap?.name).toBe(buildConfigMap(c.given).metadata?.name);
-      expect(pod?.volumes?.[0]?.configMap?.name).toBe(
-        `fn-${name}-code-${d.spec?.template.metadata?.annotations?.[CODE_HASH_ANNOTATION]}`,
-      );
-      expect(pod?.volumes?.[1]?.emptyDir).toBeDefined();
+      expect(ctr?.volumeMounts).toBeUndefined();
+      expect(pod?.volumes).toBeUndefined();
     });
   }
+
+  it("mounts the code ConfigMap and a read-only root with /tmp when the code is too big for the environment", () => {
+    const big = fn("big", { code: `${PY}${"# padding\n".repeat(ENV_CODE_MAX_BYTES / 10 + 1)}` });
+    expect(startsWithoutVolumes(big)).toBe(false);
+    const pod = buildDeployment(big, cfg).spec?.template.spec;
+    const ctr = pod?.containers[0];
+    expect(ctr?.env).toEqual([
+      { name: "FAAS_PORT", value: "8080" },
+      { name: "FAAS_HOST", value: "0.0.0.0" },
+      { name: "FAAS_CODE_DIR", value: "/code" },
+    ]);
+    expect(ctr?.securityContext?.readOnlyRootFilesystem).toBe(true);
+    expect(ctr?.resources?.limits).toEqual({ cpu: "1", memory: "256Mi" });
+    expect(ctr?.volumeMounts).toEqual([
+      { name: "code", mountPath: "/code", readOnly: true },
+      { name: "tmp", mountPath: "/tmp" },
+    ]);
+    expect(pod?.volumes?.[0]?.configMap?.name).toBe(buildConfigMap(big).metadata?.name);
+    expect(pod?.volumes?.[1]?.emptyDir).toEqual({ sizeLimit: "64Mi" });
+    // Just under the limit still goes without volumes.
+    expect(startsWithoutVolumes(fn("edge", { code: "x".repeat(ENV_CODE_MAX_BYTES) }))).toBe(true);
+  });
+
+  it("tells the runner where to announce itself, with its identity from the downward API", () => {
+    const url = "http://faas-gateway.faas-system.svc:8001/announce";
+    const env = buildDeployment(fn("hello"), cfg, undefined, { announceUrl: url }).spec?.template.spec?.containers[0]
+      ?.env;
+    expect(env).toEqual(
+      expect.arrayContaining([
+        { name: "FAAS_ANNOUNCE_URL", value: url },
+        { name: "FAAS_POD_NAMESPACE", valueFrom: { fieldRef: { fieldPath: "metadata.namespace" } } },
+        { name: "FAAS_POD_NAME", valueFrom: { fieldRef: { fieldPath: "metadata.name" } } },
+        { name: "FAAS_POD_UID", valueFrom: { fieldRef: { fieldPath: "metadata.uid" } } },
+        { name: "FAAS_POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
+      ]),
+    );
+    expect(buildDeployment(fn("hello"), cfg).spec?.template.spec?.containers[0]?.env?.map((e) => e.name)).not.toContain(
+      "FAAS_ANNOUNCE_URL",
+    );
+  });
 
   it("changes the pod template's code hash when code or config change, and only then", () => {
     const hash = (f: FunctionObject) =>
@@ -285,7 +337,7 @@ describe("secrets, config and resources on the Deployment", () => {
     expect(d.spec?.template.metadata?.annotations?.["faas.example.com/config-hash"]).toBeUndefined();
     expect(d.spec?.template.spec?.containers[0]?.envFrom).toBeUndefined();
     expect(d.spec?.template.spec?.securityContext?.fsGroup).toBeUndefined();
-    expect(d.spec?.template.spec?.volumes?.map((v) => v.name)).toEqual(["code", "tmp"]);
+    expect(d.spec?.template.spec?.volumes).toBeUndefined();
   });
 
   const resourceCases: {
@@ -318,7 +370,11 @@ describe("secrets, config and resources on the Deployment", () => {
     it(`resources: ${c.name}`, () => {
       expect(containerResources(fn("r", { resources: c.given }).spec, cfg)).toEqual(c.want);
       const d = buildDeployment(fn("r", { resources: c.given }), cfg);
-      expect(d.spec?.template.spec?.containers[0]?.resources).toEqual(c.want);
+      // Without a /tmp volume the container's writable layer is capped instead.
+      expect(d.spec?.template.spec?.containers[0]?.resources).toEqual({
+        requests: c.want.requests,
+        limits: { ...c.want.limits, "ephemeral-storage": "64Mi" },
+      });
     });
   }
 });
@@ -393,7 +449,7 @@ describe("packaged functions", () => {
     expect(pod?.volumes?.find((v) => v.name === "tmp")?.emptyDir?.sizeLimit).toBe("1Gi");
     const plain = buildDeployment(fn("plain"), cfg).spec?.template.spec;
     expect(plain?.hostAliases).toBeUndefined();
-    expect(plain?.volumes?.find((v) => v.name === "tmp")?.emptyDir?.sizeLimit).toBe("64Mi");
+    expect(plain?.volumes).toBeUndefined();
   });
 
   it("pool pods get the alias too: any function may claim them", () => {
