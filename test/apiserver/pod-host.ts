@@ -11,14 +11,15 @@ import { randomInt } from "node:crypto";
 
 const SERVER = `
 const http = require("node:http");
+const extra = JSON.parse(process.argv[3] || "{}");
 let served = 0;
 const server = http.createServer((req, res) => {
   served++;
   req.resume();
-  res.writeHead(200, { "content-type": "text/plain", "x-pod": process.argv[1] });
+  res.writeHead(200, { "content-type": "text/plain", "x-pod": process.argv[1], ...extra });
   res.end("pod:" + req.url);
 });
-server.listen(0, process.argv[1], () => process.stdout.write(JSON.stringify({ port: server.address().port }) + "\\n"));
+server.listen(Number(process.argv[2] || 0), process.argv[1], () => process.stdout.write(JSON.stringify({ port: server.address().port }) + "\\n"));
 `;
 
 /** Why fake pods cannot run here, or undefined when they can. */
@@ -43,8 +44,13 @@ export interface FakeRunner {
   close(): Promise<void>;
 }
 
-/** A local HTTP server that answers every request as a runner would (`pod:<path>`), in its own netns. */
-export async function startFakeRunner(): Promise<FakeRunner> {
+/**
+ * A local HTTP server that answers every request as a runner would (`pod:<path>`), in its own netns;
+ * on `port` (a random one by default: the namespace is its own, so any port is free), with `headers`.
+ */
+export async function startFakeRunner(
+  opts: { port?: number; headers?: Record<string, string> } = {},
+): Promise<FakeRunner> {
   const id = `${process.pid % 100_000}${randomInt(100, 1000)}`;
   const ns = `faas-apitest-${id}`;
   const hostIf = `fah${id}`;
@@ -74,7 +80,8 @@ export async function startFakeRunner(): Promise<FakeRunner> {
     ip("-n", ns, "addr", "add", `${podAddr}/30`, "dev", podIf);
     ip("-n", ns, "link", "set", podIf, "up");
     ip("-n", ns, "link", "set", "lo", "up");
-    child = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", SERVER, podAddr], {
+    const args = [podAddr, String(opts.port ?? 0), JSON.stringify(opts.headers ?? {})];
+    child = spawn("ip", ["netns", "exec", ns, process.execPath, "-e", SERVER, ...args], {
       stdio: ["ignore", "pipe", "inherit"],
     });
     const started = child;

@@ -1,3 +1,4 @@
+export * from "./announcements.js";
 export * from "./api-key-cache.js";
 export * from "./config.js";
 export * from "./kube-backend.js";
