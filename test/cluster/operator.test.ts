@@ -234,14 +234,28 @@ describe("operator, one process", () => {
     ]);
     expect(d.spec.replicas).toBe(1);
     const pod = d.spec.template.spec as {
-      containers: { image: string; securityContext: unknown }[];
+      containers: {
+        image: string;
+        securityContext: unknown;
+        env: { name: string; value?: string; valueFrom?: unknown }[];
+        resources: { limits: Record<string, string> };
+      }[];
+      volumes?: unknown[];
       terminationGracePeriodSeconds: number;
     };
     expect(pod.containers[0]?.image).toBe("faas-python-runner:latest");
+    // No volume (ADR 0018): the code comes from the ConfigMap as env, /tmp is the capped writable layer.
+    expect(pod.volumes).toBeUndefined();
     expect(pod.containers[0]?.securityContext).toMatchObject({
-      readOnlyRootFilesystem: true,
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: false,
+      allowPrivilegeEscalation: false,
       capabilities: { drop: ["ALL"] },
     });
+    expect(pod.containers[0]?.resources.limits["ephemeral-storage"]).toBe("64Mi");
+    const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e]));
+    expect(env.FAAS_FUNCTION_SPEC?.valueFrom).toMatchObject({ configMapKeyRef: { key: "function.json" } });
+    expect(env.FAAS_ANNOUNCE_URL?.value).toBe("http://faas-gateway.faas-system.svc:8001/announce");
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10 + 5);
     // The operator's server-side apply never owns replicas.
     const applied = d.metadata.managedFields.find((m) => m.manager === "faas-operator" && m.operation === "Apply");

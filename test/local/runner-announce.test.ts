@@ -145,7 +145,7 @@ describe.each(KINDS)("$runtime runner started with its code in the environment",
     expect(again.status).toBe(403);
     expect(again.body).toContain("FAAS_FUNCTION_SPEC");
     await until("the announcement", () => gw.got.length === 1);
-    const { body } = gw.got[0] ?? { body: {} };
+    const body = gw.got[0]?.body ?? {};
     expect(body).toMatchObject({
       namespace: "default",
       pod: "fn-hello-deploy-abc12-xyz34",
