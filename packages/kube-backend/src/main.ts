@@ -40,6 +40,7 @@ const announcer =
   cfg.announce.port > 0
     ? new AnnounceServer({
         port: cfg.announce.port,
+        host: cfg.gateway.host,
         sink: backend,
         peers,
         log: log.child({ component: "announce" }),

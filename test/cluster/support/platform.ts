@@ -310,6 +310,8 @@ export async function startLocalGateway(namespace: string, env: Record<string, s
       FAAS_FUNCTION_NAMESPACE: namespace,
       FAAS_GATEWAY_HOST: "127.0.0.1",
       FAAS_GATEWAY_PORT: String(port),
+      // Pods cannot reach a gateway on this host's loopback to announce themselves.
+      FAAS_ANNOUNCE_PORT: "0",
       ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
