@@ -23,6 +23,8 @@ const ROOT = join(fileURLToPath(new URL(".", import.meta.url)), "../..");
 const POOL_P50_FLOOR_MS = 20;
 const POOL_P95_FLOOR_MS = 50;
 const POOL_SIZE = 2;
+/** Issue 8's floor for a cold start that waits for the function's own pod. */
+const DEPLOYMENT_P50_FLOOR_MS = 600;
 
 interface Sample {
   totalMs: number;
@@ -284,6 +286,15 @@ function format(results: PathResult[]): string {
         ) / p50;
       lines.push(`  pool vs Deployment 0 → 1 (${r.runtime}): p50 ${ratio.toFixed(1)}x faster`);
     }
+  }
+  for (const r of results.filter((x) => x.path === "deployment")) {
+    const p50 = quantile(
+      r.samples.map((s) => s.totalMs),
+      0.5,
+    );
+    lines.push(
+      `  floor deployment (${r.runtime}): p50 ${ms(p50)} <= ${DEPLOYMENT_P50_FLOOR_MS} ms ${verdict(p50 <= DEPLOYMENT_P50_FLOOR_MS)}`,
+    );
   }
   return lines.join("\n");
 }
