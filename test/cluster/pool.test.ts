@@ -22,6 +22,7 @@ import {
   type LocalOperator,
   pythonFunction,
   startLocalOperator,
+  systemPods,
   waitForPool,
 } from "./support/platform.js";
 
@@ -291,15 +292,34 @@ spec:
     const before =
       (await gatewayMetric("faas_pool_fallbacks_total", { reason: "disabled" })) +
       (await gatewayMetric("faas_pool_fallbacks_total", { reason: "empty" }));
+    const announced = async (relayed: boolean): Promise<number> =>
+      gatewayMetric("faas_pod_announcements_total", { result: "accepted", relayed: String(relayed) });
+    const [directBefore, relayedBefore] = [await announced(false), await announced(true)];
+    const gateways = (await systemPods("faas-gateway")).length;
     await applyFunction(NS, pythonFunction("pool-off", 'def handle(req):\n    return "deployment path"'), "pool-off");
     const r = await invoke(pf.localPort, "/invoke/pool-off");
     expect(r.status).toBe(200);
     expect(r.body).toBe("deployment path");
     expect(r.headers["server-timing"]).not.toMatch(/claim;/);
+    expect(r.headers["server-timing"]).toMatch(/scale;dur=.*started;dur=.*ready;dur=/);
     const after =
       (await gatewayMetric("faas_pool_fallbacks_total", { reason: "disabled" })) +
       (await gatewayMetric("faas_pool_fallbacks_total", { reason: "empty" }));
     expect(after).toBe(before + 1);
+    // The pod started without volumes and announced itself: one gateway took it, and passed it to the others.
+    const pod = await kubectlJson<{ spec: { volumes?: unknown[] } }>([
+      "-n",
+      NS,
+      "get",
+      "pod",
+      (await functionPods(NS, "pool-off"))[0] ?? "none",
+    ]);
+    expect(pod.spec.volumes).toBeUndefined();
+    await waitFor("the announcement on every gateway", async () =>
+      (await announced(false)) === directBefore + 1 && (await announced(true)) === relayedBefore + gateways - 1
+        ? true
+        : undefined,
+    );
     await operator.stop();
     operator = await startLocalOperator(NS);
     await waitForPool(NS, "python", 2, 180_000);

@@ -197,7 +197,9 @@ export class AnnounceServer {
           return reply(500, { error: { code: "INTERNAL", message: "announcement not handled" } });
         }
         this.announcements.inc({ result, relayed: String(relayed) });
-        opts.log.debug({ ...a, result, relayed }, "pod announced");
+        // One line per pod start (and gateway): what came, and what this gateway made of it.
+        if (relayed) opts.log.debug({ ...a, result, relayed }, "pod announced");
+        else opts.log.info({ ...a, result }, "pod announced");
         reply(202, { result });
       });
     });
