@@ -286,7 +286,7 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
         }
         // Jump the operator's clock past idleSeconds since the scale-up it saw.
         o.clock.offsetMs = 120_000;
-        if (c.want === 0) await eventually(async () => (await scaleOf(ns, fn)) === 0, 5000, "scaled to zero");
+        if (c.want === 0) await eventually(async () => (await scaleOf(ns, fn)) === 0, 15_000, "scaled to zero");
         else {
           await new Promise((r) => setTimeout(r, 1000));
           expect(await scaleOf(ns, fn)).toBe(c.want);
