@@ -49,6 +49,10 @@ export class FunctionHost implements WorkerEvents {
   readonly #retired = new Set<FunctionWorker>();
   #loading: { spec: LoadSpec; done: Promise<number> } | undefined;
   #loaded: Loaded | undefined;
+  /** Why the last load failed, for the invocations that waited on it. */
+  #loadError: string | undefined;
+  /** Invocations waiting, while generic, for a load to start (`awaitLoad` with a wait). */
+  #loadStarted: Array<() => void> = [];
   #closed = false;
   /** Private directory for the module, made once at start so specializing only writes a file. */
   readonly #dir = mkdtempSync(join(tmpdir(), "faas-fn-"));
@@ -92,17 +96,65 @@ export class FunctionHost implements WorkerEvents {
         ),
       );
     }
-    const done = this.#load(spec).finally(() => {
-      this.#loading = undefined;
-    });
+    this.#loadError = undefined;
+    const done = this.#load(spec)
+      .catch((err: unknown) => {
+        // The same reason as the POST /specialize answer.
+        this.#loadError = `the load failed: ${err instanceof Error ? err.message : String(err)}`;
+        throw err;
+      })
+      .finally(() => {
+        this.#loading = undefined;
+      });
     this.#loading = { spec, done };
+    const started = this.#loadStarted;
+    this.#loadStarted = [];
+    for (const resolve of started) resolve();
     return done;
   }
 
-  /** Waits for a specialization in progress; false if the runner is (still) generic. */
-  async whenLoaded(): Promise<boolean> {
-    if (this.#loading) await this.#loading.done.catch(() => undefined);
-    return this.#loaded !== undefined;
+  /**
+   * For an invocation that found no function: waits for the load in progress
+   * or, given `awaited` (x-faas-await-load), up to `awaited.ms` for the load of
+   * `awaited.fn` to start and finish. Resolves to undefined once that function
+   * is loaded, else to why not.
+   */
+  async awaitLoad(awaited: { fn: string; ms: number } | undefined): Promise<string | undefined> {
+    if (this.#loaded) return undefined;
+    if (!this.#loading && awaited === undefined) return "runner has no function loaded; POST /specialize first";
+    let timer: NodeJS.Timeout | undefined;
+    const expired =
+      awaited === undefined
+        ? undefined
+        : new Promise<"expired">((resolve) => {
+            timer = setTimeout(() => resolve("expired"), awaited.ms);
+          });
+    const tooLate = `runner has no function: none was loaded within ${awaited?.ms} ms`;
+    try {
+      if (!this.#loading && expired !== undefined) {
+        let resolveStarted!: () => void;
+        const started = new Promise<"started">((resolve) => {
+          resolveStarted = () => resolve("started");
+        });
+        this.#loadStarted.push(resolveStarted);
+        if ((await Promise.race([started, expired])) === "expired") {
+          this.#loadStarted = this.#loadStarted.filter((r) => r !== resolveStarted);
+          return tooLate;
+        }
+      }
+      const loading = this.#loading;
+      if (loading === undefined) return this.#loaded ? undefined : (this.#loadError ?? "the load failed");
+      if (awaited !== undefined && loading.spec.name !== awaited.fn)
+        return `runner is loading ${loading.spec.name}, not ${awaited.fn}`;
+      const outcome = loading.done.then(
+        () => "loaded" as const,
+        () => "failed" as const,
+      );
+      if ((await (expired ? Promise.race([outcome, expired]) : outcome)) === "expired") return tooLate;
+      return this.#loaded ? undefined : (this.#loadError ?? "the load failed");
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   invoke(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
