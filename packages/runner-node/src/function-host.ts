@@ -99,8 +99,8 @@ export class FunctionHost implements WorkerEvents {
     this.#loadError = undefined;
     const done = this.#load(spec)
       .catch((err: unknown) => {
-        // The same reason as the POST /specialize answer.
-        this.#loadError = `the load failed: ${err instanceof Error ? err.message : String(err)}`;
+        // The same reason as the POST /specialize answer (a package that could not be had fails here first).
+        this.#loadError ??= `the load failed: ${err instanceof Error ? err.message : String(err)}`;
         throw err;
       })
       .finally(() => {
@@ -114,47 +114,63 @@ export class FunctionHost implements WorkerEvents {
   }
 
   /**
-   * For an invocation that found no function: waits for the load in progress
-   * or, given `awaited` (x-faas-await-load), up to `awaited.ms` for the load of
-   * `awaited.fn` to start and finish. Resolves to undefined once that function
-   * is loaded, else to why not.
+   * For an invocation that found no function: given `awaited`
+   * (x-faas-await-load), waits up to `awaited.ms` for a load of `awaited.fn`
+   * to start. Resolves to undefined when that function is loading or loaded
+   * (then `invokeWhenLoaded`), else to why not.
    */
-  async awaitLoad(awaited: { fn: string; ms: number } | undefined): Promise<string | undefined> {
-    if (this.#loaded) return undefined;
-    if (!this.#loading && awaited === undefined) return "runner has no function loaded; POST /specialize first";
-    let timer: NodeJS.Timeout | undefined;
-    const expired =
-      awaited === undefined
-        ? undefined
-        : new Promise<"expired">((resolve) => {
-            timer = setTimeout(() => resolve("expired"), awaited.ms);
-          });
-    const tooLate = `runner has no function: none was loaded within ${awaited?.ms} ms`;
-    try {
-      if (!this.#loading && expired !== undefined) {
-        let resolveStarted!: () => void;
-        const started = new Promise<"started">((resolve) => {
-          resolveStarted = () => resolve("started");
-        });
-        this.#loadStarted.push(resolveStarted);
-        if ((await Promise.race([started, expired])) === "expired") {
-          this.#loadStarted = this.#loadStarted.filter((r) => r !== resolveStarted);
-          return tooLate;
-        }
-      }
-      const loading = this.#loading;
-      if (loading === undefined) return this.#loaded ? undefined : (this.#loadError ?? "the load failed");
-      if (awaited !== undefined && loading.spec.name !== awaited.fn)
-        return `runner is loading ${loading.spec.name}, not ${awaited.fn}`;
-      const outcome = loading.done.then(
-        () => "loaded" as const,
-        () => "failed" as const,
-      );
-      if ((await (expired ? Promise.race([outcome, expired]) : outcome)) === "expired") return tooLate;
-      return this.#loaded ? undefined : (this.#loadError ?? "the load failed");
-    } finally {
+  async awaitLoadStart(awaited: { fn: string; ms: number } | undefined): Promise<string | undefined> {
+    if (!this.#loaded && !this.#loading) {
+      if (awaited === undefined) return this.#loadError ?? "runner has no function loaded; POST /specialize first";
+      let timer: NodeJS.Timeout | undefined;
+      let resolveStarted!: () => void;
+      const started = new Promise<"started">((resolve) => {
+        resolveStarted = () => resolve("started");
+      });
+      this.#loadStarted.push(resolveStarted);
+      const expired = new Promise<"expired">((resolve) => {
+        timer = setTimeout(() => resolve("expired"), awaited.ms);
+      });
+      const outcome = await Promise.race([started, expired]);
       clearTimeout(timer);
+      if (outcome === "expired") {
+        this.#loadStarted = this.#loadStarted.filter((r) => r !== resolveStarted);
+        return `runner has no function: none was loaded within ${awaited.ms} ms`;
+      }
     }
+    const name = this.functionName;
+    if (awaited !== undefined && name !== awaited.fn)
+      return `runner is ${this.#loaded ? "specialized as" : "loading"} ${name}, not ${awaited.fn}`;
+    return undefined;
+  }
+
+  /**
+   * Runs a call now if loaded; during a load, hands it to the worker that is
+   * importing the code, which runs it once the import is done (its timeout
+   * counts from then). A load that fails answers it RUNNER_NOT_SPECIALIZED
+   * with the reason.
+   */
+  invokeWhenLoaded(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
+    const loading = this.#loading;
+    const worker = this.#current;
+    if (this.#loaded || !loading || !worker || worker.ended) {
+      if (!this.#loaded && this.#loadError !== undefined)
+        done(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError));
+      else this.invoke(call, done);
+      return;
+    }
+    const held: CallDone = (outcome) => {
+      if (!(outcome instanceof RunnerError) || worker.loaded) {
+        done(outcome);
+        return;
+      }
+      // The thread ended before the import was done (the import failed, or crashed it): the load's own reason.
+      void loading.done.then(
+        () => done(outcome),
+        () => done(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError ?? "the load failed")),
+      );
+    };
+    worker.call(call, loading.spec.timeoutSeconds * 1000, held, loading.done);
   }
 
   invoke(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
@@ -211,28 +227,30 @@ export class FunctionHost implements WorkerEvents {
     try {
       await worker.load(loaded.url, exportName, this.loadTimeoutMs);
     } catch (err) {
-      // The failed import may have run top-level code: start clean for the next spec.
-      worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", "load failed"));
+      // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
+      const failed =
+        err instanceof LoadTimeoutError
+          ? new RunnerError(
+              "FUNCTION_LOAD_FAILED",
+              `code did not finish loading within ${err.timeoutMs} ms`,
+              { function: spec.name, loadTimeoutMs: err.timeoutMs },
+              { status: 400 },
+            )
+          : new RunnerError(
+              "FUNCTION_LOAD_FAILED",
+              `code failed to load: ${(err as Error).message}`,
+              { function: spec.name },
+              { status: 400 },
+            );
+      this.#loadError = `the load failed: ${failed.message}`;
+      // The failed import may have run top-level code: start clean for the next spec. Calls it held get the reason.
+      worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError));
       // If the import crashed the thread, `crashed` has already started a replacement.
       if (this.#current === worker) this.#current = this.#startWorker();
       for (const key of Object.keys(spec.env)) delete process.env[key];
       if (file !== undefined) rmSync(file, { force: true });
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
-      if (err instanceof LoadTimeoutError) {
-        throw new RunnerError(
-          "FUNCTION_LOAD_FAILED",
-          `code did not finish loading within ${err.timeoutMs} ms`,
-          { function: spec.name, loadTimeoutMs: err.timeoutMs },
-          { status: 400 },
-        );
-      }
-      // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
-      throw new RunnerError(
-        "FUNCTION_LOAD_FAILED",
-        `code failed to load: ${(err as Error).message}`,
-        { function: spec.name },
-        { status: 400 },
-      );
+      throw failed;
     }
     loaded.loadMs = performance.now() - started;
     this.#loaded = loaded;

@@ -233,11 +233,13 @@ export class RunnerServer {
         this.host.invoke(call, done); // no function will ever be loaded: RUNNER_NOT_SPECIALIZED at once
         return;
       }
-      void this.host.awaitLoad(awaited).then((notLoaded) => {
+      if (state === "loading" && awaited === undefined) {
+        this.host.invokeWhenLoaded(call, done); // held in the worker that imports the code
+        return;
+      }
+      void this.host.awaitLoadStart(awaited).then((notLoaded) => {
         if (notLoaded !== undefined) done(new RunnerError("RUNNER_NOT_SPECIALIZED", notLoaded));
-        else if (this.#draining)
-          done(new RunnerError("RUNNER_DRAINING", "runner is shutting down", { function: this.host.functionName }));
-        else this.host.invoke(call, done);
+        else this.host.invokeWhenLoaded(call, done);
       });
     };
     if (!hasBody) {
