@@ -51,6 +51,8 @@ export class FunctionHost implements WorkerEvents {
   #loaded: Loaded | undefined;
   /** Why the last load failed, for the invocations that waited on it. */
   #loadError: string | undefined;
+  /** The worker that has been asked to import the code being loaded (after a package pull, if any). */
+  #importing: FunctionWorker | undefined;
   /** Invocations waiting, while generic, for a load to start (`awaitLoad` with a wait). */
   #loadStarted: Array<() => void> = [];
   #closed = false;
@@ -159,6 +161,14 @@ export class FunctionHost implements WorkerEvents {
       else this.invoke(call, done);
       return;
     }
+    if (this.#importing !== worker) {
+      // Not importing yet (a package is still being pulled): the call waits here for the load.
+      loading.done.then(
+        () => this.invoke(call, done),
+        () => done(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError ?? "the load failed")),
+      );
+      return;
+    }
     const held: CallDone = (outcome) => {
       if (!(outcome instanceof RunnerError) || worker.loaded) {
         done(outcome);
@@ -224,6 +234,7 @@ export class FunctionHost implements WorkerEvents {
     };
     const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
     this.#current = worker;
+    this.#importing = worker;
     try {
       await worker.load(loaded.url, exportName, this.loadTimeoutMs);
     } catch (err) {
@@ -243,6 +254,7 @@ export class FunctionHost implements WorkerEvents {
               { status: 400 },
             );
       this.#loadError = `the load failed: ${failed.message}`;
+      this.#importing = undefined;
       // The failed import may have run top-level code: start clean for the next spec. Calls it held get the reason.
       worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError));
       // If the import crashed the thread, `crashed` has already started a replacement.
@@ -252,6 +264,7 @@ export class FunctionHost implements WorkerEvents {
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
       throw failed;
     }
+    this.#importing = undefined;
     loaded.loadMs = performance.now() - started;
     this.#loaded = loaded;
     return loaded.loadMs;
