@@ -48,6 +48,10 @@ interface RunnerKind {
     spins: string;
     /** Answers how many times it has been called. */
     counter: string;
+    /** Takes ~400 ms at import, then answers "loaded". */
+    slowLoad: string;
+    /** Answers "present" or "absent": whether the handler sees an x-faas-await-load header. */
+    awaitHeader: string;
     /** Pads code to `bytes` with a comment. */
     pad(code: string, bytes: number): string;
   };
@@ -73,6 +77,9 @@ const KINDS: RunnerKind[] = [
       noHandler: "other = 1\n",
       spins: "while True:\n    pass\n",
       counter: "calls = 0\ndef handle(req):\n    global calls\n    calls += 1\n    return str(calls)\n",
+      slowLoad: 'import time\ntime.sleep(0.4)\ndef handle(req):\n    return "loaded"\n',
+      awaitHeader:
+        'def handle(req):\n    return "absent" if req.headers.get("x-faas-await-load") is None else "present"\n',
       pad: (code, bytes) => code + "#".repeat(bytes - Buffer.byteLength(code) - 1) + "\n",
     },
     pkg: {
@@ -118,6 +125,8 @@ const KINDS: RunnerKind[] = [
       noHandler: "export const other = 1;\n",
       spins: "while (true) {}\n",
       counter: "let calls = 0;\nexport const handle = () => String(++calls);\n",
+      slowLoad: 'await new Promise((r) => setTimeout(r, 400));\nexport const handle = () => "loaded";\n',
+      awaitHeader: 'export const handle = (req) => (req.headers.has("x-faas-await-load") ? "present" : "absent");\n',
       pad: (code, bytes) => `${code}//${"x".repeat(bytes - Buffer.byteLength(code) - 3)}\n`,
     },
     pkg: {
@@ -192,9 +201,15 @@ async function start(kind: RunnerKind, env: Record<string, string> = {}): Promis
   return { proc, port, exited };
 }
 
-function send(r: Runner, method: string, path: string, body?: string): Promise<Reply> {
+function send(
+  r: Runner,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port: r.port, method, path, agent: false }, (res) => {
+    const req = request({ host: "127.0.0.1", port: r.port, method, path, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -209,6 +224,19 @@ function send(r: Runner, method: string, path: string, body?: string): Promise<R
     req.on("error", reject);
     req.end(body);
   });
+}
+
+function sendWith(r: Runner, method: string, path: string, headers: Record<string, string>): Promise<Reply> {
+  return send(r, method, path, undefined, headers);
+}
+
+/** Polls /readyz until it says `status`. */
+async function waitForStatus(r: Runner, status: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if ((JSON.parse((await send(r, "GET", "/readyz")).body) as { status: string }).status === status) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`readyz never said ${status}`);
 }
 
 function spec(kind: RunnerKind, overrides: Record<string, unknown> = {}): Record<string, unknown> {
@@ -315,6 +343,81 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { status: "generic" }]);
     const invoke = await send(r, "GET", "/invoke");
     expect([invoke.status, invoke.error.code]).toEqual([503, "RUNNER_NOT_SPECIALIZED"]);
+    // The handler did not run: the caller may send the call again.
+    expect(invoke.headers["x-faas-runner-state"]).toBe("generic");
+  });
+
+  it("an invocation that arrives while the code loads waits for it, then runs", async () => {
+    const r = await start(kind);
+    const loading = specialize(r, spec(kind, { name: "slow-load", code: kind.code.slowLoad }));
+    await waitForStatus(r, "loading");
+    const invoke = await send(r, "GET", "/invoke");
+    expect([invoke.status, invoke.body]).toEqual([200, "loaded"]);
+    expect((await loading).status).toBe(200);
+  });
+
+  it("x-faas-await-load: an invocation sent before POST /specialize waits for that function's load, and its handler does not see the header", async () => {
+    const r = await start(kind);
+    const early = sendWith(r, "GET", "/invoke", { "x-faas-await-load": "early 10000" });
+    // The runner has read the invocation while still generic: it says so on /readyz, and the call is still open.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(JSON.parse((await send(r, "GET", "/readyz")).body)).toEqual({ status: "generic" });
+    expect((await specialize(r, spec(kind, { name: "early", code: kind.code.awaitHeader }))).status).toBe(200);
+    const res = await early;
+    expect([res.status, res.body]).toEqual([200, "absent"]);
+    // Once loaded, the header changes nothing and is still not the handler's.
+    const later = await sendWith(r, "GET", "/invoke", { "x-faas-await-load": "early 10000" });
+    expect([later.status, later.body]).toEqual([200, "absent"]);
+  });
+
+  it("x-faas-await-load: a load that fails answers the held invocations 503 RUNNER_NOT_SPECIALIZED with the load's reason", async () => {
+    const r = await start(kind);
+    const early = sendWith(r, "GET", "/invoke", { "x-faas-await-load": "broken 10000" });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const load = await specialize(r, spec(kind, { name: "broken", code: kind.code.syntaxError }));
+    expect([load.status, load.error.code]).toEqual([400, "FUNCTION_LOAD_FAILED"]);
+    const res = await early;
+    expect([res.status, res.error.code, res.headers["x-faas-runner-state"]]).toEqual([
+      503,
+      "RUNNER_NOT_SPECIALIZED",
+      "generic",
+    ]);
+    expect(res.error.message.startsWith("the load failed: "), res.error.message).toBe(true);
+    expect(res.error.message).toContain("SyntaxError");
+    // Still generic and usable.
+    expect((await specialize(r, spec(kind))).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe("hello");
+  });
+
+  it("x-faas-await-load: another function's load, or none within the time → 503 RUNNER_NOT_SPECIALIZED; never another function's handler", async () => {
+    const r = await start(kind);
+    const other = sendWith(r, "GET", "/invoke", { "x-faas-await-load": "someone-else 10000" });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await specialize(r, spec(kind, { name: "fn" }))).status).toBe(200);
+    for (const res of [
+      await other,
+      await sendWith(r, "GET", "/invoke", { "x-faas-await-load": "someone-else 10000" }),
+    ]) {
+      expect([res.status, res.error.code, res.headers["x-faas-runner-state"]]).toEqual([
+        503,
+        "RUNNER_NOT_SPECIALIZED",
+        "generic",
+      ]);
+      expect(res.error.message).toContain("someone-else");
+    }
+  });
+
+  it("x-faas-await-load: no specialization within the time → 503 RUNNER_NOT_SPECIALIZED", async () => {
+    const r = await start(kind);
+    const res = await sendWith(r, "GET", "/invoke", { "x-faas-await-load": "fn 150" });
+    expect([res.status, res.error.code, res.headers["x-faas-runner-state"]]).toEqual([
+      503,
+      "RUNNER_NOT_SPECIALIZED",
+      "generic",
+    ]);
+    expect(res.error.message).toContain("within 150 ms");
+    expect((await specialize(r, spec(kind))).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe("hello");
   });
 
   it("specialize → 200 {function, loadMs}; readyz 200 ready; invoke runs the handler", async () => {

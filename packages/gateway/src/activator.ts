@@ -165,6 +165,15 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     this.#preconnections.open(endpoint);
   }
 
+  endpointLoading(fn: string, endpoint: Endpoint, loaded: Promise<void>): void {
+    const state = this.#states.get(fn);
+    if (state === undefined) {
+      loaded.catch(() => undefined); // nobody waits on it here: the scale-up's own caller reports the error
+      return;
+    }
+    state.addLoading(endpoint, loaded);
+  }
+
   functionChanged(fn: string, resource: FunctionResource | undefined): void {
     const state = this.#states.get(fn);
     if (state === undefined) return;

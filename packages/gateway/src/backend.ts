@@ -53,6 +53,15 @@ export interface BackendListener {
    * does not pay for one. A hint; calling it again refreshes the connection.
    */
   preconnect?(endpoint: Endpoint): void;
+  /**
+   * A replica has been asked to load `fn` and holds invocations sent with
+   * `x-faas-await-load: <fn> <ms>` until the load is done (docs/runner-protocol.md):
+   * the gateway may send parked requests to it now rather than after the load.
+   * `loaded` resolves once the backend has announced the replica with
+   * `endpointsChanged`, and rejects with the load's error (the one `scaleUp`
+   * rejects with) when it will not be announced.
+   */
+  endpointLoading?(fn: string, endpoint: Endpoint, loaded: Promise<void>): void;
 }
 
 export interface FunctionStatus {

@@ -14,6 +14,14 @@ export class Slot {
   inFlight = 0;
   /** Removed from routing: finishes what it has, takes nothing new. */
   retired = false;
+  /**
+   * Set while the replica is loading the function (announced with
+   * `endpointLoading`): requests sent now wait in the runner for the load. The
+   * backend's promise: resolves once the replica is announced, rejects with the load's error.
+   */
+  loading: Promise<void> | undefined;
+  /** `performance.now()` when a loading replica was announced ready. */
+  readyAt: number | undefined;
   readonly agent: Agent;
   constructor(
     readonly id: string,
@@ -45,6 +53,13 @@ export class ColdEpisode {
   readonly startedAt = performance.now();
   #steps: readonly ColdStep[] | undefined;
   #settled = false;
+  #onSettled: Array<() => void> = [];
+
+  /** Resolves once the backend's scale-up has settled. */
+  whenSettled(): Promise<void> {
+    if (this.#settled) return Promise.resolve();
+    return new Promise((resolve) => this.#onSettled.push(resolve));
+  }
 
   get settled(): boolean {
     return this.#settled;
@@ -58,12 +73,15 @@ export class ColdEpisode {
   settle(steps: readonly ColdStep[] | undefined): void {
     this.#settled = true;
     this.#steps = steps;
+    for (const resolve of this.#onSettled.splice(0)) resolve();
   }
 }
 
 /** What a request learned about the cold start that served it. */
 export interface ColdTimings {
-  /** Time the request waited parked for a replica. */
+  /** When the request was parked. */
+  readonly parkedAt: number;
+  /** Time the request waited parked for a replica (for one still loading: until it was handed it). */
   readonly parkedMs: number;
   /** The episode it waited on, when it opened or joined one (a cold start). */
   readonly episode: ColdEpisode | undefined;
@@ -107,6 +125,8 @@ interface Waiter {
 export class FunctionState {
   #resource: FunctionResource;
   #slots: Slot[] = [];
+  /** Replicas loading the function that already take requests (`addLoading`). */
+  #loading: Slot[] = [];
   readonly #waiters: Array<Waiter | undefined> = [];
   #waitersHead = 0;
   #inFlight = 0;
@@ -195,6 +215,40 @@ export class FunctionState {
     return best;
   }
 
+  /** The first loading replica with room, for a parked request; or undefined. */
+  #pickLoading(): Slot | undefined {
+    for (const s of this.#loading) {
+      if (s.inFlight < this.concurrency) {
+        s.inFlight++;
+        this.#inFlight++;
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * A replica that is loading the function and holds requests until it is
+   * done: parked requests go to it now. It becomes routable with
+   * `setEndpoints`; it is dropped when `loaded` rejects (the requests sent to
+   * it come back unanswered, and their callers see the load's error).
+   */
+  addLoading(endpoint: Endpoint, loaded: Promise<void>): void {
+    if (this.#slots.some((s) => s.id === endpoint.id) || this.#loading.some((s) => s.id === endpoint.id)) return;
+    const slot = new Slot(endpoint.id, endpoint.host, endpoint.port, this.agentFor(endpoint));
+    slot.loading = loaded;
+    this.#loading.push(slot);
+    const drop = (): void => {
+      const i = this.#loading.indexOf(slot);
+      if (i < 0) return;
+      this.#loading.splice(i, 1);
+      this.#retire(slot);
+    };
+    // Announced: setEndpoints has made it routable already; anything else, it goes.
+    loaded.then(drop, drop);
+    this.#dispatch();
+  }
+
   /** @internal Lease.release only. */
   returnSlot(slot: Slot): void {
     slot.inFlight--;
@@ -245,7 +299,7 @@ export class FunctionState {
     this.#waiters.push(waiter);
     this.#parked++;
     // A backend may have announced a replica while this request was being parked.
-    if (this.#slots.length > 0) this.#dispatch();
+    if (this.#slots.length > 0 || this.#loading.length > 0) this.#dispatch();
     return { promise, cancel };
   }
 
@@ -257,12 +311,13 @@ export class FunctionState {
         this.#shift();
         continue;
       }
-      const slot = this.#pick();
+      const slot = this.#pick() ?? this.#pickLoading();
       if (slot === undefined) return;
       this.#shift();
       this.#parked--;
       w.settled = true;
-      w.resolve(new Lease(slot, { parkedMs: performance.now() - w.parkedAt, episode: w.episode }, this));
+      const timings = { parkedAt: w.parkedAt, parkedMs: performance.now() - w.parkedAt, episode: w.episode };
+      w.resolve(new Lease(slot, timings, this));
     }
   }
 
@@ -322,9 +377,16 @@ export class FunctionState {
     const next: Slot[] = [];
     for (const e of endpoints) {
       const existing = old.get(e.id);
+      const loading = this.#loading.find((s) => s.id === e.id && s.host === e.host && s.port === e.port);
       if (existing !== undefined && existing.host === e.host && existing.port === e.port && !existing.retired) {
         next.push(existing);
         old.delete(e.id);
+      } else if (loading !== undefined) {
+        // Loaded: routable now, with the requests it already holds.
+        this.#loading.splice(this.#loading.indexOf(loading), 1);
+        loading.loading = undefined;
+        loading.readyAt = performance.now();
+        next.push(loading);
       } else {
         next.push(new Slot(e.id, e.host, e.port, this.agentFor(e)));
       }
@@ -336,8 +398,13 @@ export class FunctionState {
 
   /** Takes one replica out of routing at once (it failed or is draining). */
   retire(id: string): boolean {
+    const loading = this.#loading.find((s) => s.id === id);
+    if (loading !== undefined) {
+      this.#loading = this.#loading.filter((s) => s !== loading);
+      this.#retire(loading);
+    }
     const slot = this.#slots.find((s) => s.id === id);
-    if (slot === undefined) return false;
+    if (slot === undefined) return loading !== undefined;
     this.#slots = this.#slots.filter((s) => s !== slot);
     this.#retire(slot);
     return true;
@@ -349,7 +416,8 @@ export class FunctionState {
   }
 
   close(): void {
-    for (const s of this.#slots) this.#retire(s);
+    for (const s of [...this.#slots, ...this.#loading]) this.#retire(s);
     this.#slots = [];
+    this.#loading = [];
   }
 }

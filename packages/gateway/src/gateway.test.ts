@@ -328,6 +328,113 @@ describe("gateway", () => {
     }
   });
 
+  it("sends parked requests to a replica announced as loading, with x-faas-await-load, and answers once it is loaded", async () => {
+    const b = new TestBackend();
+    b.add("f", { concurrency: 10 });
+    const gw = await startGateway(b);
+    const seen: (string | undefined)[] = [];
+    // A runner that holds requests until the test says the load is done.
+    let loadDone!: () => void;
+    const loadedInRunner = new Promise<void>((r) => {
+      loadDone = r;
+    });
+    const rep = await replica((req, res) => {
+      seen.push(req.headers["x-faas-await-load"] as string | undefined);
+      void loadedInRunner.then(() => hello(req, res));
+    });
+    b.onScaleUp = async () => {
+      let resolveLoaded!: () => void;
+      const loaded = new Promise<void>((r) => {
+        resolveLoaded = r;
+      });
+      b.listener.endpointLoading?.("f", rep.endpoint, loaded);
+      // The requests reach the runner while it loads.
+      while (seen.length < 2) await new Promise((r) => setTimeout(r, 5));
+      loadDone();
+      await new Promise((r) => setTimeout(r, 20));
+      b.announce("f", [rep.endpoint]);
+      resolveLoaded();
+      return { steps: [{ name: "scaleup", ms: 1 }] };
+    };
+    const replies = await Promise.all([
+      call(`${gw.url}/invoke/f`, { headers: { "x-faas-deadline-ms": "5000" } }),
+      call(`${gw.url}/invoke/f`, { headers: { "x-faas-await-load": "someone 1" } }),
+    ]);
+    expect(replies.map((r) => r.status)).toEqual([200, 200]);
+    // Named for the function, bounded by the request's own deadline; a client's own header never reaches a runner.
+    expect(seen).toHaveLength(2);
+    for (const h of seen) expect(h).toMatch(/^f \d+$/);
+    expect(Math.min(...seen.map((h) => Number(h?.split(" ")[1])))).toBeLessThanOrEqual(5000);
+    expect(replies[0]?.headers["x-faas-cold-start"]).toBe("true");
+    expect(replies[0]?.headers["server-timing"]).toMatch(/^parked;dur=\d+\.\d+, scaleup;dur=1\.00$/);
+    // Loaded: later requests go the usual way, without the header.
+    const warm = await call(`${gw.url}/invoke/f`);
+    expect([warm.status, warm.headers["x-faas-cold-start"], seen[2]]).toEqual([200, undefined, undefined]);
+  });
+
+  it("a load that fails: requests already sent to the loading replica get the load's error, as parked ones do", async () => {
+    const b = new TestBackend();
+    b.add("f", { concurrency: 1 });
+    const gw = await startGateway(b);
+    const loadError = new FaasError("FUNCTION_LOAD_FAILED", "f: the code failed to load: SyntaxError: bad (main.py)");
+    let sent = 0;
+    let refuse!: () => void;
+    const failedInRunner = new Promise<void>((r) => {
+      refuse = r;
+    });
+    // As a runner answers the invocations it held when the load fails.
+    const rep = await replica((req, res) => {
+      sent++;
+      req.resume();
+      void failedInRunner.then(() => {
+        res.writeHead(503, { "content-type": "application/json", "x-faas-runner-state": "generic" });
+        res.end(JSON.stringify({ error: { code: "RUNNER_NOT_SPECIALIZED", message: "the load failed: bad" } }));
+      });
+    });
+    b.onScaleUp = async () => {
+      let rejectLoaded!: (err: unknown) => void;
+      const loaded = new Promise<void>((_, reject) => {
+        rejectLoaded = reject;
+      });
+      b.listener.endpointLoading?.("f", rep.endpoint, loaded);
+      while (sent < 1) await new Promise((r) => setTimeout(r, 5));
+      refuse();
+      rejectLoaded(loadError);
+      throw loadError;
+    };
+    // One request goes to the loading replica (concurrency 1), the other stays parked.
+    const replies = await Promise.all([call(`${gw.url}/invoke/f`), call(`${gw.url}/invoke/f`)]);
+    for (const r of replies) {
+      expect(r.status).toBe(500);
+      expect(r.json()).toMatchObject({ error: { code: "FUNCTION_LOAD_FAILED", message: loadError.message } });
+    }
+    expect(sent).toBe(1);
+  });
+
+  it("a request sent to a loading replica that outlives its deadline there gets 504 DEADLINE_EXCEEDED", async () => {
+    const b = new TestBackend();
+    b.add("f");
+    const gw = await startGateway(b);
+    const rep = await replica((req, res) => {
+      // As a runner answers once the x-faas-await-load wait has passed with no load done.
+      const ms = Number(String(req.headers["x-faas-await-load"]).split(" ")[1]);
+      req.resume();
+      setTimeout(() => {
+        res.writeHead(503, { "content-type": "application/json", "x-faas-runner-state": "generic" });
+        res.end(JSON.stringify({ error: { code: "RUNNER_NOT_SPECIALIZED", message: "none was loaded" } }));
+      }, ms);
+    });
+    b.onScaleUp = () => {
+      b.listener.endpointLoading?.("f", rep.endpoint, new Promise<void>(() => {}));
+      return new Promise(() => {});
+    };
+    const r = await call(`${gw.url}/invoke/f`, { headers: { "x-faas-deadline-ms": "200" } });
+    expect(r.status).toBe(504);
+    expect(r.json()).toMatchObject({
+      error: { code: "DEADLINE_EXCEEDED", message: expect.stringContaining("200 ms") },
+    });
+  });
+
   it("limits bodies: 413 from Content-Length and from a chunked stream", async () => {
     const b = new TestBackend();
     b.add("f");

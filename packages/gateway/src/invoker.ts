@@ -19,6 +19,8 @@ const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 const MAX_ATTEMPTS = 3;
 /** Extra time past a function's own timeout before the gateway gives up on a runner. */
 const UPSTREAM_GRACE_MS = 5_000;
+/** `<function> <ms>`: sent to a replica still loading, which holds the request until loaded (docs/runner-protocol.md). */
+const AWAIT_LOAD_HEADER = "x-faas-await-load";
 
 interface Call {
   readonly state: FunctionState;
@@ -29,6 +31,14 @@ interface Call {
   readonly hasBody: boolean;
   parkedMs: number;
   episode: ColdEpisode | undefined;
+  /** When the request parked, its wait for a replica ends at the latest (its park budget). */
+  parkDeadline: number;
+  parkBudgetMs: number;
+  /**
+   * Set while this attempt went to a replica still loading (it waits there for
+   * the load): the backend's promise of that load.
+   */
+  early: Promise<void> | undefined;
   attempts: number;
   done: boolean;
   /** The capacity this attempt holds; released in #endAttempt only. */
@@ -135,6 +145,9 @@ export class Invoker {
       hasBody: (length !== undefined && length !== "0") || h["transfer-encoding"] !== undefined,
       parkedMs: 0,
       episode: undefined,
+      parkDeadline: 0,
+      parkBudgetMs: 0,
+      early: undefined,
       attempts: 0,
       done: false,
       lease: undefined,
@@ -180,7 +193,9 @@ export class Invoker {
     const { state, res } = call;
     let parked: ReturnType<Activator["park"]>;
     try {
-      parked = this.activator.park(state, parkBudget(call.req, this.cfg.parkTimeoutMs));
+      call.parkBudgetMs = parkBudget(call.req, this.cfg.parkTimeoutMs);
+      call.parkDeadline = performance.now() + call.parkBudgetMs;
+      parked = this.activator.park(state, call.parkBudgetMs);
     } catch (err) {
       this.#fail(call, err);
       return;
@@ -205,8 +220,10 @@ export class Invoker {
   /** One attempt on one replica: the upstream request, its answer or failure, the client going away. */
   #forward(call: Call, lease: Lease): void {
     call.lease = lease;
+    call.early = lease.slot.loading;
     if (lease.timings !== undefined) {
-      call.parkedMs += lease.timings.parkedMs;
+      // Sent to a loading replica, the request waits there: its parked time is counted when the answer comes.
+      if (call.early === undefined) call.parkedMs += lease.timings.parkedMs;
       call.episode ??= lease.timings.episode;
     }
     const upstream = this.#openUpstream(call, lease);
@@ -257,6 +274,13 @@ export class Invoker {
     // Transfer-Encoding is hop-by-hop: the body node decoded goes on plain chunked, so a runner
     // never sees codings node let through before the final "chunked" ("x, chunked").
     if (headers["transfer-encoding"] !== undefined) headers["transfer-encoding"] = "chunked";
+    if (call.early !== undefined) {
+      // The replica holds it until loaded, for no longer than the request may wait for a replica.
+      const waitMs = Math.max(1, Math.ceil(call.parkDeadline - performance.now()));
+      headers[AWAIT_LOAD_HEADER] = `${state.name} ${waitMs}`;
+    } else if (headers[AWAIT_LOAD_HEADER] !== undefined) {
+      delete headers[AWAIT_LOAD_HEADER]; // the runner's header, not a client's
+    }
     const slot = lease.slot;
     const upstream = request({
       host: slot.host,
@@ -284,23 +308,47 @@ export class Invoker {
     const status = ures.statusCode ?? 502;
     const raw = ures.rawHeaders;
     const out: string[] = [];
+    let runnerState: string | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
       if (name.length === 10) {
         const lower = name.toLowerCase();
         if (lower === "connection" || lower === "keep-alive") continue;
-      } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state" && raw[i + 1] === "draining") {
-        this.activator.replicaFailed(state, lease.slot, "draining");
+      } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state") {
+        runnerState = raw[i + 1];
+        if (runnerState === "draining") this.activator.replicaFailed(state, lease.slot, "draining");
       }
       out.push(name, raw[i + 1] as string);
     }
-    if (call.episode !== undefined) {
-      out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
-    } else if (call.parkedMs > 0) {
-      out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
+    const early = call.early;
+    if (early !== undefined) {
+      if (status === 503 && runnerState !== undefined) {
+        // Not run (the load failed, or took longer than the request may wait): not the client's answer.
+        ures.resume();
+        this.#endAttempt(call);
+        this.#earlyRefused(call, early);
+        return;
+      }
+      const t = lease.timings;
+      if (t !== undefined) call.parkedMs += (lease.slot.readyAt ?? performance.now()) - t.parkedAt;
     }
-    res.writeHead(status, out);
-    ures.pipe(res);
+    const respond = (): void => {
+      if (call.episode !== undefined) {
+        out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
+      } else if (call.parkedMs > 0) {
+        out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
+      }
+      res.writeHead(status, out);
+      ures.pipe(res);
+    };
+    // An answer from a replica that was still loading can overtake the backend's own answer by a moment.
+    if (early !== undefined && call.episode !== undefined && !call.episode.settled) {
+      void call.episode.whenSettled().then(() => {
+        if (!res.destroyed) respond();
+      });
+    } else {
+      respond();
+    }
     ures.once("end", () => {
       this.#endAttempt(call);
       this.#record(call, status);
@@ -325,6 +373,16 @@ export class Invoker {
       this.#fail(call, err, err.code === "BODY_TOO_LARGE" ? { connection: "close" } : undefined);
       return;
     }
+    const early = call.early;
+    if (early !== undefined) {
+      // A replica that was loading went away (a load past its timeout is killed): the load says why.
+      call.early = undefined;
+      void early.then(
+        () => this.#upstreamFailed(call, lease, err),
+        () => this.#earlyRefused(call, early),
+      );
+      return;
+    }
     const refused = err.code === "ECONNREFUSED";
     this.activator.replicaFailed(state, lease.slot, err.code ?? "error");
     const retryable = !call.hasBody && (refused || IDEMPOTENT.has(req.method ?? ""));
@@ -343,6 +401,52 @@ export class Invoker {
             `the runner of ${state.name} closed the connection before answering (${err.code ?? err.message}); the request may have partly run`,
           ),
     );
+  }
+
+  /**
+   * A request sent to a loading replica came back unanswered: the load failed
+   * (its callers get the load's error, as parked ones do), took longer than
+   * the request may wait (DEADLINE_EXCEEDED), or finished (sent again).
+   */
+  #earlyRefused(call: Call, loaded: Promise<void>): void {
+    call.early = undefined;
+    const { state } = call;
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<"expired">((resolve) => {
+      timer = setTimeout(() => resolve("expired"), Math.max(0, call.parkDeadline - performance.now()));
+    });
+    const outcome = loaded.then(
+      () => "loaded" as const,
+      (err: unknown) => err,
+    );
+    void Promise.race([outcome, expired])
+      .then((result) => {
+        clearTimeout(timer);
+        if (call.done || call.res.destroyed) return;
+        if (result === "loaded") {
+          if (++call.attempts < MAX_ATTEMPTS) this.#dispatch(call);
+          else
+            this.#fail(call, new FaasError("RUNNER_UNAVAILABLE", `no runner of ${state.name} took the request; retry`));
+        } else if (result === "expired") {
+          this.activator.metrics.parkRejections.inc({ function: state.name, reason: "deadline" });
+          this.#fail(
+            call,
+            new FaasError(
+              "DEADLINE_EXCEEDED",
+              `waited ${call.parkBudgetMs} ms for a replica of ${state.name}: no replica became ready`,
+            ),
+          );
+        } else {
+          this.activator.metrics.parkRejections.inc({ function: state.name, reason: "scale_up_failed" });
+          this.#fail(
+            call,
+            result instanceof FaasError
+              ? result
+              : new FaasError("SCALE_UP_FAILED", `could not start ${state.name}: ${String(result)}`, { cause: result }),
+          );
+        }
+      })
+      .catch((err: unknown) => this.#internal(call, err));
   }
 
   /** The one place an attempt's capacity is given back (the lease makes a second call a no-op). */

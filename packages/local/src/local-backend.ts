@@ -120,6 +120,7 @@ export class LocalBackend implements Backend, BackendAdmin {
         isCurrent: (f) => this.#fns.get(f.load.name) === f,
         stopped: () => this.#stopped,
         endpointsChanged: (fn, endpoints) => this.#listener.endpointsChanged(fn, endpoints),
+        endpointLoading: (fn, endpoint, loaded) => this.#listener.endpointLoading?.(fn, endpoint, loaded),
       },
       log,
     );

@@ -20,6 +20,8 @@ export interface ReplicaHost {
   isCurrent(f: LocalFunction): boolean;
   stopped(): boolean;
   endpointsChanged(fn: string, endpoints: readonly Endpoint[]): void;
+  /** A replica is loading `fn`'s code and holds invocations meanwhile (BackendListener.endpointLoading). */
+  endpointLoading(fn: string, endpoint: Endpoint, loaded: Promise<void>): void;
 }
 
 export class Replicas {
@@ -34,10 +36,14 @@ export class Replicas {
     private readonly log: Logger,
   ) {}
 
-  /** A pooled runner, owned from now on; loaded with `load`, or killed at the load timeout. */
+  /**
+   * A pooled runner, owned from now on; loaded with `load`, or killed at the
+   * load timeout. `onLoading` is told the runner once its specialization is on its way.
+   */
   async claimAndLoad(
     load: LoadSpec,
     hash: string,
+    onLoading?: (runner: RunnerProcess) => void,
   ): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number; importMs: number }> {
     const t0 = performance.now();
     const { runner } = await this.pool.claim(load.runtime);
@@ -45,7 +51,7 @@ export class Replicas {
     const t1 = performance.now();
     let importMs: number;
     try {
-      ({ importMs } = await runner.specialize(load, hash));
+      ({ importMs } = await runner.specialize(load, hash, onLoading && (() => onLoading(runner))));
     } catch (err) {
       if (err instanceof FaasError && err.details?.loadTimeoutMs !== undefined)
         this.metrics.loadTimeouts.inc({ function: load.name });
@@ -76,18 +82,30 @@ export class Replicas {
     return batch;
   }
 
-  /** Starts one replica with the function's current code and routes it. */
+  /**
+   * Starts one replica with the function's current code and routes it. The
+   * gateway is told of it as soon as its specialization is on its way, so that
+   * the first requests reach it right behind the load (the runner holds them).
+   */
   async add(f: LocalFunction): Promise<ScaleUpResult> {
     const { hash, load } = f;
     f.pending++;
+    let settle: { resolve(): void; reject(err: unknown): void } | undefined;
+    const loaded = new Promise<void>((resolve, reject) => {
+      settle = { resolve, reject };
+    });
+    loaded.catch(() => undefined); // the error is reported by this method's caller
+    const onLoading = (runner: RunnerProcess): void =>
+      this.host.endpointLoading(load.name, { id: runner.id, host: "127.0.0.1", port: runner.port }, loaded);
     try {
-      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash);
+      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash, onLoading);
       if (this.host.stopped() || !this.host.isCurrent(f) || f.hash !== hash) {
         void runner.stop(1000);
         throw new FaasError("SCALE_UP_FAILED", `${load.name} changed while a replica was starting; retry`);
       }
       this.metrics.specializations.inc({ function: load.name });
       this.#attach(f, runner);
+      settle?.resolve();
       return {
         steps: [
           { name: "scaleup", ms: claimMs },
@@ -96,6 +114,9 @@ export class Replicas {
           { name: "import", ms: importMs },
         ],
       };
+    } catch (err) {
+      settle?.reject(err);
+      throw err;
     } finally {
       f.pending--;
     }

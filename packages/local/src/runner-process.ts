@@ -135,8 +135,10 @@ export class RunnerProcess extends EventEmitter {
    * (its `loadMs`), in ms. A load that does
    * not finish within the load timeout fails with FUNCTION_LOAD_FAILED and the
    * runner is killed: code stuck at its top level cannot be trusted to stop.
+   * `onSent` is called once the request is on its way (the runner may be sent
+   * invocations from then on: it holds them until the load is done).
    */
-  async specialize(spec: LoadSpec, hash: string): Promise<{ totalMs: number; importMs: number }> {
+  async specialize(spec: LoadSpec, hash: string, onSent?: () => void): Promise<{ totalMs: number; importMs: number }> {
     const started = performance.now();
     const timeoutMs = this.limits.loadTimeoutMs;
     // The runner enforces the same limit itself and answers; this is the backstop.
@@ -144,12 +146,13 @@ export class RunnerProcess extends EventEmitter {
     const timer = setTimeout(() => deadline.abort(), timeoutMs + LOAD_GRACE_MS);
     let answer: { status: number; body: string };
     try {
-      answer = await this.#post("POST", "/specialize", JSON.stringify(spec), deadline.signal, this.#control).catch(
-        (err: unknown) =>
-          // A kept-alive socket the runner closed just now: once more on a new connection (same spec: idempotent).
-          deadline.signal.aborted || !this.alive
-            ? Promise.reject(err)
-            : this.#post("POST", "/specialize", JSON.stringify(spec), deadline.signal, false),
+      const sent = this.#post("POST", "/specialize", JSON.stringify(spec), deadline.signal, this.#control);
+      onSent?.();
+      answer = await sent.catch((err: unknown) =>
+        // A kept-alive socket the runner closed just now: once more on a new connection (same spec: idempotent).
+        deadline.signal.aborted || !this.alive
+          ? Promise.reject(err)
+          : this.#post("POST", "/specialize", JSON.stringify(spec), deadline.signal, false),
       );
     } catch (err) {
       if (deadline.signal.aborted) throw this.#loadTimedOut(spec, timeoutMs);

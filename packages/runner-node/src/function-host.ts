@@ -49,6 +49,12 @@ export class FunctionHost implements WorkerEvents {
   readonly #retired = new Set<FunctionWorker>();
   #loading: { spec: LoadSpec; done: Promise<number> } | undefined;
   #loaded: Loaded | undefined;
+  /** Why the last load failed, for the invocations that waited on it. */
+  #loadError: string | undefined;
+  /** The worker that has been asked to import the code being loaded (after a package pull, if any). */
+  #importing: FunctionWorker | undefined;
+  /** Invocations waiting, while generic, for a load to start (`awaitLoad` with a wait). */
+  #loadStarted: Array<() => void> = [];
   #closed = false;
   /** Private directory for the module, made once at start so specializing only writes a file. */
   readonly #dir = mkdtempSync(join(tmpdir(), "faas-fn-"));
@@ -92,17 +98,89 @@ export class FunctionHost implements WorkerEvents {
         ),
       );
     }
-    const done = this.#load(spec).finally(() => {
-      this.#loading = undefined;
-    });
+    this.#loadError = undefined;
+    const done = this.#load(spec)
+      .catch((err: unknown) => {
+        // The same reason as the POST /specialize answer (a package that could not be had fails here first).
+        this.#loadError ??= `the load failed: ${err instanceof Error ? err.message : String(err)}`;
+        throw err;
+      })
+      .finally(() => {
+        this.#loading = undefined;
+      });
     this.#loading = { spec, done };
+    const started = this.#loadStarted;
+    this.#loadStarted = [];
+    for (const resolve of started) resolve();
     return done;
   }
 
-  /** Waits for a specialization in progress; false if the runner is (still) generic. */
-  async whenLoaded(): Promise<boolean> {
-    if (this.#loading) await this.#loading.done.catch(() => undefined);
-    return this.#loaded !== undefined;
+  /**
+   * For an invocation that found no function: given `awaited`
+   * (x-faas-await-load), waits up to `awaited.ms` for a load of `awaited.fn`
+   * to start. Resolves to undefined when that function is loading or loaded
+   * (then `invokeWhenLoaded`), else to why not.
+   */
+  async awaitLoadStart(awaited: { fn: string; ms: number } | undefined): Promise<string | undefined> {
+    if (!this.#loaded && !this.#loading) {
+      if (awaited === undefined) return this.#loadError ?? "runner has no function loaded; POST /specialize first";
+      let timer: NodeJS.Timeout | undefined;
+      let resolveStarted!: () => void;
+      const started = new Promise<"started">((resolve) => {
+        resolveStarted = () => resolve("started");
+      });
+      this.#loadStarted.push(resolveStarted);
+      const expired = new Promise<"expired">((resolve) => {
+        timer = setTimeout(() => resolve("expired"), awaited.ms);
+      });
+      const outcome = await Promise.race([started, expired]);
+      clearTimeout(timer);
+      if (outcome === "expired") {
+        this.#loadStarted = this.#loadStarted.filter((r) => r !== resolveStarted);
+        return `runner has no function: none was loaded within ${awaited.ms} ms`;
+      }
+    }
+    const name = this.functionName;
+    if (awaited !== undefined && name !== awaited.fn)
+      return `runner is ${this.#loaded ? "specialized as" : "loading"} ${name}, not ${awaited.fn}`;
+    return undefined;
+  }
+
+  /**
+   * Runs a call now if loaded; during a load, hands it to the worker that is
+   * importing the code, which runs it once the import is done (its timeout
+   * counts from then). A load that fails answers it RUNNER_NOT_SPECIALIZED
+   * with the reason.
+   */
+  invokeWhenLoaded(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
+    const loading = this.#loading;
+    const worker = this.#current;
+    if (this.#loaded || !loading || !worker || worker.ended) {
+      if (!this.#loaded && this.#loadError !== undefined)
+        done(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError));
+      else this.invoke(call, done);
+      return;
+    }
+    if (this.#importing !== worker) {
+      // Not importing yet (a package is still being pulled): the call waits here for the load.
+      loading.done.then(
+        () => this.invoke(call, done),
+        () => done(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError ?? "the load failed")),
+      );
+      return;
+    }
+    const held: CallDone = (outcome) => {
+      if (!(outcome instanceof RunnerError) || worker.loaded) {
+        done(outcome);
+        return;
+      }
+      // The thread ended before the import was done (the import failed, or crashed it): the load's own reason.
+      void loading.done.then(
+        () => done(outcome),
+        () => done(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError ?? "the load failed")),
+      );
+    };
+    worker.call(call, loading.spec.timeoutSeconds * 1000, held, loading.done);
   }
 
   invoke(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
@@ -156,32 +234,37 @@ export class FunctionHost implements WorkerEvents {
     };
     const worker = this.#current && !this.#current.ended ? this.#current : this.#startWorker();
     this.#current = worker;
+    this.#importing = worker;
     try {
       await worker.load(loaded.url, exportName, this.loadTimeoutMs);
     } catch (err) {
-      // The failed import may have run top-level code: start clean for the next spec.
-      worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", "load failed"));
+      // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
+      const failed =
+        err instanceof LoadTimeoutError
+          ? new RunnerError(
+              "FUNCTION_LOAD_FAILED",
+              `code did not finish loading within ${err.timeoutMs} ms`,
+              { function: spec.name, loadTimeoutMs: err.timeoutMs },
+              { status: 400 },
+            )
+          : new RunnerError(
+              "FUNCTION_LOAD_FAILED",
+              `code failed to load: ${(err as Error).message}`,
+              { function: spec.name },
+              { status: 400 },
+            );
+      this.#loadError = `the load failed: ${failed.message}`;
+      this.#importing = undefined;
+      // The failed import may have run top-level code: start clean for the next spec. Calls it held get the reason.
+      worker.terminate(new RunnerError("RUNNER_NOT_SPECIALIZED", this.#loadError));
       // If the import crashed the thread, `crashed` has already started a replacement.
       if (this.#current === worker) this.#current = this.#startWorker();
       for (const key of Object.keys(spec.env)) delete process.env[key];
       if (file !== undefined) rmSync(file, { force: true });
       this.log.error("load-failed", { fn: spec.name, message: describeThrown(err), stack: (err as Error).stack });
-      if (err instanceof LoadTimeoutError) {
-        throw new RunnerError(
-          "FUNCTION_LOAD_FAILED",
-          `code did not finish loading within ${err.timeoutMs} ms`,
-          { function: spec.name, loadTimeoutMs: err.timeoutMs },
-          { status: 400 },
-        );
-      }
-      // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
-      throw new RunnerError(
-        "FUNCTION_LOAD_FAILED",
-        `code failed to load: ${(err as Error).message}`,
-        { function: spec.name },
-        { status: 400 },
-      );
+      throw failed;
     }
+    this.#importing = undefined;
     loaded.loadMs = performance.now() - started;
     this.#loaded = loaded;
     return loaded.loadMs;

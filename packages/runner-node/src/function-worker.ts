@@ -14,7 +14,7 @@ export type CallMessage = Extract<ToWorker, { t: "call" }>;
 
 interface Pending {
   done: CallDone;
-  timer: NodeJS.Timeout;
+  timer: NodeJS.Timeout | undefined;
 }
 
 export interface WorkerEvents {
@@ -94,14 +94,23 @@ export class FunctionWorker {
     });
   }
 
-  call(msg: Omit<CallMessage, "t" | "id">, timeoutMs: number, done: CallDone): void {
+  /**
+   * Sends a call; its deadline starts now, or once `startAfter` settles (a call
+   * sent while the module still imports waits in the thread for the import).
+   */
+  call(msg: Omit<CallMessage, "t" | "id">, timeoutMs: number, done: CallDone, startAfter?: Promise<unknown>): void {
     if (this.#ended) {
       done(new RunnerError("RUNNER_UNAVAILABLE", "handler worker is gone", { function: this.fn() }));
       return;
     }
     const id = this.#nextId++;
-    const timer = setTimeout(() => this.#timeOut(id, timeoutMs), timeoutMs);
-    this.#pending.set(id, { done, timer });
+    const pending: Pending = { done, timer: undefined };
+    this.#pending.set(id, pending);
+    const arm = (): void => {
+      if (this.#pending.get(id) === pending) pending.timer = setTimeout(() => this.#timeOut(id, timeoutMs), timeoutMs);
+    };
+    if (startAfter === undefined) arm();
+    else startAfter.then(arm, arm);
     const full: CallMessage = {
       t: "call",
       id,

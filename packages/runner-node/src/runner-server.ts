@@ -14,6 +14,13 @@ import { type LoadSpec, parseLoadSpec } from "./load-spec.js";
 import type { Logger } from "./log.js";
 
 const JSON_HEADERS = ["content-type", "application/json"];
+/** On every RUNNER_NOT_SPECIALIZED answer: the handler did not run, the call may be sent again. */
+const GENERIC_HEADERS = [...JSON_HEADERS, "x-faas-runner-state", "generic"];
+/**
+ * `<function> <ms>`: an invocation sent right behind POST /specialize waits up to
+ * `<ms>` for that function's load (docs/runner-protocol.md).
+ */
+const AWAIT_LOAD_HEADER = "x-faas-await-load";
 
 export class RunnerServer {
   readonly server: Server;
@@ -214,12 +221,28 @@ export class RunnerServer {
     };
     const hasBody = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
     const start = (body: ArrayBuffer | null): void => {
-      const call = { method: req.method ?? "GET", path, headers: req.rawHeaders, body };
-      if (this.host.state === "loading") {
-        void this.host.whenLoaded().then(() => this.host.invoke(call, done));
-      } else {
-        this.host.invoke(call, done);
+      const { headers, awaited } = takeAwaitLoad(req.rawHeaders);
+      const call = { method: req.method ?? "GET", path, headers, body };
+      const state = this.host.state;
+      if (state === "ready") {
+        const fn = this.host.functionName;
+        if (awaited !== undefined && awaited.fn !== fn)
+          done(new RunnerError("RUNNER_NOT_SPECIALIZED", `runner is specialized as ${fn}, not ${awaited.fn}`));
+        else this.host.invoke(call, done);
+        return;
       }
+      if (this.#restartedAfterClaim || (this.config.codeDir !== undefined && state === "generic")) {
+        this.host.invoke(call, done); // no function will ever be loaded: RUNNER_NOT_SPECIALIZED at once
+        return;
+      }
+      if (state === "loading" && awaited === undefined) {
+        this.host.invokeWhenLoaded(call, done); // held in the worker that imports the code
+        return;
+      }
+      void this.host.awaitLoadStart(awaited).then((notLoaded) => {
+        if (notLoaded !== undefined) done(new RunnerError("RUNNER_NOT_SPECIALIZED", notLoaded));
+        else this.host.invokeWhenLoaded(call, done);
+      });
     };
     if (!hasBody) {
       start(null);
@@ -256,7 +279,7 @@ export class RunnerServer {
   #sendError(res: ServerResponse, err: RunnerError): void {
     if (err.code === "INTERNAL")
       this.log.error("internal-error", { message: err.message, stack: (err.cause as Error)?.stack });
-    this.#send(res, err.status, JSON_HEADERS, err.toBody());
+    this.#send(res, err.status, err.code === "RUNNER_NOT_SPECIALIZED" ? GENERIC_HEADERS : JSON_HEADERS, err.toBody());
   }
 
   #badRequest(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -273,6 +296,26 @@ export class RunnerServer {
       `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
   }
+}
+
+/**
+ * Takes x-faas-await-load out of the request's raw headers (it is the runner's,
+ * not the handler's): `{fn, ms}` from `<function> <ms>` (ms capped at a minute),
+ * undefined when absent or malformed.
+ */
+function takeAwaitLoad(raw: string[]): { headers: string[]; awaited: { fn: string; ms: number } | undefined } {
+  const isIt = (name: string): boolean =>
+    name.length === AWAIT_LOAD_HEADER.length && name.toLowerCase() === AWAIT_LOAD_HEADER;
+  let at = -1;
+  for (let i = 0; i < raw.length && at < 0; i += 2) if (isIt(raw[i] as string)) at = i;
+  if (at < 0) return { headers: raw, awaited: undefined };
+  const headers: string[] = [];
+  for (let i = 0; i < raw.length; i += 2)
+    if (!isIt(raw[i] as string)) headers.push(raw[i] as string, raw[i + 1] as string);
+  const [fn = "", rawMs = ""] = (raw[at + 1] as string).trim().split(" ", 2);
+  const ms = Number(rawMs);
+  const valid = fn !== "" && rawMs !== "" && Number.isFinite(ms) && ms > 0;
+  return { headers, awaited: valid ? { fn, ms: Math.min(ms, 60_000) } : undefined };
 }
 
 /** Methods a Fetch `Request` refuses to carry (fetch spec, "forbidden method"). */

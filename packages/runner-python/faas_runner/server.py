@@ -52,6 +52,12 @@ EXIT_STUCK = 3
 TERMINATION_LOG = "/dev/termination-log"
 PR_SET_PDEATHSIG = 1
 DRAINING_HEADER = ("x-faas-runner-state", "draining")
+# On every RUNNER_NOT_SPECIALIZED answer: the handler did not run, the call may be sent again.
+GENERIC_HEADERS = [*JSON_HEADERS, ("x-faas-runner-state", "generic")]
+# "<function> <ms>": an invocation sent right behind POST /specialize waits up to <ms> for that
+# function's load (docs/runner-protocol.md).
+AWAIT_LOAD_HEADER = "x-faas-await-load"
+_AWAIT_LOAD_LEN = len(AWAIT_LOAD_HEADER)
 
 
 class Connection:
@@ -83,6 +89,11 @@ class Runner:
         # Package pulls get a thread of their own: a pull is not part of the load timeout.
         self._puller = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-pull")
         self._loading: tuple[str | None, asyncio.Future[LoadedFunction]] | None = None
+        # Resolved when the next load starts: invocations held while generic (AWAIT_LOAD_HEADER) wait on it.
+        self._load_started: asyncio.Future[None] | None = None
+        self._loading_name: str | None = None
+        # Why the last load failed, for the invocations that waited on it.
+        self._load_error: str | None = None
         # A code directory naming a package to pull: pulled once the server listens (probes keep answering).
         self._code_dir_spec: LoadSpec | None = None
         # time.monotonic() when the process started running Python (set by __main__).
@@ -145,7 +156,7 @@ class Runner:
     async def _specialize_from_code_dir_package(self, spec: LoadSpec) -> None:
         """A code directory's package, pulled while the server answers probes; failing is fatal (exit 1)."""
         loading = asyncio.ensure_future(self._load(spec))
-        self._loading = (fingerprint_of(spec, None), loading)
+        self._start_loading(fingerprint_of(spec, None), loading, spec.name)
         try:
             fn = await loading
         except (LoadError, _LoadTimedOut) as err:
@@ -437,11 +448,12 @@ class Runner:
                 return _error(409, "CONFLICT", "runner is already loading another function")
         else:
             loading = asyncio.ensure_future(self._load(spec))
-            self._loading = (fingerprint, loading)
+            self._start_loading(fingerprint, loading, spec.name)
         timeout_ms = self.config.load_timeout_ms
         try:
             fn = await asyncio.shield(loading)
         except _LoadTimedOut:
+            self._load_error = f"the load failed: code did not finish loading within {timeout_ms} ms"
             # A thread cannot be stopped: this process goes once the answer is out (exit 3).
             log.error("load_timeout", function=spec.name, loadTimeoutMs=timeout_ms, action="exit 3")
             self.exit_code = EXIT_STUCK
@@ -454,6 +466,7 @@ class Runner:
                 loadTimeoutMs=timeout_ms,
             )
         except LoadError as err:
+            self._load_error = f"the load failed: {err}"
             log.warn("specialize_failed", function=spec.name, error=str(err))
             return _error(400, "FUNCTION_LOAD_FAILED", str(err), function=spec.name)
         finally:
@@ -462,6 +475,46 @@ class Runner:
         if self.function is None:
             self._become(fn)
         return _json(200, {"function": fn.spec.name, "loadMs": fn.load_ms})
+
+    def _start_loading(self, fingerprint: str | None, loading: asyncio.Future[LoadedFunction], name: str) -> None:
+        self._loading = (fingerprint, loading)
+        self._loading_name = name
+        self._load_error = None
+        started, self._load_started = self._load_started, None
+        if started is not None and not started.done():
+            started.set_result(None)
+
+    async def _await_load(self, awaited: tuple[str, float] | None) -> LoadedFunction | str:
+        """An invocation that found no function: waits for the load in progress or, given
+        ``(function, ms)`` (AWAIT_LOAD_HEADER), up to ms for that function's load to start and finish.
+
+        Returns the function, or why there is none (the caller answers RUNNER_NOT_SPECIALIZED).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if awaited is None else loop.time() + awaited[1] / 1000
+        try:
+            if self._loading is None:
+                if deadline is None:
+                    return "runner has no function yet"
+                if self._load_started is None:
+                    self._load_started = loop.create_future()
+                await asyncio.wait_for(asyncio.shield(self._load_started), max(0.0, deadline - loop.time()))
+            if self._loading is None:
+                return self._load_error or "runner has no function yet"
+            if awaited is not None and self._loading_name != awaited[0]:
+                return f"runner is loading {self._loading_name}, not {awaited[0]}"
+            loading = self._loading[1]
+            if deadline is None:
+                fn = await asyncio.shield(loading)
+            else:
+                fn = await asyncio.wait_for(asyncio.shield(loading), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            return f"runner has no function: none was loaded within {awaited[1] if awaited else 0:g} ms"
+        except Exception:  # noqa: BLE001 - the load's own answer (POST /specialize) says what went wrong
+            return self._load_error or "the load failed"
+        if self.function is None:
+            self._become(fn)
+        return self.function if self.function is not None else fn
 
     def _become(self, fn: LoadedFunction) -> None:
         if self.config.pool_claim_file:
@@ -480,10 +533,26 @@ class Runner:
         fn = self.function
         if self.draining:
             return _error(503, "RUNNER_DRAINING", "runner is draining; retry on another replica")
+        headers = head.headers
+        awaited = None
+        for name, value in headers:  # the await-load header is the runner's, not the handler's
+            if len(name) == _AWAIT_LOAD_LEN and name.lower() == AWAIT_LOAD_HEADER:
+                awaited = _parse_await_load(value)
+                headers = [(k, v) for k, v in headers if k.lower() != AWAIT_LOAD_HEADER]
+                break
         if fn is None:
-            return _error(503, "RUNNER_NOT_SPECIALIZED", "runner has no function yet")
+            if self.restarted_after_claim or (self.config.code_dir and self._loading is None):
+                return _not_specialized("runner has no function yet")  # and none will come
+            waited = await self._await_load(awaited)
+            if isinstance(waited, str):
+                return _not_specialized(waited)
+            fn = waited
+            if self.draining:
+                return _error(503, "RUNNER_DRAINING", "runner is draining; retry on another replica")
+        elif awaited is not None and awaited[0] != fn.spec.name:
+            return _not_specialized(f"runner is specialized as {fn.spec.name}, not {awaited[0]}")
         body = await self._read_body(conn, head) if head.has_body else b""
-        req = Request(head.method, raw_path, query, Headers(head.headers, lowercase=False), body, fn.spec.name)
+        req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, fn.spec.name)
         outcome = await self._invoker.invoke(fn, req)
         if outcome.stuck:
             log.error("runner_stuck", function=fn.spec.name, action="draining, then exit 3")
@@ -565,6 +634,20 @@ def _set_parent_death_signal() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     except (OSError, AttributeError):
         pass  # the polling thread still works
+
+
+def _parse_await_load(value: str) -> tuple[str, float] | None:
+    """``"<function> <ms>"`` → (function, ms), ms at most a minute; None when malformed."""
+    name, _, raw_ms = value.strip().partition(" ")
+    try:
+        ms = float(raw_ms)
+    except ValueError:
+        return None
+    return (name, min(ms, 60_000.0)) if name and ms > 0 and ms == ms else None
+
+
+def _not_specialized(message: str) -> Outcome:
+    return Outcome(503, GENERIC_HEADERS, error_body("RUNNER_NOT_SPECIALIZED", message))
 
 
 def _json(status: int, value: Any) -> Outcome:
