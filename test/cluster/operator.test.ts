@@ -244,7 +244,7 @@ describe("operator, one process", () => {
       terminationGracePeriodSeconds: number;
     };
     expect(pod.containers[0]?.image).toBe("faas-python-runner:latest");
-    // No volume (ADR 0018): the code comes from the ConfigMap as env, /tmp is the capped writable layer.
+    // No volume (ADR 0018): the code comes as env, /tmp is the capped writable layer.
     expect(pod.volumes).toBeUndefined();
     expect(pod.containers[0]?.securityContext).toMatchObject({
       runAsNonRoot: true,
@@ -254,7 +254,7 @@ describe("operator, one process", () => {
     });
     expect(pod.containers[0]?.resources.limits["ephemeral-storage"]).toBe("64Mi");
     const env = Object.fromEntries((pod.containers[0]?.env ?? []).map((e) => [e.name, e]));
-    expect(env.FAAS_FUNCTION_SPEC?.valueFrom).toMatchObject({ configMapKeyRef: { key: "function.json" } });
+    expect(JSON.parse(env.FAAS_FUNCTION_SPEC?.value ?? "")).toMatchObject({ name: "hello", handler: "main.handle" });
     expect(env.FAAS_ANNOUNCE_URL?.value).toBe("http://faas-gateway.faas-system.svc:8001/announce");
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(10 + 5);
     // The operator's server-side apply never owns replicas.

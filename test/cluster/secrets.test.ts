@@ -287,7 +287,8 @@ describe("per-function resources", () => {
     });
     expect(pod?.spec.containers[0]?.resources).toEqual({
       requests: { cpu: "150m", memory: "80Mi" },
-      limits: { cpu: "700m", memory: "160Mi" },
+      // A pod without volumes has its /tmp in the writable layer, capped (ADR 0018).
+      limits: { cpu: "700m", memory: "160Mi", "ephemeral-storage": "64Mi" },
     });
     const hpa = await kubectlJson<{ spec: { metrics: { resource: { target: { averageUtilization: number } } }[] } }>([
       "-n",

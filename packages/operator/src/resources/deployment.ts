@@ -1,6 +1,7 @@
 /**
  * Deployment `fn-<name>-deploy`: the runner image of the function's runtime,
- * loading its code from the ConfigMap at /code on start. Locked down (non-root,
+ * loading its code at start from its environment (FAAS_FUNCTION_SPEC, when it
+ * fits: no volume, ADR 0018) or from the code ConfigMap mounted at /code. Locked down (non-root,
  * read-only root filesystem, no capabilities, no API token); rolls out on a
  * code change through the code hash on the pod template; never drops a request
  * when a pod goes (readiness gate, surge-only rollouts, preStop sleep so
@@ -15,13 +16,11 @@
 import {
   CODE_HASH_ANNOTATION,
   CODE_MOUNT_PATH,
-  codeFileName,
   codeHash,
   configMapName,
   deploymentName,
   FUNCTION_LABEL,
   type FunctionSpec,
-  LOAD_SPEC_FILE,
   parseQuantity,
   quantityString,
   RUNNER_PORT,
@@ -142,7 +141,7 @@ export const ENV_CODE_MAX_BYTES = 96 * 1024;
 
 /**
  * Whether the function's pod needs no volume at all: its code and function.json fit in
- * the environment, it has no package to unpack and no secret files. The kubelet starts
+ * the environment (as literal values), it has no package to unpack and no secret files. The kubelet starts
  * such a pod about 300 ms sooner: with a volume it waits for the mount in 300 ms polls
  * (ADR 0018). Its /tmp is then the container's own writable layer, capped by an
  * ephemeral-storage limit of the same size as the emptyDir it replaces.
@@ -151,8 +150,7 @@ export function startsWithoutVolumes(fn: FunctionObject): boolean {
   if (fn.spec.package !== undefined || (fn.spec.secrets?.length ?? 0) > 0) return false;
   const { code, ...spec } = toLoadSpec(fn);
   return (
-    Buffer.byteLength(code ?? "") <= ENV_CODE_MAX_BYTES &&
-    Buffer.byteLength(JSON.stringify(spec, null, 2)) <= ENV_CODE_MAX_BYTES
+    Buffer.byteLength(code ?? "") <= ENV_CODE_MAX_BYTES && Buffer.byteLength(JSON.stringify(spec)) <= ENV_CODE_MAX_BYTES
   );
 }
 
@@ -188,17 +186,13 @@ export function buildDeployment(
   const resources = containerResources(fn.spec, cfg);
   let code: Pick<V1Container, "env" | "volumeMounts"> & { volumes: V1Volume[] };
   if (startsWithoutVolumes(fn)) {
-    // function.json and the code file from the same ConfigMap, as environment variables.
-    const fromConfigMap = (envName: string, key: string): V1EnvVar => ({
-      name: envName,
-      valueFrom: { configMapKeyRef: { name: codeConfigMap, key } },
-    });
+    // function.json and the code file, the same as the code ConfigMap holds, as literal env values:
+    // nothing for the kubelet to fetch (a configMapKeyRef can fail its first lookup, ADR 0018).
+    const { code: source, ...loadSpec } = toLoadSpec(fn);
     code = {
       env: [
-        fromConfigMap("FAAS_FUNCTION_SPEC", LOAD_SPEC_FILE),
-        ...(fn.spec.code === undefined
-          ? []
-          : [fromConfigMap("FAAS_FUNCTION_CODE", codeFileName(fn.spec.runtime, fn.spec.handler))]),
+        { name: "FAAS_FUNCTION_SPEC", value: JSON.stringify(loadSpec) },
+        ...(source === undefined ? [] : [{ name: "FAAS_FUNCTION_CODE", value: source }]),
       ],
       volumes: [],
     };
