@@ -286,8 +286,8 @@ describe("per-function resources", () => {
       return pods.length > 0 ? pods : undefined;
     });
     expect(pod?.spec.containers[0]?.resources).toEqual({
-      requests: { cpu: "150m", memory: "80Mi" },
-      // A pod without volumes has its /tmp in the writable layer, capped (ADR 0018).
+      // A pod without volumes has its /tmp in the writable layer, capped, reserving nothing (ADR 0018).
+      requests: { cpu: "150m", memory: "80Mi", "ephemeral-storage": "0" },
       limits: { cpu: "700m", memory: "160Mi", "ephemeral-storage": "64Mi" },
     });
     const hpa = await kubectlJson<{ spec: { metrics: { resource: { target: { averageUtilization: number } } }[] } }>([

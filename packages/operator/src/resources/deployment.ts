@@ -199,6 +199,9 @@ export function buildDeployment(
     // /tmp is the writable layer: the root filesystem cannot be read-only without a volume for it.
     base.securityContext = { ...base.securityContext, readOnlyRootFilesystem: false };
     resources.limits["ephemeral-storage"] = TMP_SIZE;
+    // Set, so the API server does not default it to the limit: like the emptyDir it replaces,
+    // /tmp reserves nothing on the node (64Mi a pod would fill a small edge node's disk on paper).
+    resources.requests["ephemeral-storage"] = "0";
   } else {
     code = {
       env: [{ name: "FAAS_CODE_DIR", value: CODE_MOUNT_PATH }],

@@ -138,7 +138,7 @@ describe("buildDeployment", () => {
       expect(ctr?.lifecycle?.preStop?.sleep?.seconds).toBeGreaterThanOrEqual(1);
       // /tmp is the writable layer, capped like the emptyDir it replaces.
       expect(ctr?.resources).toEqual({
-        requests: { cpu: "100m", memory: "64Mi" },
+        requests: { cpu: "100m", memory: "64Mi", "ephemeral-storage": "0" },
         limits: { cpu: "1", memory: "256Mi", "ephemeral-storage": "64Mi" },
       });
       expect(ctr?.securityContext).toEqual({
@@ -165,7 +165,7 @@ describe("buildDeployment", () => {
       { name: "FAAS_CODE_DIR", value: "/code" },
     ]);
     expect(ctr?.securityContext?.readOnlyRootFilesystem).toBe(true);
-    expect(ctr?.resources?.limits).toEqual({ cpu: "1", memory: "256Mi" });
+    expect(ctr?.resources).toEqual({ requests: { cpu: "100m", memory: "64Mi" }, limits: { cpu: "1", memory: "256Mi" } });
     expect(ctr?.volumeMounts).toEqual([
       { name: "code", mountPath: "/code", readOnly: true },
       { name: "tmp", mountPath: "/tmp" },
@@ -367,7 +367,7 @@ describe("secrets, config and resources on the Deployment", () => {
       const d = buildDeployment(fn("r", { resources: c.given }), cfg);
       // Without a /tmp volume the container's writable layer is capped instead.
       expect(d.spec?.template.spec?.containers[0]?.resources).toEqual({
-        requests: c.want.requests,
+        requests: { ...c.want.requests, "ephemeral-storage": "0" },
         limits: { ...c.want.limits, "ephemeral-storage": "64Mi" },
       });
     });
