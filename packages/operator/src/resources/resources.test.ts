@@ -165,7 +165,10 @@ describe("buildDeployment", () => {
       { name: "FAAS_CODE_DIR", value: "/code" },
     ]);
     expect(ctr?.securityContext?.readOnlyRootFilesystem).toBe(true);
-    expect(ctr?.resources).toEqual({ requests: { cpu: "100m", memory: "64Mi" }, limits: { cpu: "1", memory: "256Mi" } });
+    expect(ctr?.resources).toEqual({
+      requests: { cpu: "100m", memory: "64Mi" },
+      limits: { cpu: "1", memory: "256Mi" },
+    });
     expect(ctr?.volumeMounts).toEqual([
       { name: "code", mountPath: "/code", readOnly: true },
       { name: "tmp", mountPath: "/tmp" },
