@@ -6,6 +6,7 @@
  * Needs root (unshare, nsenter), like the cluster.
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { readlinkSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { httpGet, useTestNamespace, waitFor } from "./fixture.js";
 
@@ -42,10 +43,14 @@ describe("pod egress", () => {
     // `ip netns add`, which would leave a bind mount on /run/netns).
     holder = spawn("unshare", ["--net", "sleep", "600"], { stdio: "ignore" });
     const pid = String(holder.pid);
-    await waitFor("the outside host's namespace", async () => {
-      run("ip", "link", "add", hostSide, "type", "veth", "peer", "name", outsideSide, "netns", pid);
-      return true;
+    // The child exists before unshare(2) has run in it: until its network namespace differs from
+    // this process's, a veth end moved "into" it would land here (seen once on CI).
+    const netns = (p: string): string => readlinkSync(`/proc/${p}/ns/net`);
+    await waitFor("the outside host's namespace", async () => (netns(pid) !== netns("self") ? true : undefined), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
     });
+    run("ip", "link", "add", hostSide, "type", "veth", "peer", "name", outsideSide, "netns", pid);
     run("ip", "addr", "add", `${hostAddr}/30`, "dev", hostSide);
     run("ip", "link", "set", hostSide, "up");
     const inside = ["-t", pid, "--net"];
