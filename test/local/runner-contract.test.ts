@@ -420,6 +420,25 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     expect((await send(r, "GET", "/invoke")).body).toBe("hello");
   });
 
+  it("x-faas-await-load: a malformed value is no wait at all: 503 at once, and the runner stays usable", async () => {
+    const r = await start(kind);
+    // No function, no time, a time that is not a positive number, a time and no function; then random tokens.
+    const fixed = ["", "fn", "fn ", " 150", "fn abc", "fn -5", "fn 0", "fn NaN", "fn 1e400x"];
+    const tokens = fc.sample(
+      fc.array(fc.constantFrom(..."abcXYZ019-_.:/%"), { minLength: 0, maxLength: 24 }).map((cs) => cs.join("")),
+      { numRuns: 25, seed: 9 },
+    );
+    for (const value of [...fixed, ...tokens]) {
+      const started = performance.now();
+      const res = await sendWith(r, "GET", "/invoke", { "x-faas-await-load": value });
+      expect([res.status, res.error.code], JSON.stringify(value)).toEqual([503, "RUNNER_NOT_SPECIALIZED"]);
+      // Not held: a wait would be at least the value's milliseconds, and none of these name one.
+      expect(performance.now() - started, JSON.stringify(value)).toBeLessThan(2000);
+    }
+    expect((await specialize(r, spec(kind))).status).toBe(200);
+    expect((await send(r, "GET", "/invoke")).body).toBe("hello");
+  });
+
   it("specialize → 200 {function, loadMs}; readyz 200 ready; invoke runs the handler", async () => {
     const r = await start(kind);
     const res = await specialize(r, spec(kind, { name: "hello" }));
