@@ -407,6 +407,40 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     }
   });
 
+  it("x-faas-await-load: held invocations run once each, and a handler that throws or overruns answers as after the load (500, 504)", async () => {
+    const held = (r: Runner, name: string) =>
+      Array.from({ length: 3 }, () => sendWith(r, "GET", "/invoke", { "x-faas-await-load": `${name} 10000` }));
+    const counting = await start(kind);
+    const early = held(counting, "counter");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await specialize(counting, spec(kind, { name: "counter", code: kind.code.counter }))).status).toBe(200);
+    // Each held call reached the handler exactly once: 1, 2 and 3 in some order, and the next call is the 4th.
+    expect((await Promise.all(early)).map((res) => [res.status, res.body]).sort()).toEqual([
+      [200, "1"],
+      [200, "2"],
+      [200, "3"],
+    ]);
+    expect((await send(counting, "GET", "/invoke")).body).toBe("4");
+
+    const thrower = await start(kind);
+    const throwing = held(thrower, "thrower");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await specialize(thrower, spec(kind, { name: "thrower", code: kind.code.throws }))).status).toBe(200);
+    for (const res of await Promise.all(throwing)) {
+      expect([res.status, res.error.code, res.error.function]).toEqual([500, "HANDLER_ERROR", "thrower"]);
+      expect(res.error.message).toContain("kaboom");
+    }
+
+    const slow = await start(kind);
+    const late = sendWith(slow, "GET", "/invoke", { "x-faas-await-load": "slow 10000" });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const load = specialize(slow, spec(kind, { name: "slow", code: kind.code.slow, timeoutSeconds: 0.2 }));
+    const res = await late;
+    // At its own deadline: had it waited for the handler (0.6 s), the answer would be 200 "finished".
+    expect([res.status, res.error.code, res.error.function]).toEqual([504, "HANDLER_TIMEOUT", "slow"]);
+    expect((await load).status).toBe(200);
+  });
+
   it("x-faas-await-load: no specialization within the time → 503 RUNNER_NOT_SPECIALIZED", async () => {
     const r = await start(kind);
     const res = await sendWith(r, "GET", "/invoke", { "x-faas-await-load": "fn 150" });

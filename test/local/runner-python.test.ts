@@ -327,6 +327,26 @@ describe("invocation", () => {
     expect((await call(r.port, "/invoke", { method: "DELETE" })).json()).toEqual({ async: "DELETE" });
     const r2 = await specialized(py("def handle():", "    return 'no args'"));
     expect((await call(r2.port, "/invoke")).body).toBe("no args");
+    // Decorated (functools.wraps): the wrapped function's parameters decide, as inspect.signature has it.
+    for (const [params, answer] of [
+      ["req", "GET"],
+      ["", "none"],
+    ]) {
+      const r3 = await specialized(
+        py(
+          "import functools",
+          "def deco(fn):",
+          "    @functools.wraps(fn)",
+          "    def wrapper(*args, **kwargs):",
+          "        return fn(*args, **kwargs)",
+          "    return wrapper",
+          "@deco",
+          `def handle(${params}):`,
+          `    return ${params ? "req.method" : "'none'"}`,
+        ),
+      );
+      expect((await call(r3.port, "/invoke")).body).toBe(answer);
+    }
   });
 
   test("echoes a JSON body; a body that is not JSON → 400 BAD_REQUEST", async () => {

@@ -22,7 +22,7 @@ from faas import Headers as RequestHeaders
 from . import log
 from .http11 import JSON_HEADERS, error_body
 from .loader import LoadedFunction, LoadSpec
-from .threads import HandlerThreads
+from .threads import HandlerThreads, Job
 
 Headers = list[tuple[str, str]]
 
@@ -72,10 +72,28 @@ class Invoker:
                 req = Request("GET", "/warm", "x=1", RequestHeaders([("host", "warm")], lowercase=False), b"", "faas-warm")
                 await self.invoke(fn, req)
 
-    async def invoke(self, fn: LoadedFunction, req: Request) -> Outcome:
+    def hold(self, req: Request) -> Job:
+        """A job for an invocation that arrived while the code loads; see ``adopt``."""
+        loop = asyncio.get_running_loop()
+        return Job(None, (req,), loop.create_future(), counted=False)
+
+    def adopt(self, fn: LoadedFunction, job: Job) -> None:
+        """On the loader thread, right after a sync handler's import: makes a held job call it (``run_here``)."""
+        job.fn = fn.call
+        if not fn.takes_request:
+            job.args = ()
+
+    def run_held(self, job: Job) -> None:
+        """On the loader thread: runs an adopted job there."""
+        self._threads.run_here(job)
+
+    async def invoke(self, fn: LoadedFunction, req: Request, held: Job | None = None) -> Outcome:
+        """Calls the handler; ``held``: a job the loader thread adopted, already running or done."""
         args = (req,) if fn.takes_request else ()
         try:
-            if fn.is_async:
+            if held is not None and held.fn is not None:
+                result = await self._await_job(fn, held)
+            elif fn.is_async:
                 deadline = asyncio.get_running_loop().time() + fn.spec.timeout_seconds
                 result = await _await_until(fn.call(*args), deadline)
             else:
@@ -91,9 +109,11 @@ class Invoker:
     async def _call_sync(self, fn: LoadedFunction, args: tuple[Any, ...]) -> Any:
         # A bare timer that cancels the job's future: cheaper than asyncio.timeout
         # on the hot path, and our own task is never cancelled by it.
+        return await self._await_job(fn, self._threads.submit(fn.call, args))
+
+    async def _await_job(self, fn: LoadedFunction, job: Job) -> Any:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + fn.spec.timeout_seconds
-        job = self._threads.submit(fn.call, args)
         timer = loop.call_at(deadline, job.future.cancel)
         try:
             result = await job.future

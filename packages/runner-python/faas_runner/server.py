@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from faas import Headers, Request
@@ -33,6 +34,7 @@ from .announce import announce, announcement
 from .config import Config
 from .http11 import JSON_HEADERS, ProtocolError, RequestHead, error_body, read_body, read_head, serialize
 from .invoker import Invoker, Outcome
+from .threads import Job
 from .package import PackageError, package_root
 from .loader import (
     LoadSpec,
@@ -82,6 +84,10 @@ class Runner:
         self._server: asyncio.Server | None = None
         self._done: asyncio.Event | None = None
         self._scratch_dir = tempfile.mkdtemp(prefix="faas-runner-")
+        # The directory the next inline code is written to, made now: a mkdtemp costs ~0.3 ms on a cold start.
+        self._fresh_dir: str | None = tempfile.mkdtemp(prefix="fn-", dir=self._scratch_dir)
+        # Invocations that arrived while the code loads (AWAIT_LOAD_HEADER); see _import.
+        self._held = _HeldCalls()
         # Code is imported on its own thread, so the event loop keeps answering
         # (readiness, the load timeout, SIGTERM) while a module's top level runs.
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-loader")
@@ -133,29 +139,72 @@ class Runner:
         except PackageError as err:
             raise LoadError(str(err)) from None
 
-    async def _load(self, spec: LoadSpec) -> LoadedFunction:
-        """Pulls the spec's package if it has one, then imports within the load timeout.
+    def _begin_load(self, spec: LoadSpec) -> asyncio.Future[LoadedFunction]:
+        """Starts loading: the import is handed to the loader thread now, not a loop turn later.
 
-        Raises ``_LoadTimedOut`` when the import is still running at the deadline.
+        Opens the held invocations first (see ``_import``). The future raises
+        ``_LoadTimedOut`` when the import is still running at the load timeout.
         """
+        self._held.open()
         loop = asyncio.get_running_loop()
-        if spec.package is None:
-            importing = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir)
-        else:
-            started = time.perf_counter()
-            root = await loop.run_in_executor(self._puller, self._package_root, spec)
-            importing = loop.run_in_executor(self._loader, load_function, spec, None, self._scratch_dir, root)
+        if spec.package is not None:
+            return asyncio.ensure_future(self._load_package(spec))
+        # The import's own future, failed by a timer at the load timeout: no task or
+        # wait_for between the loader's answer and the requests waiting on it.
+        importing: asyncio.Future[LoadedFunction] = loop.create_future()
+        timer = loop.call_later(self.config.load_timeout_ms / 1000, self._load_failed, importing, _LoadTimedOut())
+        importing.add_done_callback(lambda _: timer.cancel())
+        self._loader.submit(self._import, loop, importing, spec, None)
+        return importing
+
+    async def _load_package(self, spec: LoadSpec) -> LoadedFunction:
+        """Pulls the package, then imports; loadMs includes the pull, as in the Node.js runner."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        root = await loop.run_in_executor(self._puller, self._package_root, spec)
+        importing: asyncio.Future[LoadedFunction] = loop.create_future()
+        self._loader.submit(self._import, loop, importing, spec, root)
+        fn = await self._within_load_timeout(importing)
+        return dataclasses.replace(fn, load_ms=round((time.perf_counter() - started) * 1000, 3))
+
+    async def _within_load_timeout(self, importing: asyncio.Future[LoadedFunction]) -> LoadedFunction:
         try:
-            fn = await asyncio.wait_for(asyncio.shield(importing), self.config.load_timeout_ms / 1000)
+            return await asyncio.wait_for(asyncio.shield(importing), self.config.load_timeout_ms / 1000)
         except asyncio.TimeoutError:
             raise _LoadTimedOut() from None
-        if spec.package is not None:  # loadMs includes the pull, as in the Node.js runner
-            fn = dataclasses.replace(fn, load_ms=round((time.perf_counter() - started) * 1000, 3))
-        return fn
+
+    def _import(
+        self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[LoadedFunction], spec: LoadSpec, root: str | None
+    ) -> None:
+        """On the loader thread: imports, then runs the invocations held for this load.
+
+        A sync handler's held invocations run right here after the import (the
+        loop hears of the load and of their results in one wake-up), not on a
+        handler thread after the loop has seen the load: that saved a thread
+        round trip on every cold start. Their deadline runs on the loop as for
+        any call. An async handler's held invocations run on the loop.
+        """
+        fresh_dir = None
+        if spec.code is not None:
+            fresh_dir, self._fresh_dir = self._fresh_dir, None
+        try:
+            fn = load_function(spec, None, self._scratch_dir, root, fresh_dir)
+        except BaseException as err:  # noqa: BLE001 - the loop's future carries it
+            self._held.close()
+            loop.call_soon_threadsafe(self._load_failed, done, err)
+            return
+        held = self._held.close()
+        if fn.is_async:
+            held = []
+        for job in held:
+            self._invoker.adopt(fn, job)
+        loop.call_soon_threadsafe(_settle, done, fn, None)
+        for job in held:
+            self._invoker.run_held(job)
 
     async def _specialize_from_code_dir_package(self, spec: LoadSpec) -> None:
         """A code directory's package, pulled while the server answers probes; failing is fatal (exit 1)."""
-        loading = asyncio.ensure_future(self._load(spec))
+        loading = self._begin_load(spec)
         self._start_loading(fingerprint_of(spec, None), loading, spec.name)
         try:
             fn = await loading
@@ -447,7 +496,7 @@ class Runner:
             if loading_fingerprint != fingerprint:
                 return _error(409, "CONFLICT", "runner is already loading another function")
         else:
-            loading = asyncio.ensure_future(self._load(spec))
+            loading = self._begin_load(spec)
             self._start_loading(fingerprint, loading, spec.name)
         timeout_ms = self.config.load_timeout_ms
         try:
@@ -476,6 +525,16 @@ class Runner:
             self._become(fn)
         return _json(200, {"function": fn.spec.name, "loadMs": fn.load_ms})
 
+    def _load_failed(self, loading: asyncio.Future[LoadedFunction], err: BaseException) -> None:
+        """Fails the load, its reason set first: held invocations may run before /specialize's answer does."""
+        if loading.done():
+            return
+        if isinstance(err, _LoadTimedOut):
+            self._load_error = f"the load failed: code did not finish loading within {self.config.load_timeout_ms} ms"
+        elif isinstance(err, LoadError):
+            self._load_error = f"the load failed: {err}"
+        loading.set_exception(err)
+
     def _start_loading(self, fingerprint: str | None, loading: asyncio.Future[LoadedFunction], name: str) -> None:
         self._loading = (fingerprint, loading)
         self._loading_name = name
@@ -484,9 +543,12 @@ class Runner:
         if started is not None and not started.done():
             started.set_result(None)
 
-    async def _await_load(self, awaited: tuple[str, float] | None) -> LoadedFunction | str:
+    async def _await_load(
+        self, awaited: tuple[str, float] | None, hold: Callable[[], None] | None = None
+    ) -> LoadedFunction | str:
         """An invocation that found no function: waits for the load in progress or, given
         ``(function, ms)`` (AWAIT_LOAD_HEADER), up to ms for that function's load to start and finish.
+        ``hold`` is called once a load of that function is known to be in progress.
 
         Returns the function, or why there is none (the caller answers RUNNER_NOT_SPECIALIZED).
         """
@@ -504,10 +566,12 @@ class Runner:
             if awaited is not None and self._loading_name != awaited[0]:
                 return f"runner is loading {self._loading_name}, not {awaited[0]}"
             loading = self._loading[1]
+            if hold is not None and not loading.done():
+                hold()
             if deadline is None:
                 fn = await asyncio.shield(loading)
             else:
-                fn = await asyncio.wait_for(asyncio.shield(loading), max(0.0, deadline - loop.time()))
+                fn = await _until_done(loading, deadline)
         except asyncio.TimeoutError:
             return f"runner has no function: none was loaded within {awaited[1] if awaited else 0:g} ms"
         except Exception:  # noqa: BLE001 - the load's own answer (POST /specialize) says what went wrong
@@ -540,20 +604,34 @@ class Runner:
                 awaited = _parse_await_load(value)
                 headers = [(k, v) for k, v in headers if k.lower() != AWAIT_LOAD_HEADER]
                 break
+        held: Job | None = None
         if fn is None:
             if self.restarted_after_claim or (self.config.code_dir and self._loading is None):
                 return _not_specialized("runner has no function yet")  # and none will come
-            waited = await self._await_load(awaited)
+            body = await self._read_body(conn, head) if head.has_body else b""
+            req: Request | None = None
+
+            def hold() -> None:  # the load is under way: the loader thread may run this call right after it
+                nonlocal held, req
+                req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, self._loading_name or "")
+                held = self._invoker.hold(req)
+                if not self._held.add(held):
+                    held = None
+
+            waited = await self._await_load(awaited, hold)
             if isinstance(waited, str):
                 return _not_specialized(waited)
             fn = waited
-            if self.draining:
+            if self.draining and (held is None or held.fn is None):
                 return _error(503, "RUNNER_DRAINING", "runner is draining; retry on another replica")
-        elif awaited is not None and awaited[0] != fn.spec.name:
-            return _not_specialized(f"runner is specialized as {fn.spec.name}, not {awaited[0]}")
-        body = await self._read_body(conn, head) if head.has_body else b""
-        req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, fn.spec.name)
-        outcome = await self._invoker.invoke(fn, req)
+            if req is None:
+                req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, fn.spec.name)
+        else:
+            if awaited is not None and awaited[0] != fn.spec.name:
+                return _not_specialized(f"runner is specialized as {fn.spec.name}, not {awaited[0]}")
+            body = await self._read_body(conn, head) if head.has_body else b""
+            req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, fn.spec.name)
+        outcome = await self._invoker.invoke(fn, req, held)
         if outcome.stuck:
             log.error("runner_stuck", function=fn.spec.name, action="draining, then exit 3")
             self.exit_code = EXIT_STUCK
@@ -563,6 +641,70 @@ class Runner:
 
 def _nothing() -> None:
     pass
+
+
+async def _until_done(future: asyncio.Future[Any], deadline: float) -> Any:
+    """``future``'s result, or TimeoutError at ``deadline`` (loop time); never cancels ``future``.
+
+    One loop turn from the future's end to the caller (wait_for over shield takes several).
+    """
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+
+    def open_gate(_: object = None) -> None:
+        if not gate.done():
+            gate.set_result(None)
+
+    future.add_done_callback(open_gate)
+    timer = loop.call_at(deadline, open_gate)
+    try:
+        await gate
+    finally:
+        timer.cancel()
+        future.remove_done_callback(open_gate)
+    if not future.done():
+        raise asyncio.TimeoutError
+    return future.result()
+
+
+def _settle(future: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:
+    if future.done():
+        return
+    if err is None:
+        future.set_result(value)
+    else:
+        future.set_exception(err)
+
+
+class _HeldCalls:
+    """Invocations held for the load in progress, handed to the loader thread once it has imported.
+
+    The loop adds, the loader thread closes: a lock makes "added before the
+    close" (the loader takes it) and "refused after" (the loop runs it) exact.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open = False
+        self._jobs: list[Job] = []
+
+    def open(self) -> None:
+        with self._lock:
+            self._open = True
+            self._jobs = []
+
+    def add(self, job: Job) -> bool:
+        with self._lock:
+            if not self._open:
+                return False
+            self._jobs.append(job)
+            return True
+
+    def close(self) -> list[Job]:
+        with self._lock:
+            self._open = False
+            jobs, self._jobs = self._jobs, []
+            return jobs
 
 
 class _LoadTimedOut(Exception):

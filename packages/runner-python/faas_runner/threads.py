@@ -21,12 +21,16 @@ class HandlerExit(RuntimeError):
 
 
 class Job:
-    __slots__ = ("args", "finished", "fn", "future", "state")
+    __slots__ = ("args", "counted", "finished", "fn", "future", "state")
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, fn: Callable[..., Any] | None, args: tuple[Any, ...], future: asyncio.Future[Any], counted: bool = True
+    ) -> None:
         self.fn = fn
         self.args = args
         self.future = future
+        # Submitted to the handler threads (counted in flight), or run by another thread (``run_here``).
+        self.counted = counted
         # Exactly one of the worker (start) and the loop (cancel) pops the token:
         # list.pop is atomic, so the loop can tell "never started" from "running".
         self.state: list[int] = [1]
@@ -67,7 +71,8 @@ class HandlerThreads:
     def abandon(self, job: Job) -> bool:
         """Gives up on a job at its deadline; True if a thread is stuck running it."""
         if job.claim():
-            self._in_flight -= 1  # never started: no worker will report it
+            if job.counted:
+                self._in_flight -= 1  # never started: no worker will report it
             return False
         return not job.finished
 
@@ -82,37 +87,53 @@ class HandlerThreads:
 
     def _work(self) -> None:
         jobs = self._jobs
-        results = self._results
         while True:
             job = jobs.get()
             if job is None:
                 return
             if not job.claim():
                 continue  # timed out before it started
+            if not self._run(job):
+                return
+
+    def run_here(self, job: Job) -> None:
+        """Runs a job on the calling thread (not a handler thread); its result reaches the loop as any other.
+
+        The loader thread runs invocations that waited for the import this way,
+        right after it, instead of handing them to a handler thread and back.
+        """
+        if job.claim():
+            self._run(job)
+
+    def _run(self, job: Job) -> bool:
+        """Runs a claimed job and hands its outcome to the loop; False once the loop is closed."""
+        assert job.fn is not None
+        try:
+            outcome = (job, True, job.fn(*job.args))
+        except Exception as err:
+            outcome = (job, False, err)
+        except BaseException as err:
+            outcome = (job, False, HandlerExit(f"handler raised {type(err).__name__}: {err}"))
+        job.finished = True
+        self._results.append(outcome)
+        # Append first, then check: a drain that already ran will be scheduled again.
+        if not self._wake_pending:
+            self._wake_pending = True
+            loop = self._loop
+            assert loop is not None
             try:
-                outcome = (job, True, job.fn(*job.args))
-            except Exception as err:
-                outcome = (job, False, err)
-            except BaseException as err:
-                outcome = (job, False, HandlerExit(f"handler raised {type(err).__name__}: {err}"))
-            job.finished = True
-            results.append(outcome)
-            # Append first, then check: a drain that already ran will be scheduled again.
-            if not self._wake_pending:
-                self._wake_pending = True
-                loop = self._loop
-                assert loop is not None
-                try:
-                    loop.call_soon_threadsafe(self._deliver)
-                except RuntimeError:
-                    return  # loop closed: the process is exiting
+                loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:
+                return False  # loop closed: the process is exiting
+        return True
 
     def _deliver(self) -> None:
         self._wake_pending = False
         results = self._results
         while results:
             job, ok, value = results.popleft()
-            self._in_flight -= 1
+            if job.counted:
+                self._in_flight -= 1
             fut = job.future
             if fut.done():
                 continue  # the caller timed out or went away
