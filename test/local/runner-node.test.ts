@@ -275,6 +275,20 @@ describe("runner-node: handler API", () => {
     expect(await (await fetch(`${r.base}/invoke`)).text()).toBe("default export");
     await expect.poll(() => r.stdout.includes("user log line")).toBe(true);
   });
+
+  it("a module with top-level await loads too, and import.meta.url names the module file either way", async () => {
+    // Loaded with require() when it can be, import() when it has top-level await: the module sees no difference.
+    const code = (tla: boolean) =>
+      `${tla ? "const word = await Promise.resolve('awaited');\n" : "const word = 'plain';\n"}` +
+      "export function handle() { return word + ' ' + (import.meta.url.startsWith('file://') && import.meta.url.endsWith('/main.mjs')); }\n";
+    for (const [tla, answer] of [
+      [true, "awaited true"],
+      [false, "plain true"],
+    ] as const) {
+      const r = await readyRunner({ code: code(tla) });
+      expect(await (await fetch(`${r.base}/invoke`)).text()).toBe(answer);
+    }
+  });
 });
 
 describe("runner-node: failures", () => {

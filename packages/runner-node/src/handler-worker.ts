@@ -5,8 +5,9 @@
  * thread can terminate this thread and start another.
  */
 import { rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { parentPort, workerData } from "node:worker_threads";
 import { describeThrown } from "./errors.js";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker-protocol.js";
@@ -31,9 +32,27 @@ function post(msg: FromWorker, transfer?: ArrayBuffer[]): void {
   port?.postMessage(msg, transfer);
 }
 
+const requireModule = createRequire(import.meta.url);
+
+/**
+ * Imports a module file. `require()` of an ES module loads its whole graph
+ * synchronously (the file read in this thread, no loader round trips), ~0.3 ms
+ * less than `import()` on a cold start; a graph with top-level await cannot be
+ * required, so it is imported. The module and its `import.meta` are the same
+ * either way (node's one ESM cache).
+ */
+async function importModule(url: string): Promise<Record<string, unknown>> {
+  try {
+    return requireModule(fileURLToPath(url)) as Record<string, unknown>;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException | undefined)?.code !== "ERR_REQUIRE_ASYNC_MODULE") throw err;
+    return (await import(url)) as Record<string, unknown>;
+  }
+}
+
 async function load(url: string, exportName: string): Promise<void> {
   try {
-    const mod = (await import(url)) as Record<string, unknown>;
+    const mod = await importModule(url);
     const fn = mod[exportName] ?? mod.default;
     if (typeof fn !== "function") {
       const exported = Object.keys(mod).join(", ") || "nothing";
@@ -118,7 +137,7 @@ async function warmUp(): Promise<void> {
   for (let i = 0; i < WARM_IMPORTS; i++) {
     const file = join(warmDir, `faas-warm-${i}.mjs`);
     writeFileSync(file, `export const handle = (req) => new Response("warm ${i}");\n`);
-    const mod = (await import(pathToFileURL(file).href)) as { handle: Handler };
+    const mod = (await importModule(pathToFileURL(file).href)) as { handle: Handler };
     rmSync(file, { force: true });
     const req = buildRequest({
       t: "call",
