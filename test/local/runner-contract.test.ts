@@ -365,9 +365,11 @@ describe.each(KINDS)("runner contract: $runtime", (kind) => {
     expect((await specialize(r, spec(kind, { name: "early", code: kind.code.awaitHeader }))).status).toBe(200);
     const res = await early;
     expect([res.status, res.body]).toEqual([200, "absent"]);
-    // Once loaded, the header changes nothing and is still not the handler's.
+    // Its answer says how long the load took, for a caller that relays it before /specialize's answer.
+    expect(Number(res.headers["x-faas-load-ms"])).toBeGreaterThanOrEqual(0);
+    // Once loaded, the header changes nothing and is still not the handler's; nothing was waited for.
     const later = await sendWith(r, "GET", "/invoke", { "x-faas-await-load": "early 10000" });
-    expect([later.status, later.body]).toEqual([200, "absent"]);
+    expect([later.status, later.body, later.headers["x-faas-load-ms"]]).toEqual([200, "absent", undefined]);
   });
 
   it("x-faas-await-load: a load that fails answers the held invocations 503 RUNNER_NOT_SPECIALIZED with the load's reason", async () => {

@@ -58,6 +58,7 @@ export class FunctionHost implements WorkerEvents {
   #closed = false;
   /** Private directory for the module, made once at start so specializing only writes a file. */
   readonly #dir = mkdtempSync(join(tmpdir(), "faas-fn-"));
+  #loadStartedAt = 0;
 
   constructor(
     private readonly log: Logger,
@@ -152,7 +153,14 @@ export class FunctionHost implements WorkerEvents {
    * counts from then). A load that fails answers it RUNNER_NOT_SPECIALIZED
    * with the reason.
    */
-  invokeWhenLoaded(call: Omit<CallMessage, "t" | "id">, done: CallDone): void {
+  invokeWhenLoaded(call: Omit<CallMessage, "t" | "id">, answer: CallDone): void {
+    // Its answer says how long the load took (x-faas-load-ms): it may reach the caller before /specialize's.
+    const done: CallDone = (outcome) =>
+      answer(
+        outcome instanceof RunnerError
+          ? outcome
+          : { ...outcome, headers: [...outcome.headers, LOAD_MS_HEADER, String(round(this.#loadMsSoFar()))] },
+      );
     const loading = this.#loading;
     const worker = this.#current;
     if (this.#loaded || !loading || !worker || worker.ended) {
@@ -207,8 +215,14 @@ export class FunctionHost implements WorkerEvents {
     rmSync(this.#dir, { recursive: true, force: true });
   }
 
+  /** The load's time: its loadMs once loaded; until then, the time since it started (the import is done when a held call answers). */
+  #loadMsSoFar(): number {
+    return this.#loaded?.loadMs ?? performance.now() - this.#loadStartedAt;
+  }
+
   async #load(spec: LoadSpec): Promise<number> {
     const started = performance.now();
+    this.#loadStartedAt = started;
     const { module, exportName } = parseHandler(spec.handler);
     let file: string | undefined;
     let url: string;
@@ -353,4 +367,11 @@ export class FunctionHost implements WorkerEvents {
       ),
     );
   }
+}
+
+/** On the answer of an invocation that waited for the load (docs/runner-protocol.md). */
+const LOAD_MS_HEADER = "x-faas-load-ms";
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }

@@ -59,6 +59,8 @@ GENERIC_HEADERS = [*JSON_HEADERS, ("x-faas-runner-state", "generic")]
 # "<function> <ms>": an invocation sent right behind POST /specialize waits up to <ms> for that
 # function's load (docs/runner-protocol.md).
 AWAIT_LOAD_HEADER = "x-faas-await-load"
+# On the answer of an invocation that waited for the load: the load's time (its loadMs).
+LOAD_MS_HEADER = "x-faas-load-ms"
 _AWAIT_LOAD_LEN = len(AWAIT_LOAD_HEADER)
 
 
@@ -88,6 +90,7 @@ class Runner:
         self._fresh_dir: str | None = tempfile.mkdtemp(prefix="fn-", dir=self._scratch_dir)
         # Invocations that arrived while the code loads (AWAIT_LOAD_HEADER); see _import.
         self._held = _HeldCalls()
+        self._adopted = 0  # held invocations the loader thread ran with the last load
         # Code is imported on its own thread, so the event loop keeps answering
         # (readiness, the load timeout, SIGTERM) while a module's top level runs.
         self._loader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="faas-loader")
@@ -198,6 +201,7 @@ class Runner:
             held = []
         for job in held:
             self._invoker.adopt(fn, job)
+        self._adopted = len(held)
         loop.call_soon_threadsafe(_settle, done, fn, None)
         for job in held:
             self._invoker.run_held(job)
@@ -501,6 +505,10 @@ class Runner:
         timeout_ms = self.config.load_timeout_ms
         try:
             fn = await asyncio.shield(loading)
+            if self._adopted:
+                # Their answers first: the caller can relay the first answer before it handles this one.
+                for _ in range(2):
+                    await asyncio.sleep(0)
         except _LoadTimedOut:
             self._load_error = f"the load failed: code did not finish loading within {timeout_ms} ms"
             # A thread cannot be stopped: this process goes once the answer is out (exit 3).
@@ -605,6 +613,7 @@ class Runner:
                 headers = [(k, v) for k, v in headers if k.lower() != AWAIT_LOAD_HEADER]
                 break
         held: Job | None = None
+        waited_for_load = fn is None
         if fn is None:
             if self.restarted_after_claim or (self.config.code_dir and self._loading is None):
                 return _not_specialized("runner has no function yet")  # and none will come
@@ -632,6 +641,8 @@ class Runner:
             body = await self._read_body(conn, head) if head.has_body else b""
             req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, fn.spec.name)
         outcome = await self._invoker.invoke(fn, req, held)
+        if waited_for_load:
+            outcome.headers = [*outcome.headers, (LOAD_MS_HEADER, f"{fn.load_ms:g}")]
         if outcome.stuck:
             log.error("runner_stuck", function=fn.spec.name, action="draining, then exit 3")
             self.exit_code = EXIT_STUCK
