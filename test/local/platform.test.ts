@@ -196,10 +196,10 @@ describe("local platform", () => {
     expect(metricValue(m, "faas_runner_exits_unexpected_total", { function: "roll" })).toBe(0);
   });
 
-  it("keeps runner output per function for logs", async () => {
+  it("keeps runner output per function for logs: what its import prints, and its first (held) invocation's", async () => {
     await p.deploy("chatty", {
       runtime: "python",
-      code: "def handle(req):\n    print('line-from-handler', flush=True)\n    return 'ok'\n",
+      code: "print('line-from-import', flush=True)\ndef handle(req):\n    print('line-from-handler', flush=True)\n    return 'ok'\n",
     });
     await p.invoke("chatty");
     const logs = await waitFor("the handler's line in the logs", async () => {
@@ -207,6 +207,8 @@ describe("local platform", () => {
       return r.body.includes("line-from-handler") ? r.body : undefined;
     });
     expect(logs).toMatch(/\[\d+ stdout\] line-from-handler/);
+    // The replica's import (the deploy's trial load writes nothing here): printed before /specialize answered.
+    expect(logs).toMatch(/\[\d+ stdout\] line-from-import/);
   });
 });
 
@@ -240,8 +242,10 @@ describe("local platform: scale to zero and persistence", () => {
     try {
       await p.deploy("idle", { runtime: "python", code: PY_HELLO, idleSeconds: 1 });
       expect((await p.invoke("idle")).status).toBe(200);
+      // The first answer is relayed as soon as the runner gives it; the backend counts the replica a moment later.
+      await waitFor("the replica", () => p.backend.status("idle")?.readyReplicas === 1 || undefined, 2000);
       const [pid] = p.backend.runnerPids("idle");
-      expect(p.backend.status("idle")?.readyReplicas).toBe(1);
+      expect(pid).toBeGreaterThan(0);
       await waitFor("scale to zero", () => p.backend.status("idle")?.readyReplicas === 0 || undefined, 5000);
       const m = await p.metrics();
       expect(metricValue(m, "faas_replicas_ready", { function: "idle" })).toBe(0);
@@ -283,7 +287,9 @@ describe("local platform: scale to zero and persistence", () => {
     });
     expect(put.status).toBe(201);
     expect((await first.invoke("keep")).body).toBe("kept");
+    await waitFor("the replica", () => first.backend.status("keep")?.readyReplicas === 1 || undefined, 2000);
     const pids = first.backend.runnerPids("keep");
+    expect(pids).toHaveLength(1);
     await first.gateway.stop();
     for (const pid of pids) expect(isAlive(pid)).toBe(false);
     const second = await startTestPlatform({ dataDir });

@@ -124,6 +124,11 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
       err instanceof FaasError
         ? err
         : new FaasError("SCALE_UP_FAILED", `could not start ${fn}: ${String(err)}`, { cause: err });
+    if (this.#states.get(fn) !== state) {
+      // The function was deleted (or replaced) meanwhile: its scale-up failing is expected, and nobody waits on it.
+      this.log.debug({ fn, err: e.message }, "scale-up of a removed function ended");
+      return;
+    }
     this.log.warn({ fn, err: e.message }, "scale-up failed");
     if (state.ready === 0) {
       const n = state.rejectAll(e);
@@ -165,13 +170,13 @@ export class Activator implements BackendListener, LoadView, FunctionGaugeSource
     this.#preconnections.open(endpoint);
   }
 
-  endpointLoading(fn: string, endpoint: Endpoint, loaded: Promise<void>): void {
+  endpointLoading(fn: string, endpoint: Endpoint, loaded: Promise<void>, steps?: readonly ColdStep[]): void {
     const state = this.#states.get(fn);
     if (state === undefined) {
       loaded.catch(() => undefined); // nobody waits on it here: the scale-up's own caller reports the error
       return;
     }
-    state.addLoading(endpoint, loaded);
+    state.addLoading(endpoint, loaded, steps);
   }
 
   functionChanged(fn: string, resource: FunctionResource | undefined): void {

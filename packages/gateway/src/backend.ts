@@ -59,9 +59,11 @@ export interface BackendListener {
    * the gateway may send parked requests to it now rather than after the load.
    * `loaded` resolves once the backend has announced the replica with
    * `endpointsChanged`, and rejects with the load's error (the one `scaleUp`
-   * rejects with) when it will not be announced.
+   * rejects with) when it will not be announced. `steps`: the scale-up's steps so
+   * far (e.g. `scaleup`, the claim), for the server-timing of an answer the
+   * replica gives before `scaleUp` resolves (the gateway relays it at once).
    */
-  endpointLoading?(fn: string, endpoint: Endpoint, loaded: Promise<void>): void;
+  endpointLoading?(fn: string, endpoint: Endpoint, loaded: Promise<void>, steps?: readonly ColdStep[]): void;
 }
 
 export interface FunctionStatus {

@@ -20,6 +20,9 @@ export class Slot {
    * backend's promise: resolves once the replica is announced, rejects with the load's error.
    */
   loading: Promise<void> | undefined;
+  /** `performance.now()` when the replica was said to be loading, and the backend's steps until then. */
+  loadingSince: number | undefined;
+  loadingSteps: readonly ColdStep[] | undefined;
   /** `performance.now()` when a loading replica was announced ready. */
   readyAt: number | undefined;
   readonly agent: Agent;
@@ -53,13 +56,6 @@ export class ColdEpisode {
   readonly startedAt = performance.now();
   #steps: readonly ColdStep[] | undefined;
   #settled = false;
-  #onSettled: Array<() => void> = [];
-
-  /** Resolves once the backend's scale-up has settled. */
-  whenSettled(): Promise<void> {
-    if (this.#settled) return Promise.resolve();
-    return new Promise((resolve) => this.#onSettled.push(resolve));
-  }
 
   get settled(): boolean {
     return this.#settled;
@@ -73,7 +69,6 @@ export class ColdEpisode {
   settle(steps: readonly ColdStep[] | undefined): void {
     this.#settled = true;
     this.#steps = steps;
-    for (const resolve of this.#onSettled.splice(0)) resolve();
   }
 }
 
@@ -233,10 +228,12 @@ export class FunctionState {
    * `setEndpoints`; it is dropped when `loaded` rejects (the requests sent to
    * it come back unanswered, and their callers see the load's error).
    */
-  addLoading(endpoint: Endpoint, loaded: Promise<void>): void {
+  addLoading(endpoint: Endpoint, loaded: Promise<void>, steps?: readonly ColdStep[]): void {
     if (this.#slots.some((s) => s.id === endpoint.id) || this.#loading.some((s) => s.id === endpoint.id)) return;
     const slot = new Slot(endpoint.id, endpoint.host, endpoint.port, this.agentFor(endpoint));
     slot.loading = loaded;
+    slot.loadingSince = performance.now();
+    slot.loadingSteps = steps;
     this.#loading.push(slot);
     const drop = (): void => {
       const i = this.#loading.indexOf(slot);

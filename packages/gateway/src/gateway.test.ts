@@ -328,45 +328,66 @@ describe("gateway", () => {
     }
   });
 
-  it("sends parked requests to a replica announced as loading, with x-faas-await-load, and answers once it is loaded", async () => {
+  it("sends parked requests to a replica announced as loading, with x-faas-await-load, and relays its answers at once, before the backend reports the load", async () => {
     const b = new TestBackend();
     b.add("f", { concurrency: 10 });
     const gw = await startGateway(b);
     const seen: (string | undefined)[] = [];
-    // A runner that holds requests until the test says the load is done.
+    // A runner that holds requests until the test says the load is done, then answers with its load time.
     let loadDone!: () => void;
     const loadedInRunner = new Promise<void>((r) => {
       loadDone = r;
     });
     const rep = await replica((req, res) => {
       seen.push(req.headers["x-faas-await-load"] as string | undefined);
-      void loadedInRunner.then(() => hello(req, res));
+      void loadedInRunner.then(() => {
+        res.writeHead(200, { "content-type": "text/plain", "x-faas-load-ms": "7.5" });
+        res.end("hello");
+      });
+    });
+    let relayed!: () => void;
+    const bothRelayed = new Promise<void>((r) => {
+      relayed = r;
+    });
+    let settled!: () => void;
+    const backendDone = new Promise<void>((r) => {
+      settled = r;
     });
     b.onScaleUp = async () => {
       let resolveLoaded!: () => void;
       const loaded = new Promise<void>((r) => {
         resolveLoaded = r;
       });
-      b.listener.endpointLoading?.("f", rep.endpoint, loaded);
+      b.listener.endpointLoading?.("f", rep.endpoint, loaded, [{ name: "scaleup", ms: 1 }]);
       // The requests reach the runner while it loads.
       while (seen.length < 2) await new Promise((r) => setTimeout(r, 5));
       loadDone();
-      await new Promise((r) => setTimeout(r, 20));
+      // The backend reports the load only once the clients have their answers: a gateway that waited for it would hang here.
+      await bothRelayed;
       b.announce("f", [rep.endpoint]);
       resolveLoaded();
+      settled();
       return { steps: [{ name: "scaleup", ms: 1 }] };
     };
     const replies = await Promise.all([
       call(`${gw.url}/invoke/f`, { headers: { "x-faas-deadline-ms": "5000" } }),
       call(`${gw.url}/invoke/f`, { headers: { "x-faas-await-load": "someone 1" } }),
     ]);
+    relayed();
     expect(replies.map((r) => r.status)).toEqual([200, 200]);
     // Named for the function, bounded by the request's own deadline; a client's own header never reaches a runner.
     expect(seen).toHaveLength(2);
     for (const h of seen) expect(h).toMatch(/^f \d+$/);
     expect(Math.min(...seen.map((h) => Number(h?.split(" ")[1])))).toBeLessThanOrEqual(5000);
-    expect(replies[0]?.headers["x-faas-cold-start"]).toBe("true");
-    expect(replies[0]?.headers["server-timing"]).toMatch(/^parked;dur=\d+\.\d+, scaleup;dur=1\.00$/);
+    for (const r of replies) {
+      expect(r.headers["x-faas-cold-start"]).toBe("true");
+      // The steps as the replica's side saw them: the backend's claim, the load until this answer, the runner's import.
+      expect(r.headers["server-timing"]).toMatch(
+        /^parked;dur=\d+\.\d+, scaleup;dur=1\.00, specialize;dur=\d+\.\d+, import;dur=7\.50$/,
+      );
+      expect(r.headers["x-faas-load-ms"]).toBeUndefined(); // the runner's word to the gateway, not the client's
+    }
+    await backendDone;
     // Loaded: later requests go the usual way, without the header.
     const warm = await call(`${gw.url}/invoke/f`);
     expect([warm.status, warm.headers["x-faas-cold-start"], seen[2]]).toEqual([200, undefined, undefined]);

@@ -9,9 +9,9 @@ import { FaasError } from "@faas/api";
 import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
 import { checkApiKey } from "./api-key-check.js";
-import type { KeyLookup } from "./backend.js";
+import type { ColdStep, KeyLookup } from "./backend.js";
 import type { GatewayConfig } from "./config.js";
-import type { ColdEpisode, FunctionState, Lease } from "./function-state.js";
+import type { ColdEpisode, FunctionState, Lease, Slot } from "./function-state.js";
 import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
 
 const PREFIX = "/invoke/";
@@ -21,6 +21,8 @@ const MAX_ATTEMPTS = 3;
 const UPSTREAM_GRACE_MS = 5_000;
 /** `<function> <ms>`: sent to a replica still loading, which holds the request until loaded (docs/runner-protocol.md). */
 const AWAIT_LOAD_HEADER = "x-faas-await-load";
+/** On a held invocation's answer: the runner's load time (docs/runner-protocol.md); the gateway's, not the client's. */
+const LOAD_MS_HEADER = "x-faas-load-ms";
 
 interface Call {
   readonly state: FunctionState;
@@ -309,11 +311,15 @@ export class Invoker {
     const raw = ures.rawHeaders;
     const out: string[] = [];
     let runnerState: string | undefined;
+    let loadMs: number | undefined;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
       if (name.length === 10) {
         const lower = name.toLowerCase();
         if (lower === "connection" || lower === "keep-alive") continue;
+      } else if (name.length === 14 && name.toLowerCase() === LOAD_MS_HEADER) {
+        loadMs = Number(raw[i + 1]);
+        continue;
       } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state") {
         runnerState = raw[i + 1];
         if (runnerState === "draining") this.activator.replicaFailed(state, lease.slot, "draining");
@@ -332,23 +338,17 @@ export class Invoker {
       const t = lease.timings;
       if (t !== undefined) call.parkedMs += (lease.slot.readyAt ?? performance.now()) - t.parkedAt;
     }
-    const respond = (): void => {
-      if (call.episode !== undefined) {
-        out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, call.episode));
-      } else if (call.parkedMs > 0) {
-        out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
-      }
-      res.writeHead(status, out);
-      ures.pipe(res);
-    };
-    // An answer from a replica that was still loading can overtake the backend's own answer by a moment.
-    if (early !== undefined && call.episode !== undefined && !call.episode.settled) {
-      void call.episode.whenSettled().then(() => {
-        if (!res.destroyed) respond();
-      });
-    } else {
-      respond();
+    const episode = call.episode;
+    if (episode !== undefined) {
+      // The answer of a replica that was loading usually comes before the backend has reported the load
+      // (the runner answers it first): relayed at once, with the steps as the replica's side saw them.
+      const steps = episode.steps ?? (early !== undefined ? earlySteps(lease.slot, loadMs) : undefined);
+      out.push("x-faas-cold-start", "true", "server-timing", serverTiming(call.parkedMs, steps));
+    } else if (call.parkedMs > 0) {
+      out.push("server-timing", `parked;dur=${call.parkedMs.toFixed(2)}`);
     }
+    res.writeHead(status, out);
+    ures.pipe(res);
     ures.once("end", () => {
       this.#endAttempt(call);
       this.#record(call, status);
@@ -530,12 +530,23 @@ export class Invoker {
  * has not (a backend that announces the replica long before it resolves), the
  * header says so instead of guessing.
  */
-function serverTiming(parkedMs: number, e: ColdEpisode): string {
+function serverTiming(parkedMs: number, steps: readonly ColdStep[] | undefined): string {
   let out = `parked;dur=${parkedMs.toFixed(2)}`;
-  const steps = e.steps;
   if (steps === undefined) return `${out}, scaleup;desc="pending"`;
   for (const s of steps) out += `, ${s.name};dur=${s.ms.toFixed(2)}`;
   return out;
+}
+
+/**
+ * A cold start's steps for the first answer of a replica that was loading, before the backend's
+ * own report: those the backend gave with the replica (`endpointLoading`, e.g. the claim),
+ * `specialize` from then until this answer, and `import` as the runner said (`x-faas-load-ms`).
+ */
+function earlySteps(slot: Slot, loadMs: number | undefined): ColdStep[] {
+  const steps = [...(slot.loadingSteps ?? [])];
+  if (slot.loadingSince !== undefined) steps.push({ name: "specialize", ms: performance.now() - slot.loadingSince });
+  if (loadMs !== undefined && Number.isFinite(loadMs) && loadMs >= 0) steps.push({ name: "import", ms: loadMs });
+  return steps;
 }
 
 /** A client may ask to wait less than the gateway's limit: `x-faas-deadline-ms`. */

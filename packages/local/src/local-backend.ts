@@ -120,7 +120,7 @@ export class LocalBackend implements Backend, BackendAdmin {
         isCurrent: (f) => this.#fns.get(f.load.name) === f,
         stopped: () => this.#stopped,
         endpointsChanged: (fn, endpoints) => this.#listener.endpointsChanged(fn, endpoints),
-        endpointLoading: (fn, endpoint, loaded) => this.#listener.endpointLoading?.(fn, endpoint, loaded),
+        endpointLoading: (fn, endpoint, loaded, steps) => this.#listener.endpointLoading?.(fn, endpoint, loaded, steps),
       },
       log,
     );

@@ -5,7 +5,7 @@
  * runner it claimed from the pool, so that stopping leaves none behind.
  */
 import { FaasError, type LoadSpec } from "@faas/api";
-import type { Endpoint, LoadView, ScaleUpResult } from "@faas/gateway";
+import type { ColdStep, Endpoint, LoadView, ScaleUpResult } from "@faas/gateway";
 import type { Logger } from "pino";
 import type { LocalFunction } from "./local-function.js";
 import type { LocalMetrics } from "./local-metrics.js";
@@ -21,7 +21,7 @@ export interface ReplicaHost {
   stopped(): boolean;
   endpointsChanged(fn: string, endpoints: readonly Endpoint[]): void;
   /** A replica is loading `fn`'s code and holds invocations meanwhile (BackendListener.endpointLoading). */
-  endpointLoading(fn: string, endpoint: Endpoint, loaded: Promise<void>): void;
+  endpointLoading(fn: string, endpoint: Endpoint, loaded: Promise<void>, steps?: readonly ColdStep[]): void;
 }
 
 export class Replicas {
@@ -38,23 +38,31 @@ export class Replicas {
 
   /**
    * A pooled runner, owned from now on; loaded with `load`, or killed at the
-   * load timeout. `onLoading` is told the runner once its specialization is on its way.
+   * load timeout. `onLoading` is told the runner (and the claim's time) once its specialization is on its way.
+   * `keepLogs`: what the runner prints from its claim on goes to the function's logs (not for a trial load).
    */
   async claimAndLoad(
     load: LoadSpec,
     hash: string,
-    onLoading?: (runner: RunnerProcess) => void,
+    onLoading?: (runner: RunnerProcess, claimMs: number) => void,
+    keepLogs = false,
   ): Promise<{ runner: RunnerProcess; claimMs: number; loadMs: number; importMs: number }> {
     const t0 = performance.now();
     const { runner } = await this.pool.claim(load.runtime);
     this.#own(runner);
+    // From the claim on, what it prints is the function's: its import, and the invocations it holds for the
+    // load (whose output can arrive before the answer to /specialize does).
+    const onLine = (line: string, stream: string): void =>
+      this.logs.append(load.name, `[${runner.pid} ${stream}]`, line);
+    if (keepLogs) runner.on("line", onLine);
     const t1 = performance.now();
     let importMs: number;
     try {
-      ({ importMs } = await runner.specialize(load, hash, onLoading && (() => onLoading(runner))));
+      ({ importMs } = await runner.specialize(load, hash, onLoading && (() => onLoading(runner, t1 - t0))));
     } catch (err) {
       if (err instanceof FaasError && err.details?.loadTimeoutMs !== undefined)
         this.metrics.loadTimeouts.inc({ function: load.name });
+      runner.off("line", onLine);
       this.pool.giveBack(runner);
       throw err;
     }
@@ -95,10 +103,12 @@ export class Replicas {
       settle = { resolve, reject };
     });
     loaded.catch(() => undefined); // the error is reported by this method's caller
-    const onLoading = (runner: RunnerProcess): void =>
-      this.host.endpointLoading(load.name, { id: runner.id, host: "127.0.0.1", port: runner.port }, loaded);
+    const onLoading = (runner: RunnerProcess, claimMs: number): void =>
+      this.host.endpointLoading(load.name, { id: runner.id, host: "127.0.0.1", port: runner.port }, loaded, [
+        { name: "scaleup", ms: claimMs },
+      ]);
     try {
-      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash, onLoading);
+      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash, onLoading, true);
       if (this.host.stopped() || !this.host.isCurrent(f) || f.hash !== hash) {
         void runner.stop(1000);
         throw new FaasError("SCALE_UP_FAILED", `${load.name} changed while a replica was starting; retry`);
@@ -123,8 +133,6 @@ export class Replicas {
   }
 
   #attach(f: LocalFunction, runner: RunnerProcess): void {
-    const name = f.load.name;
-    runner.on("line", (line: string, stream: string) => this.logs.append(name, `[${runner.pid} ${stream}]`, line));
     runner.once("exit", (info: RunnerExit) => this.#onExit(f, runner, info));
     f.replicas.push(runner);
     f.lastScaleUpAt = performance.now();
