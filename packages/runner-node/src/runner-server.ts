@@ -16,6 +16,24 @@ import type { Logger } from "./log.js";
 const JSON_HEADERS = ["content-type", "application/json"];
 /** On every RUNNER_NOT_SPECIALIZED answer: the handler did not run, the call may be sent again. */
 const GENERIC_HEADERS = [...JSON_HEADERS, "x-faas-runner-state", "generic"];
+/** Valid load specs the warm-up validates (never loads): inline code with env, and a package from a registry. */
+const WARM_SPECS = [
+  JSON.stringify({
+    name: "faas-warm",
+    runtime: "nodejs",
+    handler: "main.handle",
+    code: "export function handle() {}\n",
+    timeoutSeconds: 30,
+    env: { FAAS_WARM: "1" },
+  }),
+  JSON.stringify({
+    name: "faas-warm",
+    runtime: "nodejs",
+    handler: "main.handle",
+    package: { digest: `sha256:${"0".repeat(64)}`, registry: "http://127.0.0.1:5000", repository: "default/warm" },
+    timeoutSeconds: 30,
+  }),
+];
 /**
  * `<function> <ms>`: an invocation sent right behind POST /specialize waits up to
  * `<ms>` for that function's load (docs/runner-protocol.md).
@@ -87,6 +105,9 @@ export class RunnerServer {
         await send("GET", "/readyz");
         await send("GET", "/invoke/warm?x=1");
         await send("POST", "/specialize", "{}");
+        // The validation of a whole, valid spec (a POST above stops at its first field): its patterns
+        // compile on their first use, which would otherwise be a cold start's. Nothing is loaded.
+        await parseLoadSpec(JSON.parse(WARM_SPECS[i % WARM_SPECS.length] as string)).catch(() => undefined);
       }
       // A package pull uses fetch, whose first call loads and compiles its HTTP client
       // (~40 ms here): done now, against this server, rather than on a cold start.
