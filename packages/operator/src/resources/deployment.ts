@@ -140,18 +140,28 @@ export interface PodExtras {
 export const ENV_CODE_MAX_BYTES = 96 * 1024;
 
 /**
- * Whether the function's pod needs no volume at all: its code and function.json fit in
- * the environment (as literal values), it has no package to unpack and no secret files. The kubelet starts
- * such a pod about 300 ms sooner: with a volume it waits for the mount in 300 ms polls
+ * The env a function's pod loads its code from when it needs no volume at all: its code and
+ * function.json as literal values (FAAS_FUNCTION_CODE, FAAS_FUNCTION_SPEC), when each fits in the
+ * environment and it has no package to unpack and no secret files; else undefined. The kubelet
+ * starts such a pod about 300 ms sooner: with a volume it waits for the mount in 300 ms polls
  * (ADR 0018). Its /tmp is then the container's own writable layer, capped by an
  * ephemeral-storage limit of the same size as the emptyDir it replaces.
  */
+export function codeEnv(fn: FunctionObject): V1EnvVar[] | undefined {
+  if (fn.spec.package !== undefined || (fn.spec.secrets?.length ?? 0) > 0) return undefined;
+  const { code, ...loadSpec } = toLoadSpec(fn);
+  const spec = JSON.stringify(loadSpec);
+  if (Buffer.byteLength(code ?? "") > ENV_CODE_MAX_BYTES || Buffer.byteLength(spec) > ENV_CODE_MAX_BYTES)
+    return undefined;
+  return [
+    { name: "FAAS_FUNCTION_SPEC", value: spec },
+    ...(code === undefined ? [] : [{ name: "FAAS_FUNCTION_CODE", value: code }]),
+  ];
+}
+
+/** Whether the function's pod needs no volume at all (`codeEnv`). */
 export function startsWithoutVolumes(fn: FunctionObject): boolean {
-  if (fn.spec.package !== undefined || (fn.spec.secrets?.length ?? 0) > 0) return false;
-  const { code, ...spec } = toLoadSpec(fn);
-  return (
-    Buffer.byteLength(code ?? "") <= ENV_CODE_MAX_BYTES && Buffer.byteLength(JSON.stringify(spec)) <= ENV_CODE_MAX_BYTES
-  );
+  return codeEnv(fn) !== undefined;
 }
 
 /** The runner's identity from the downward API, and where to announce it (announce.ts in the runners). */
@@ -185,17 +195,11 @@ export function buildDeployment(
   const base = runnerContainerBase(2, cfg);
   const resources = containerResources(fn.spec, cfg);
   let code: Pick<V1Container, "env" | "volumeMounts"> & { volumes: V1Volume[] };
-  if (startsWithoutVolumes(fn)) {
-    // function.json and the code file, the same as the code ConfigMap holds, as literal env values:
-    // nothing for the kubelet to fetch (a configMapKeyRef can fail its first lookup, ADR 0018).
-    const { code: source, ...loadSpec } = toLoadSpec(fn);
-    code = {
-      env: [
-        { name: "FAAS_FUNCTION_SPEC", value: JSON.stringify(loadSpec) },
-        ...(source === undefined ? [] : [{ name: "FAAS_FUNCTION_CODE", value: source }]),
-      ],
-      volumes: [],
-    };
+  // function.json and the code file, the same as the code ConfigMap holds, as literal env values:
+  // nothing for the kubelet to fetch (a configMapKeyRef can fail its first lookup, ADR 0018).
+  const literal = codeEnv(fn);
+  if (literal !== undefined) {
+    code = { env: literal, volumes: [] };
     // /tmp is the writable layer: the root filesystem cannot be read-only without a volume for it.
     base.securityContext = { ...base.securityContext, readOnlyRootFilesystem: false };
     resources.limits["ephemeral-storage"] = TMP_SIZE;
