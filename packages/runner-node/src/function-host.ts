@@ -159,7 +159,7 @@ export class FunctionHost implements WorkerEvents {
       answer(
         outcome instanceof RunnerError
           ? outcome
-          : { ...outcome, headers: [...outcome.headers, LOAD_MS_HEADER, String(round(this.#loadMsSoFar()))] },
+          : { ...outcome, headers: [...outcome.headers, LOAD_MS_HEADER, String(roundMs(this.#loadMsSoFar()))] },
       );
     const loading = this.#loading;
     const worker = this.#current;
@@ -372,6 +372,7 @@ export class FunctionHost implements WorkerEvents {
 /** On the answer of an invocation that waited for the load (docs/runner-protocol.md). */
 const LOAD_MS_HEADER = "x-faas-load-ms";
 
-function round(ms: number): number {
+/** Milliseconds as the runner reports them (loadMs, x-faas-load-ms): two decimals. */
+export function roundMs(ms: number): number {
   return Math.round(ms * 100) / 100;
 }

@@ -8,7 +8,7 @@ import { Agent, createServer, type IncomingMessage, request, type Server, type S
 import type { Socket } from "node:net";
 import type { RunnerConfig } from "./config.js";
 import { RunnerError } from "./errors.js";
-import type { FunctionHost } from "./function-host.js";
+import { type FunctionHost, roundMs } from "./function-host.js";
 import type { CallResult } from "./function-worker.js";
 import { type LoadSpec, parseLoadSpec } from "./load-spec.js";
 import type { Logger } from "./log.js";
@@ -16,7 +16,10 @@ import type { Logger } from "./log.js";
 const JSON_HEADERS = ["content-type", "application/json"];
 /** On every RUNNER_NOT_SPECIALIZED answer: the handler did not run, the call may be sent again. */
 const GENERIC_HEADERS = [...JSON_HEADERS, "x-faas-runner-state", "generic"];
-/** Valid load specs the warm-up validates (never loads): inline code with env, and a package from a registry. */
+/**
+ * Valid load specs the warm-up validates (never loads), as text parsed the way a request body is:
+ * inline code with env, and a package from a registry.
+ */
 const WARM_SPECS = [
   JSON.stringify({
     name: "faas-warm",
@@ -127,7 +130,7 @@ export class RunnerServer {
     const loadMs = await this.host.specialize(spec);
     if (this.config.poolClaimFile !== undefined) writeFileSync(this.config.poolClaimFile, spec.name);
     // Logged after the caller has its answer: the log line is not on the cold path.
-    setImmediate(() => this.log.info("specialized", { fn: spec.name, loadMs: round(loadMs) }));
+    setImmediate(() => this.log.info("specialized", { fn: spec.name, loadMs: roundMs(loadMs) }));
     return loadMs;
   }
 
@@ -193,7 +196,7 @@ export class RunnerServer {
       }
       const spec = await parseLoadSpec(parsed);
       const loadMs = await this.specialize(spec);
-      this.#sendJson(res, 200, { function: spec.name, loadMs: round(loadMs) });
+      this.#sendJson(res, 200, { function: spec.name, loadMs: roundMs(loadMs) });
     } catch (err) {
       const error = asRunnerError(err);
       this.#sendError(res, error);
@@ -363,10 +366,6 @@ function methodNotAllowed(req: IncomingMessage, allowed: string): RunnerError {
 function asRunnerError(err: unknown): RunnerError {
   if (err instanceof RunnerError) return err;
   return new RunnerError("INTERNAL", (err as Error).message ?? String(err), {}, { cause: err });
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
 }
 
 /** Reads the whole body into one standalone ArrayBuffer (safe to transfer to a worker). */

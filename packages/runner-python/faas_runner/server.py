@@ -149,32 +149,26 @@ class Runner:
         ``_LoadTimedOut`` when the import is still running at the load timeout.
         """
         self._held.open()
-        loop = asyncio.get_running_loop()
         if spec.package is not None:
             return asyncio.ensure_future(self._load_package(spec))
-        # The import's own future, failed by a timer at the load timeout: no task or
-        # wait_for between the loader's answer and the requests waiting on it.
-        importing: asyncio.Future[LoadedFunction] = loop.create_future()
-        timer = loop.call_later(self.config.load_timeout_ms / 1000, self._load_failed, importing, _LoadTimedOut())
-        importing.add_done_callback(lambda _: timer.cancel())
-        self._loader.submit(self._import, loop, importing, spec, None)
-        return importing
+        return self._submit_import(spec, None)
 
     async def _load_package(self, spec: LoadSpec) -> LoadedFunction:
         """Pulls the package, then imports; loadMs includes the pull, as in the Node.js runner."""
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        root = await loop.run_in_executor(self._puller, self._package_root, spec)
-        importing: asyncio.Future[LoadedFunction] = loop.create_future()
-        self._loader.submit(self._import, loop, importing, spec, root)
-        fn = await self._within_load_timeout(importing)
+        root = await asyncio.get_running_loop().run_in_executor(self._puller, self._package_root, spec)
+        fn = await asyncio.shield(self._submit_import(spec, root))
         return dataclasses.replace(fn, load_ms=round((time.perf_counter() - started) * 1000, 3))
 
-    async def _within_load_timeout(self, importing: asyncio.Future[LoadedFunction]) -> LoadedFunction:
-        try:
-            return await asyncio.wait_for(asyncio.shield(importing), self.config.load_timeout_ms / 1000)
-        except asyncio.TimeoutError:
-            raise _LoadTimedOut() from None
+    def _submit_import(self, spec: LoadSpec, root: str | None) -> asyncio.Future[LoadedFunction]:
+        """The import on the loader thread, as a future failed by a timer at the load timeout: no
+        task or wait_for between the loader's answer and the requests waiting on it."""
+        loop = asyncio.get_running_loop()
+        importing: asyncio.Future[LoadedFunction] = loop.create_future()
+        timer = loop.call_later(self.config.load_timeout_ms / 1000, self._load_failed, importing, _LoadTimedOut())
+        importing.add_done_callback(lambda _: timer.cancel())
+        self._loader.submit(self._import, loop, importing, spec, root)
+        return importing
 
     def _import(
         self, loop: asyncio.AbstractEventLoop, done: asyncio.Future[LoadedFunction], spec: LoadSpec, root: str | None
