@@ -318,7 +318,7 @@ export class Invoker {
         const lower = name.toLowerCase();
         if (lower === "connection" || lower === "keep-alive") continue;
       } else if (name.length === 14 && name.toLowerCase() === LOAD_MS_HEADER) {
-        loadMs = Number(raw[i + 1]);
+        loadMs = parseLoadMs(raw[i + 1] as string);
         continue;
       } else if (name.length === 19 && name.toLowerCase() === "x-faas-runner-state") {
         runnerState = raw[i + 1];
@@ -545,8 +545,14 @@ function serverTiming(parkedMs: number, steps: readonly ColdStep[] | undefined):
 function earlySteps(slot: Slot, loadMs: number | undefined): ColdStep[] {
   const steps = [...(slot.loadingSteps ?? [])];
   if (slot.loadingSince !== undefined) steps.push({ name: "specialize", ms: performance.now() - slot.loadingSince });
-  if (loadMs !== undefined && Number.isFinite(loadMs) && loadMs >= 0) steps.push({ name: "import", ms: loadMs });
+  if (loadMs !== undefined) steps.push({ name: "import", ms: loadMs });
   return steps;
+}
+
+/** `x-faas-load-ms`: a runner's load time in ms, a plain non-negative decimal; anything else is ignored. */
+export function parseLoadMs(value: string): number | undefined {
+  if (!/^\d{1,9}(\.\d{1,6})?$/.test(value)) return undefined;
+  return Number(value);
 }
 
 /** A client may ask to wait less than the gateway's limit: `x-faas-deadline-ms`. */

@@ -636,7 +636,7 @@ class Runner:
             req = Request(head.method, raw_path, query, Headers(headers, lowercase=False), body, fn.spec.name)
         outcome = await self._invoker.invoke(fn, req, held)
         if waited_for_load:
-            outcome.headers = [*outcome.headers, (LOAD_MS_HEADER, f"{fn.load_ms:g}")]
+            outcome.headers = [*outcome.headers, (LOAD_MS_HEADER, f"{fn.load_ms:.3f}")]
         if outcome.stuck:
             log.error("runner_stuck", function=fn.spec.name, action="draining, then exit 3")
             self.exit_code = EXIT_STUCK
