@@ -103,6 +103,17 @@ async function specialized(code: string, extra: Record<string, unknown> = {}, en
 const py = (...lines: string[]) => `${lines.join("\n")}\n`;
 
 describe("life cycle", () => {
+  test("a held invocation of a sync handler runs on the loader thread right after the import; later calls on handler threads", async () => {
+    const r = await startRunner();
+    const held = call(r.port, "/invoke", { headers: { "x-faas-await-load": "fn 10000" } });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const code = py("import threading", "def handle(req):", "    return threading.current_thread().name");
+    expect((await specialize(r.port, { name: "fn", handler: "main.handle", code })).status).toBe(200);
+    const first = await held;
+    expect([first.status, first.body]).toEqual([200, expect.stringMatching(/^faas-loader/)]);
+    expect((await call(r.port, "/invoke")).body).toMatch(/^faas-handler-/);
+  });
+
   test("starts generic, announces its port, becomes ready on specialize", async () => {
     const r = await startRunner();
     expect(r.listening).toEqual({ event: "listening", port: r.port, pid: r.proc.pid, runtime: "python" });
