@@ -107,7 +107,14 @@ describe("life cycle", () => {
     const r = await startRunner();
     const held = call(r.port, "/invoke", { headers: { "x-faas-await-load": "fn 10000" } });
     await new Promise((resolve) => setTimeout(resolve, 200));
-    const code = py("import threading", "def handle(req):", "    return threading.current_thread().name");
+    // An import that takes a while: the held call is surely registered before it ends (a fast one can end
+    // first, and the call then simply runs on a handler thread).
+    const code = py(
+      "import threading, time",
+      "time.sleep(0.3)",
+      "def handle(req):",
+      "    return threading.current_thread().name",
+    );
     expect((await specialize(r.port, { name: "fn", handler: "main.handle", code })).status).toBe(200);
     const first = await held;
     expect([first.status, first.body]).toEqual([200, expect.stringMatching(/^faas-loader/)]);
