@@ -678,6 +678,7 @@ interface ProxyBehaviour {
 async function startProxy(
   target: string,
   behave: ProxyBehaviour,
+  port = 0,
 ): Promise<{ url: string; held: Promise<void>; close(): void }> {
   let markHeld = (): void => {};
   const held = new Promise<void>((resolve) => (markHeld = resolve));
@@ -706,10 +707,10 @@ async function startProxy(
       res.end(body);
     })().catch(() => res.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${bound}`,
     held,
     close: () => {
       server.closeAllConnections();
@@ -1068,6 +1069,20 @@ describe.skipIf(registrySkip !== undefined).each(KINDS)(
       const res = await specialize(r, pulled(digest));
       expect([res.status, res.error.code], res.body).toEqual([400, "FUNCTION_LOAD_FAILED"]);
       expect(res.error.message).toMatch(/too large/);
+    });
+
+    it("a registry that refuses connections for a moment (a new pod its NetworkPolicy has not admitted yet): the pull tries again and succeeds", async () => {
+      const { r } = await startWithTmp();
+      const port = await closedPort();
+      const loading = specialize(r, pulled(good, { registry: `http://127.0.0.1:${port}` }));
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const late = await startProxy(registry.url, {}, port);
+      try {
+        const res = await loading;
+        expect(res.status, res.body).toBe(200);
+      } finally {
+        late.close();
+      }
     });
 
     it("an unreachable registry → 400 at once, naming it", async () => {

@@ -174,14 +174,29 @@ async function removeSettled(dir: string): Promise<void> {
   }
 }
 
+/**
+ * How long a refused connection is tried again: a pod just started can be refused by the registry's
+ * NetworkPolicy until the network plugin has learnt its address (about 0.5 s seen with kube-router).
+ */
+const REFUSED_RETRY_MS = 1500;
+const REFUSED_RETRY_EVERY_MS = 100;
+
 async function request(url: string, signal: AbortSignal, accept?: string): Promise<Response> {
   let res: Response;
-  try {
-    res = await fetch(url, { headers: accept ? { accept } : {}, signal, redirect: "follow" });
-  } catch (err) {
-    if (signal.aborted) throw err;
-    const cause = (err as Error).cause as Error | undefined;
-    throw new PullFailure(`cannot reach the registry (${url}): ${cause?.message ?? (err as Error).message}`);
+  const refusedUntil = performance.now() + REFUSED_RETRY_MS;
+  for (;;) {
+    try {
+      res = await fetch(url, { headers: accept ? { accept } : {}, signal, redirect: "follow" });
+      break;
+    } catch (err) {
+      if (signal.aborted) throw err;
+      const cause = (err as Error).cause as NodeJS.ErrnoException | undefined;
+      if (cause?.code === "ECONNREFUSED" && performance.now() < refusedUntil) {
+        await new Promise((resolve) => setTimeout(resolve, REFUSED_RETRY_EVERY_MS));
+        continue;
+      }
+      throw new PullFailure(`cannot reach the registry (${url}): ${cause?.message ?? (err as Error).message}`);
+    }
   }
   if (!res.ok) {
     let code = "";

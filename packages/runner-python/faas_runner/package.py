@@ -184,7 +184,30 @@ class _Deadline:
         return left
 
 
+# How long a refused connection is tried again: a pod just started can be refused by the registry's
+# NetworkPolicy until the network plugin has learnt its address (about 0.5 s seen with kube-router).
+_REFUSED_RETRY_S = 1.5
+_REFUSED_RETRY_EVERY_S = 0.1
+
+
 def _open(url: str, clock: _Deadline, accept: str | None = None) -> Any:
+    refused_until = time.monotonic() + _REFUSED_RETRY_S
+    while True:
+        try:
+            return _open_once(url, clock, accept)
+        except _Refused as refused:
+            if time.monotonic() >= refused_until:
+                raise _Failure(f"cannot reach the registry ({url}): {refused.reason}") from None
+            time.sleep(min(_REFUSED_RETRY_EVERY_S, clock.left()))
+
+
+class _Refused(Exception):
+    def __init__(self, reason: object) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
+
+
+def _open_once(url: str, clock: _Deadline, accept: str | None) -> Any:
     req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     try:
         # The socket timeout bounds each read; the deadline is checked between reads too.
@@ -203,6 +226,8 @@ def _open(url: str, clock: _Deadline, accept: str | None = None) -> Any:
         raise _Failure(f"pull did not finish within {clock.timeout_ms} ms") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
+        if isinstance(reason, ConnectionRefusedError):
+            raise _Refused(reason) from None
         raise _Failure(f"cannot reach the registry ({url}): {reason}") from None
 
 
