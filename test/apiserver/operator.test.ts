@@ -252,6 +252,17 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
         { spec: { replicas } },
         FIELD_MANAGER,
       );
+    /**
+     * The operator's own cache has the Deployment at 1 replica, so its scale-up
+     * is stamped on the real clock: a watch event arriving after the test moves
+     * the clock would stamp the scale-up in the future and hold off the scaler.
+     */
+    const seenAtOne = (operator: Operator, ns: string, fn: string) =>
+      eventually(
+        () => operator.deployments.get(`${ns}/${deploymentName(fn)}`)?.spec?.replicas === 1,
+        5000,
+        "the operator sees 1 replica",
+      );
     const stamp = (ns: string, fn: string, at: Date) =>
       admin.mergePatch(
         { ...RESOURCES.functions, namespace: ns, name: fn },
@@ -274,6 +285,7 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
         await expectReconciled(ns, fn);
         if ((await scaleOf(ns, fn)) === 0) await scaleTo(ns, fn, 1);
         await eventually(async () => (await scaleOf(ns, fn)) === 1, 5000, "at 1 replica");
+        await seenAtOne(o.operator, ns, fn);
         if (c.lastRequestAgoS !== undefined) {
           // Stamped as of the jumped clock, and in the operator's cache before the clock jumps.
           const at = new Date(Date.now() + 120_000 - c.lastRequestAgoS * 1000).toISOString();
@@ -303,6 +315,7 @@ describe.skipIf(skip !== undefined)("operator against a real API server", () => 
       await expectReconciled(ns, fn);
       await scaleTo(ns, fn, 1);
       await eventually(async () => (await scaleOf(ns, fn)) === 1, 5000, "at 1 replica");
+      await seenAtOne(o.operator, ns, fn);
       // Hold the operator's scale-to-zero in the proxy while a gateway changes the Deployment.
       let release!: () => void;
       const held = api.proxy.fault(

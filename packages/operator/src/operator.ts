@@ -55,6 +55,11 @@ export class Operator {
   readonly #forced = new Set<string>();
   reconciles = 0;
   #synced = false;
+
+  /** The Deployments of Functions as this operator has seen them (its idle scaler reads these). */
+  get deployments(): Reflector<DeploymentObject> {
+    return this.#owned.deployments;
+  }
   #stopped = false;
 
   constructor(
