@@ -6,7 +6,8 @@
  * time that shrinks with its index, so later deploys finish their trial load
  * before earlier ones.
  */
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Runtime } from "@faas/api";
@@ -110,3 +111,94 @@ describe("concurrent deploys and a restart", () => {
     expect([...after.versions]).toEqual([stored]);
   });
 });
+
+/**
+ * Code that, once `armed` exists, says it started importing (`started`) and
+ * waits for `go` before it finishes: a cold start held mid-load while the test
+ * deploys new code.
+ */
+function heldCode(runtime: Runtime, dir: string, answer: string, failAfterGo = false): string {
+  const [armed, started, go] = ["armed", "started", "go"].map((f) => JSON.stringify(join(dir, f)));
+  if (runtime === "python") {
+    return [
+      "import os, time",
+      `if os.path.exists(${armed}):`,
+      `    open(${started}, "w").close()`,
+      `    while not os.path.exists(${go}):`,
+      "        time.sleep(0.005)",
+      ...(failAfterGo ? ['    raise RuntimeError("the older code fails to load")'] : []),
+      "def handle(req):",
+      `    return "${answer}"`,
+      "",
+    ].join("\n");
+  }
+  return [
+    'import { existsSync, writeFileSync } from "node:fs";',
+    `if (existsSync(${armed})) {`,
+    `  writeFileSync(${started}, "");`,
+    "  const nap = new Int32Array(new SharedArrayBuffer(4));",
+    `  while (!existsSync(${go})) Atomics.wait(nap, 0, 0, 5);`,
+    ...(failAfterGo ? ['  throw new Error("the older code fails to load");'] : []),
+    "}",
+    `export const handle = () => "${answer}";`,
+    "",
+  ].join("\n");
+}
+
+function plainCode(runtime: Runtime, answer: string): string {
+  return runtime === "python"
+    ? `def handle(req):\n    return "${answer}"\n`
+    : `export const handle = () => "${answer}";\n`;
+}
+
+const deployDuringColdStart = [
+  { runtime: "python", oldFails: false },
+  { runtime: "nodejs", oldFails: false },
+  { runtime: "python", oldFails: true },
+  { runtime: "nodejs", oldFails: true },
+] as const;
+
+describe.each(deployDuringColdStart)(
+  "$runtime: a deploy during a cold start (older code fails to load: $oldFails)",
+  ({ runtime, oldFails }) => {
+    it("loses none of the requests parked for the cold start; later calls get the new code", async () => {
+      const dir = await mkdtemp(join(tmpdir(), "faas-held-"));
+      stops.push(() => rm(dir, { recursive: true, force: true }));
+      const p = await startTestPlatform({ backend: { poolSize: 2 } });
+      stops.push(() => p.stop());
+      const name = `mid-load-${runtime}${oldFails ? "-fails" : ""}`;
+      const spec = (code: string) => ({
+        apiVersion: "faas.example.com/v1",
+        kind: "Function",
+        metadata: { name },
+        spec: { runtime, code, minReplicas: 0, maxReplicas: 1 },
+      });
+      const first = await p.admin("PUT", `/functions/${name}`, spec(heldCode(runtime, dir, "old", oldFails)));
+      expect(first.status, first.body).toBe(201);
+      await writeFile(join(dir, "armed"), "");
+      // A burst for the function at zero: one cold start, held in its import.
+      const calls = Promise.all(Array.from({ length: 5 }, () => p.invoke(name)));
+      await waitFor("the cold start's import to begin", () => (existsSync(join(dir, "started")) ? true : undefined));
+      const redeploy = await p.admin("PUT", `/functions/${name}`, spec(plainCode(runtime, "new")));
+      expect(redeploy.status, redeploy.body).toBe(200);
+      // Calls made after the deploy answered, while the older code's cold start is still loading.
+      const late = Promise.all(Array.from({ length: 3 }, () => p.invoke(name)));
+      await waitFor("the late calls to park", () => (p.gateway.activator.queued(name) === 3 ? true : undefined));
+      await writeFile(join(dir, "go"), "");
+      // Those sent before the deploy answered may get either code; none may fail. If the older code
+      // fails to load, the replica sends them back unrun and they wait for the new code.
+      for (const a of await calls) {
+        expect(a.status, a.body).toBe(200);
+        expect(oldFails ? ["new"] : ["old", "new"]).toContain(a.body);
+      }
+      for (const a of await late) {
+        expect(a.status, a.body).toBe(200);
+        expect(a.body).toBe("new");
+      }
+      await rm(join(dir, "armed"));
+      const after = await p.invoke(name);
+      expect(after.status, after.body).toBe(200);
+      expect(after.body).toBe("new");
+    });
+  },
+);

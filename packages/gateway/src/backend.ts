@@ -59,7 +59,9 @@ export interface BackendListener {
    * the gateway may send parked requests to it now rather than after the load.
    * `loaded` resolves once the backend has announced the replica with
    * `endpointsChanged`, and rejects with the load's error (the one `scaleUp`
-   * rejects with) when it will not be announced. `steps`: the scale-up's steps so
+   * rejects with) when it will not be announced, or with `LoadSuperseded` when
+   * the function's code changed while it loaded (the requests it sends back
+   * then wait for a replica of the new code). `steps`: the scale-up's steps so
    * far (e.g. `scaleup`, the claim), for the server-timing of an answer the
    * replica gives before `scaleUp` resolves (the gateway relays it at once).
    */
@@ -147,4 +149,13 @@ export interface Backend {
   servesNamespace?(namespace: string): boolean;
   /** False while the backend's view cannot be trusted (caches not synced, or found inconsistent); `/readyz` says so. */
   ready?(): boolean;
+}
+
+/**
+ * Why a loading replica's `loaded` rejects when the function's code changed
+ * while it loaded: it takes no more requests, and those it sends back unrun
+ * are queued again rather than failed.
+ */
+export class LoadSuperseded extends Error {
+  override readonly name = "LoadSuperseded";
 }

@@ -9,7 +9,7 @@ import { FaasError } from "@faas/api";
 import type { Logger } from "pino";
 import type { Activator } from "./activator.js";
 import { checkApiKey } from "./api-key-check.js";
-import type { ColdStep, KeyLookup } from "./backend.js";
+import { type ColdStep, type KeyLookup, LoadSuperseded } from "./backend.js";
 import type { GatewayConfig } from "./config.js";
 import type { ColdEpisode, FunctionState, Lease, Slot } from "./function-state.js";
 import { decodePathSegment, sendError, sendInternalError } from "./http-util.js";
@@ -406,7 +406,8 @@ export class Invoker {
   /**
    * A request sent to a loading replica came back unanswered: the load failed
    * (its callers get the load's error, as parked ones do), took longer than
-   * the request may wait (DEADLINE_EXCEEDED), or finished (sent again).
+   * the request may wait (DEADLINE_EXCEEDED), finished, or was superseded by
+   * new code (sent again: to a ready replica, or parked).
    */
   #earlyRefused(call: Call, loaded: Promise<void>): void {
     call.early = undefined;
@@ -423,7 +424,7 @@ export class Invoker {
       .then((result) => {
         clearTimeout(timer);
         if (call.done || call.res.destroyed) return;
-        if (result === "loaded") {
+        if (result === "loaded" || result instanceof LoadSuperseded) {
           if (++call.attempts < MAX_ATTEMPTS) this.#dispatch(call);
           else
             this.#fail(call, new FaasError("RUNNER_UNAVAILABLE", `no runner of ${state.name} took the request; retry`));

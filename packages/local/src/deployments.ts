@@ -106,6 +106,7 @@ export class Deployments {
     if (existing.hash !== next.hash) {
       existing.load = next.load;
       existing.hash = next.hash;
+      this.replicas.codeChanged(existing);
       await this.#rollOut(existing);
     } else {
       void this.replicas.ensureMin(existing);

@@ -15,6 +15,12 @@ export interface LocalFunction {
   replicas: RunnerProcess[];
   /** Replicas being started. */
   pending: number;
+  /**
+   * The loads of replicas being started, by the code they load: those of an
+   * older code are superseded when the code changes (no request goes to them
+   * from then on).
+   */
+  starting: Set<{ hash: string; supersede(): void }>;
   /** The scale-up in progress, which callers asking for no more replicas join. */
   batch: Promise<ScaleUpResult> | undefined;
   lastScaleUpAt: number;
@@ -31,6 +37,7 @@ export function newLocalFunction(resource: FunctionResource, resolved: ResolvedF
     hash: ok ? resolved.hash : "unresolved",
     replicas: [],
     pending: 0,
+    starting: new Set(),
     batch: undefined,
     lastScaleUpAt: 0,
     excessSince: undefined,

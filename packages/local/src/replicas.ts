@@ -5,7 +5,7 @@
  * runner it claimed from the pool, so that stopping leaves none behind.
  */
 import { FaasError, type LoadSpec } from "@faas/api";
-import type { ColdStep, Endpoint, LoadView, ScaleUpResult } from "@faas/gateway";
+import { type ColdStep, type Endpoint, LoadSuperseded, type LoadView, type ScaleUpResult } from "@faas/gateway";
 import type { Logger } from "pino";
 import type { LocalFunction } from "./local-function.js";
 import type { LocalMetrics } from "./local-metrics.js";
@@ -94,24 +94,65 @@ export class Replicas {
    * Starts one replica with the function's current code and routes it. The
    * gateway is told of it as soon as its specialization is on its way, so that
    * the first requests reach it right behind the load (the runner holds them).
+   * If the code changes while it loads, that replica takes no more requests,
+   * answers those it holds and stops, and one with the new code is started in
+   * its place: the requests waiting for this scale-up get the new code.
    */
   async add(f: LocalFunction): Promise<ScaleUpResult> {
-    const { hash, load } = f;
     f.pending++;
+    try {
+      for (;;) {
+        const started = await this.#startOne(f);
+        if (started !== undefined) return started;
+      }
+    } finally {
+      f.pending--;
+    }
+  }
+
+  /** The code of `f` changed: replicas still loading an older code take no more requests. */
+  codeChanged(f: LocalFunction): void {
+    for (const s of f.starting) if (s.hash !== f.hash) s.supersede();
+  }
+
+  /** One replica of `f`'s current code, routed; undefined if the code changed while it loaded. */
+  async #startOne(f: LocalFunction): Promise<ScaleUpResult | undefined> {
+    const { hash, load } = f;
     let settle: { resolve(): void; reject(err: unknown): void } | undefined;
     const loaded = new Promise<void>((resolve, reject) => {
       settle = { resolve, reject };
     });
     loaded.catch(() => undefined); // the error is reported by this method's caller
-    const onLoading = (runner: RunnerProcess, claimMs: number): void =>
+    const starting = {
+      hash,
+      // The gateway drops a loading replica whose load rejects; the requests it holds are still answered.
+      supersede: () => settle?.reject(new LoadSuperseded(`${load.name}: its code changed while a replica was loading`)),
+    };
+    f.starting.add(starting);
+    const superseded = (): boolean => f.hash !== hash && this.host.isCurrent(f) && !this.host.stopped();
+    const onLoading = (runner: RunnerProcess, claimMs: number): void => {
+      if (f.hash !== hash) return; // already superseded: no request may reach the older code
       this.host.endpointLoading(load.name, { id: runner.id, host: "127.0.0.1", port: runner.port }, loaded, [
         { name: "scaleup", ms: claimMs },
       ]);
+    };
     try {
-      const { runner, claimMs, loadMs, importMs } = await this.claimAndLoad(load, hash, onLoading, true);
-      if (this.host.stopped() || !this.host.isCurrent(f) || f.hash !== hash) {
+      let started: Awaited<ReturnType<Replicas["claimAndLoad"]>>;
+      try {
+        started = await this.claimAndLoad(load, hash, onLoading, true);
+      } catch (err) {
+        if (superseded()) return undefined; // the older code's failure no longer matters
+        throw err;
+      }
+      const { runner, claimMs, loadMs, importMs } = started;
+      if (superseded()) {
+        starting.supersede();
+        void runner.stop(1000); // SIGTERM: it answers what it holds first
+        return undefined;
+      }
+      if (this.host.stopped() || !this.host.isCurrent(f)) {
         void runner.stop(1000);
-        throw new FaasError("SCALE_UP_FAILED", `${load.name} changed while a replica was starting; retry`);
+        throw new FaasError("SCALE_UP_FAILED", `${load.name} was removed while a replica was starting`);
       }
       this.metrics.specializations.inc({ function: load.name });
       this.#attach(f, runner);
@@ -128,7 +169,7 @@ export class Replicas {
       settle?.reject(err);
       throw err;
     } finally {
-      f.pending--;
+      f.starting.delete(starting);
     }
   }
 
