@@ -183,7 +183,7 @@ describe.each(deployDuringColdStart)(
       expect(redeploy.status, redeploy.body).toBe(200);
       // Calls made after the deploy answered, while the older code's cold start is still loading.
       const late = Promise.all(Array.from({ length: 3 }, () => p.invoke(name)));
-      await waitFor("the late calls to park", () => (p.gateway.activator.queued(name) === 3 ? true : undefined));
+      await waitFor("the late calls to park", () => (p.gateway.activator.queued(name) >= 3 ? true : undefined));
       await writeFile(join(dir, "go"), "");
       // Those sent before the deploy answered may get either code; none may fail. If the older code
       // fails to load, the replica sends them back unrun and they wait for the new code.
