@@ -141,13 +141,17 @@ export class Replicas {
       try {
         started = await this.claimAndLoad(load, hash, onLoading, true);
       } catch (err) {
-        if (superseded()) return undefined; // the older code's failure no longer matters
+        if (superseded()) {
+          starting.supersede(); // the older code's failure no longer matters
+          return undefined;
+        }
         throw err;
       }
       const { runner, claimMs, loadMs, importMs } = started;
       if (superseded()) {
         starting.supersede();
-        void runner.stop(1000); // SIGTERM: it answers what it holds first
+        // SIGTERM: it answers what it holds first, each call within its timeout.
+        void runner.stop(load.timeoutSeconds * 1000 + 5000);
         return undefined;
       }
       if (this.host.stopped() || !this.host.isCurrent(f)) {
