@@ -4,7 +4,7 @@
  * times out or the thread dies. While generic it keeps one worker started, so
  * specializing costs only the module's import.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -231,9 +231,9 @@ export class FunctionHost implements WorkerEvents {
       const root = await this.#packageRoot(spec.name, spec.package);
       url = pathToFileURL(join(root, `${module}.mjs`)).href;
     } else {
+      // Written by the worker, right before its import: this thread goes on to the requests sent
+      // behind the load (a held invocation then reaches the worker while it imports).
       file = join(this.#dir, `${module}.mjs`);
-      // Sync on purpose: a small write takes microseconds; the thread-pool round trip of fs/promises took milliseconds.
-      writeFileSync(file, spec.code ?? "");
       url = pathToFileURL(file).href;
     }
     // Applied before the import, as the protocol says; workers share this env (SHARE_ENV).
@@ -250,7 +250,7 @@ export class FunctionHost implements WorkerEvents {
     this.#current = worker;
     this.#importing = worker;
     try {
-      await worker.load(loaded.url, exportName, this.loadTimeoutMs);
+      await worker.load(loaded.url, exportName, this.loadTimeoutMs, file === undefined ? undefined : (spec.code ?? ""));
     } catch (err) {
       // 400, not the catalogue's 500: to /specialize's caller the spec is what is wrong (docs/runner-protocol.md).
       const failed =

@@ -75,8 +75,11 @@ export class FunctionWorker {
     return this.#ended;
   }
 
-  /** Imports the module; rejects with the import's error (or after `timeoutMs`). */
-  load(url: string, exportName: string, timeoutMs: number): Promise<void> {
+  /**
+   * Imports the module (after writing `code` to its file, when given); rejects
+   * with the import's error (or after `timeoutMs`).
+   */
+  load(url: string, exportName: string, timeoutMs: number, code?: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new LoadTimeoutError(timeoutMs)), timeoutMs);
       this.#loaded = {
@@ -90,7 +93,7 @@ export class FunctionWorker {
           reject(err);
         },
       };
-      this.#post({ t: "load", url, exportName });
+      this.#post(code === undefined ? { t: "load", url, exportName } : { t: "load", url, exportName, code });
     });
   }
 

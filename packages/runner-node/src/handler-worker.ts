@@ -50,8 +50,9 @@ async function importModule(url: string): Promise<Record<string, unknown>> {
   }
 }
 
-async function load(url: string, exportName: string): Promise<void> {
+async function load(url: string, exportName: string, code: string | undefined): Promise<void> {
   try {
+    if (code !== undefined) writeFileSync(fileURLToPath(url), code);
     const mod = await importModule(url);
     const fn = mod[exportName] ?? mod.default;
     if (typeof fn !== "function") {
@@ -167,7 +168,7 @@ port.on("message", (msg: ToWorker) => {
       post({ t: "pong", id: msg.id });
       break;
     case "load":
-      loading = warm.then(() => load(msg.url, msg.exportName));
+      loading = warm.then(() => load(msg.url, msg.exportName, msg.code));
       break;
   }
 });

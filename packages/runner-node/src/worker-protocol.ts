@@ -5,7 +5,13 @@
  */
 
 export type ToWorker =
-  | { t: "load"; url: string; exportName: string }
+  | {
+      t: "load";
+      url: string;
+      exportName: string;
+      /** Inline code: the thread writes it to `url`'s file first (the HTTP thread meanwhile takes the next request). */
+      code?: string;
+    }
   | {
       t: "call";
       id: number;
