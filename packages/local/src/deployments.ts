@@ -104,9 +104,7 @@ export class Deployments {
     existing.unresolved = undefined;
     this.host.functionChanged(name, resource);
     if (existing.hash !== next.hash) {
-      existing.load = next.load;
-      existing.hash = next.hash;
-      this.replicas.codeChanged(existing);
+      this.replicas.changeCode(existing, next.load, next.hash);
       await this.#rollOut(existing);
     } else {
       void this.replicas.ensureMin(existing);

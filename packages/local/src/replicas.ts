@@ -110,9 +110,11 @@ export class Replicas {
     }
   }
 
-  /** The code of `f` changed: replicas still loading an older code take no more requests. */
-  codeChanged(f: LocalFunction): void {
-    for (const s of f.starting) if (s.hash !== f.hash) s.supersede();
+  /** Gives `f` new code: replicas still loading an older code take no more requests (their load is superseded). */
+  changeCode(f: LocalFunction, load: LoadSpec, hash: string): void {
+    f.load = load;
+    f.hash = hash;
+    for (const s of f.starting) if (s.hash !== hash) s.supersede();
   }
 
   /** One replica of `f`'s current code, routed; undefined if the code changed while it loaded. */
@@ -129,6 +131,7 @@ export class Replicas {
       supersede: () => settle?.reject(new LoadSuperseded(`${load.name}: its code changed while a replica was loading`)),
     };
     f.starting.add(starting);
+    // `changeCode` has rejected `loaded` by then.
     const superseded = (): boolean => f.hash !== hash && this.host.isCurrent(f) && !this.host.stopped();
     const onLoading = (runner: RunnerProcess, claimMs: number): void => {
       if (f.hash !== hash) return; // already superseded: no request may reach the older code
@@ -141,15 +144,11 @@ export class Replicas {
       try {
         started = await this.claimAndLoad(load, hash, onLoading, true);
       } catch (err) {
-        if (superseded()) {
-          starting.supersede(); // the older code's failure no longer matters
-          return undefined;
-        }
+        if (superseded()) return undefined; // the older code's failure no longer matters
         throw err;
       }
       const { runner, claimMs, loadMs, importMs } = started;
       if (superseded()) {
-        starting.supersede();
         // SIGTERM: it answers what it holds first, each call within its timeout.
         void runner.stop(load.timeoutSeconds * 1000 + 5000);
         return undefined;

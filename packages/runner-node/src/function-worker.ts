@@ -93,7 +93,7 @@ export class FunctionWorker {
           reject(err);
         },
       };
-      this.#post(code === undefined ? { t: "load", url, exportName } : { t: "load", url, exportName, code });
+      this.#post({ t: "load", url, exportName, code });
     });
   }
 
