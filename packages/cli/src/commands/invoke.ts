@@ -1,7 +1,9 @@
 /**
  * `faas invoke`: one request to `/invoke/<name>`, curl-like. The body goes to
- * stdout untouched; status, headers and the cold-start breakdown go to stderr
- * (or stdout with -i), so `faas invoke f > out` keeps only the body.
+ * stdout untouched (on a terminal, a body without a final newline gets one, so
+ * the prompt starts on its own line); status, headers and the cold-start
+ * breakdown go to stderr (or stdout with -i), so `faas invoke f > out` keeps
+ * only the body.
  */
 import { readFile } from "node:fs/promises";
 import type { IncomingHttpHeaders } from "node:http";
@@ -55,10 +57,16 @@ export async function runInvoke(ctx: CommandContext, name: string, opts: InvokeO
     if (coldStart && (ui.stderrIsTty || opts.include)) ui.note(ui.ce.dim(coldStartLine(res.headers)));
   }
   if (res.status < 400) {
-    if (!opts.json) ui.stdout.write(res.body);
+    if (!opts.json) writeBody(ui.stdout, res.body);
     return EXIT.OK;
   }
   return failure(ctx, name, res, opts);
+}
+
+/** The body as it came; on a terminal, followed by a newline when it does not end with one. */
+export function writeBody(stdout: NodeJS.WriteStream, body: Buffer): void {
+  stdout.write(body);
+  if (stdout.isTTY === true && body.length > 0 && body[body.length - 1] !== 0x0a) stdout.write("\n");
 }
 
 /** ≥ 400: the platform's own errors become one line; a function's own error body is shown as is. */
@@ -66,7 +74,7 @@ function failure(ctx: CommandContext, name: string, res: HttpResult, opts: Invok
   const platformError = isJson(res.headers) ? parseErrorBody(safeJson(res.body)) : undefined;
   const exitCode = platformError?.code === "FUNCTION_NOT_FOUND" ? EXIT.NOT_FOUND : EXIT.FAILED;
   if (opts.json) return exitCode;
-  if (platformError === undefined || opts.include) ctx.ui.stdout.write(res.body);
+  if (platformError === undefined || opts.include) writeBody(ctx.ui.stdout, res.body);
   const message = platformError
     ? `${name}: ${platformError.message} (HTTP ${res.status} ${platformError.code})`
     : `${name} answered HTTP ${res.status}`;
