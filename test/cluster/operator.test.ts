@@ -617,6 +617,11 @@ describe("the API server refuses invalid Functions, naming the field", () => {
     { name: "empty code", spec: { runtime: "python", code: "" }, want: /spec\.code/ },
     { name: "reserved env", spec: { runtime: "python", code: "x", env: { FAAS_PORT: "1" } }, want: /spec\.env/ },
     { name: "bad name", spec: { runtime: "python", code: "x" }, fnName: "Bad_Name", want: /metadata\.name/ },
+    {
+      name: "spec.codeFile (a file for `faas deploy -f`, given to kubectl)",
+      spec: { runtime: "python", handler: "echo.handle", codeFile: "echo.py" },
+      want: /spec\.codeFile: .*read only by `faas deploy -f`.*put the source in spec\.code/,
+    },
   ];
   for (const c of cases) {
     it(c.name, async () => {

@@ -25,6 +25,9 @@ describe("Function CRD", () => {
     const rules = JSON.stringify(spec["x-kubernetes-validations"]);
     expect(rules).toContain("self.maxReplicas >= self.minReplicas");
     expect(rules).toContain("has(self.code) != has(self.__package__)");
+    // spec.codeFile (a CLI file given to kubectl) is known only to be refused with what to do.
+    expect(rules).toContain("!has(self.codeFile)");
+    expect((spec.properties as Record<string, unknown>).codeFile).toMatchObject({ type: "string" });
   });
 
   it("lets spec.auth be absent (none) rather than defaulting it into every stored Function", () => {

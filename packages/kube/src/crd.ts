@@ -36,6 +36,10 @@ function structural(schema: Schema): Schema {
   return out;
 }
 
+/** What the API server says to a Function that still has spec.codeFile (kubectl apply of a CLI file). */
+export const CODE_FILE_MESSAGE =
+  "spec.codeFile is read only by `faas deploy -f`, which puts the file's source into spec.code; kubectl cannot read files: deploy this file with `faas deploy -f`, or put the source in spec.code";
+
 export function functionSpecOpenApi(): Schema {
   const spec = structural(z.toJSONSchema(FunctionSpecSchema, { target: "openapi-3.0", io: "input" }) as Schema);
   const props = spec.properties as Record<string, Schema>;
@@ -67,11 +71,24 @@ export function functionSpecOpenApi(): Schema {
     },
   ];
   props.resources = resourcesOpenApi((props.resources as Schema).description as string);
-  spec["x-kubernetes-validations"] = CEL_RULES.map((r) => ({
-    rule: r.rule,
-    message: r.message,
-    fieldPath: r.fieldPath,
-  }));
+  // A YAML file for `faas deploy -f` may name its code file; the CLI inlines it as spec.code. Known
+  // here only to be refused with what to do, rather than as kubectl's "unknown field".
+  props.codeFile = {
+    type: "string",
+    description: "Read by `faas deploy -f` only, which puts the file's source into spec.code; never stored.",
+  };
+  spec["x-kubernetes-validations"] = [
+    {
+      rule: "!has(self.codeFile)",
+      message: CODE_FILE_MESSAGE,
+      fieldPath: ".codeFile",
+    },
+    ...CEL_RULES.map((r) => ({
+      rule: r.rule,
+      message: r.message,
+      fieldPath: r.fieldPath,
+    })),
+  ];
   return spec;
 }
 
