@@ -5,7 +5,15 @@
  * watch and ignores keys of a Function that was deleted and made again.
  */
 import { API_KEYS_LABEL, API_KEYS_SECRET, apiKeyMatches, newApiKey } from "@faas/api";
-import { type KubeClient, type KubeObject, RESOURCES, readApiKeys, revokeApiKey, storeApiKey } from "@faas/kube";
+import {
+  type KubeClient,
+  type KubeObject,
+  RESOURCES,
+  readApiKeys,
+  removeFunctionApiKeys,
+  revokeApiKey,
+  storeApiKey,
+} from "@faas/kube";
 import { ApiKeyCache } from "@faas/kube-backend";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -120,6 +128,28 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     }
     await eventually(() => cache.apiKey("locked", k.record.id) !== undefined, 20_000, "the key once readable");
   }, 30_000);
+
+  it("removes a deleted Function's keys, and only those: not another function's, not a newer Function's of the same name", async () => {
+    const ns = await createNamespace(admin, "keys");
+    const gone = await createFunction(admin, ns, "gone", { auth: "apiKey" });
+    const other = await createFunction(admin, ns, "other", { auth: "apiKey" });
+    const mine = [newApiKey("gone", { functionUid: gone.metadata.uid }), newApiKey("gone")];
+    const othersKey = newApiKey("other", { functionUid: other.metadata.uid });
+    for (const k of [...mine, othersKey]) await storeApiKey(admin, ns, k.record);
+    await admin.delete({ ...RESOURCES.functions, namespace: ns, name: "gone" });
+    // Made again under the name, with a key of its own, before the old one's keys are cleaned up.
+    const again = await createFunction(admin, ns, "gone", { auth: "apiKey" });
+    const newer = newApiKey("gone", { functionUid: again.metadata.uid });
+    await storeApiKey(admin, ns, newer.record);
+
+    expect(await removeFunctionApiKeys(admin, ns, "gone", gone.metadata.uid)).toBe(2);
+    const left = (await readApiKeys(admin, ns)).map((r) => r.id).sort();
+    expect(left).toEqual([othersKey.record.id, newer.record.id].sort());
+    // Nothing (left) to remove: no write.
+    expect(await removeFunctionApiKeys(admin, ns, "gone", gone.metadata.uid)).toBe(0);
+    // A namespace without the Secret: nothing to do.
+    expect(await removeFunctionApiKeys(admin, await createNamespace(admin, "keys"), "gone", "x")).toBe(0);
+  });
 
   it("ignores keys made for an earlier Function of the same name", async () => {
     const ns = await createNamespace(admin, "keys");

@@ -41,9 +41,14 @@ interface Run {
 
 /** `faas keys …` against the test cluster, with no FAAS_* settings from the caller. */
 function faasKeys(args: string[]): Promise<Run> {
+  return faas(["keys", ...args]);
+}
+
+/** `faas …` against the test cluster, with no FAAS_* settings from the caller. */
+function faas(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", NO_COLOR: "1" };
-    const child = spawn(process.execPath, [CLI, "keys", ...args, "--kubeconfig", kubeconfigPath, "-n", NS], {
+    const child = spawn(process.execPath, [CLI, ...args, "--kubeconfig", kubeconfigPath, "-n", NS], {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -257,5 +262,24 @@ describe("API keys on Kubernetes, through each of two gateway replicas", () => {
       expect(all).not.toContain(k);
       expect(all).not.toContain(k.slice(20));
     }
+  });
+
+  it("`faas delete` takes the function's keys with it, and no other function's", async () => {
+    const kept = await faasKeys(["create", FN, "--json"]);
+    expect(kept.code, kept.stderr).toBe(0);
+    const keptId = (JSON.parse(kept.stdout) as { id: string }).id;
+    made.push(keptId);
+    const otherId = otherKey.split("_")[1] as string;
+    expect((await faasKeys(["list"])).stdout).toContain(otherId);
+
+    const deleted = await faas(["delete", OTHER]);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(deleted.stdout).toMatch(new RegExp(`deleted ${OTHER} and its 1 API key$`, "m"));
+    const listed = await faasKeys(["list"]);
+    expect(listed.stdout).not.toContain(otherId);
+    expect(listed.stdout).toContain(keptId);
+    const secret = await kubectlJson<{ data: Record<string, string> }>(["-n", NS, "get", "secret", "faas-api-keys"]);
+    expect(Object.keys(secret.data)).not.toContain(otherId);
+    expect(Object.keys(secret.data)).toContain(keptId);
   });
 });

@@ -78,3 +78,24 @@ export async function revokeApiKey(client: KubeClient, namespace: string, id: st
   await client.mergePatch(ref, { data: { [id]: null } }, FIELD_MANAGER);
   return true;
 }
+
+/**
+ * Removes the keys of a deleted Function: those made for `fn` with its `uid`
+ * (or with no uid recorded). Keys made since for a new Function of the same
+ * name (another uid) stay. Returns how many were removed.
+ */
+export async function removeFunctionApiKeys(
+  client: KubeClient,
+  namespace: string,
+  fn: string,
+  uid: string | undefined,
+): Promise<number> {
+  const ref = { ...RESOURCES.secrets, namespace, name: API_KEYS_SECRET };
+  const ids = apiKeyRecords(await client.find<SecretObject>(ref))
+    .filter((r) => r.function === fn && (r.functionUid === undefined || r.functionUid === uid))
+    .map((r) => r.id);
+  if (ids.length === 0) return 0;
+  // Each entry by name, as revoke does: keys other writers add meanwhile are not touched.
+  await client.mergePatch(ref, { data: Object.fromEntries(ids.map((id) => [id, null])) }, FIELD_MANAGER);
+  return ids.length;
+}

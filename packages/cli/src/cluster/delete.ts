@@ -2,8 +2,11 @@
  * `faas delete` on a cluster: deletes the Function object and waits until it
  * is gone; owner references take its Deployment, Service, ConfigMaps and HPA
  * with it, and its pods drain (preStop, grace period) as in any scale-down.
+ * Its API keys go too, as in local mode: their entries in the namespace's
+ * Secret `faas-api-keys` (bound to the deleted Function's uid, they would open
+ * nothing any more; a Function made again under the name starts with none).
  */
-import { RESOURCES } from "@faas/kube";
+import { type KubeObject, RESOURCES, removeFunctionApiKeys } from "@faas/kube";
 import { type ClusterTarget, connectCluster } from "../cluster-context.js";
 import type { CommandContext } from "../context.js";
 import { CliError, EXIT } from "../exit-codes.js";
@@ -21,8 +24,10 @@ export async function deleteOnCluster(
   const conn = await connectCluster(target);
   const ref = { ...RESOURCES.functions, namespace: conn.namespace, name };
   const spinner = ui.spinner(`deleting ${name} (${conn.where})…`, { quiet: opts.json });
+  let uid: string | undefined;
   try {
-    if (!(await conn.kube.delete(ref))) {
+    uid = (await conn.kube.find<KubeObject>(ref))?.metadata.uid;
+    if (uid === undefined || !(await conn.kube.delete(ref))) {
       throw new CliError(
         EXIT.NOT_FOUND,
         `no function named "${name}" (${conn.where})`,
@@ -40,6 +45,22 @@ export async function deleteOnCluster(
   } finally {
     spinner.stop();
   }
-  ui.out(opts.json ? JSON.stringify({ deleted: name }) : `${ui.c.green("deleted")} ${ui.c.bold(name)}`);
+  let keysRemoved: number | undefined;
+  try {
+    keysRemoved = await removeFunctionApiKeys(conn.kube, conn.namespace, name, uid);
+  } catch (err) {
+    // The Function is gone either way; its keys are inert, and `faas keys revoke` can remove them later.
+    if (!opts.json)
+      ui.note(
+        ui.ce.yellow(
+          `${name}'s API keys stay in the Secret faas-api-keys (they open nothing now): ${(err as Error).message}; \`faas keys list\` and \`faas keys revoke <id>\` remove them`,
+        ),
+      );
+  }
+  if (opts.json) ui.out(JSON.stringify({ deleted: name, apiKeysRemoved: keysRemoved ?? null }));
+  else {
+    const keys = keysRemoved ? ` and its ${keysRemoved} API key${keysRemoved === 1 ? "" : "s"}` : "";
+    ui.out(`${ui.c.green("deleted")} ${ui.c.bold(name)}${keys}`);
+  }
   return EXIT.OK;
 }
