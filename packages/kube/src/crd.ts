@@ -37,7 +37,7 @@ function structural(schema: Schema): Schema {
 }
 
 /** What the API server says to a Function that still has spec.codeFile (kubectl apply of a CLI file). */
-export const CODE_FILE_MESSAGE =
+const CODE_FILE_MESSAGE =
   "spec.codeFile is read only by `faas deploy -f`, which puts the file's source into spec.code; kubectl cannot read files: deploy this file with `faas deploy -f`, or put the source in spec.code";
 
 export function functionSpecOpenApi(): Schema {
