@@ -136,6 +136,13 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     const mine = [newApiKey("gone", { functionUid: gone.metadata.uid }), newApiKey("gone")];
     const othersKey = newApiKey("other", { functionUid: other.metadata.uid });
     for (const k of [...mine, othersKey]) await storeApiKey(admin, ns, k.record);
+    // Entries that are no key records (not JSON, a record of another shape, an id that is not its name): left alone.
+    const junk = {
+      "not-json": Buffer.from("{gone").toString("base64"),
+      "wrong-shape": Buffer.from(JSON.stringify({ function: "gone" })).toString("base64"),
+      ["0".repeat(16)]: Buffer.from(JSON.stringify({ ...mine[0]?.record })).toString("base64"),
+    };
+    await admin.mergePatch({ ...RESOURCES.secrets, namespace: ns, name: API_KEYS_SECRET }, { data: junk }, "test");
     await admin.delete({ ...RESOURCES.functions, namespace: ns, name: "gone" });
     // Made again under the name, with a key of its own, before the old one's keys are cleaned up.
     const again = await createFunction(admin, ns, "gone", { auth: "apiKey" });
@@ -145,6 +152,12 @@ describe.skipIf(skip !== undefined)("API keys against a real API server", () => 
     expect(await removeFunctionApiKeys(admin, ns, "gone", gone.metadata.uid)).toBe(2);
     const left = (await readApiKeys(admin, ns)).map((r) => r.id).sort();
     expect(left).toEqual([othersKey.record.id, newer.record.id].sort());
+    const stored = await admin.get<KubeObject & { data: Record<string, string> }>({
+      ...RESOURCES.secrets,
+      namespace: ns,
+      name: API_KEYS_SECRET,
+    });
+    for (const id of Object.keys(junk)) expect(stored.data[id]).toBe(junk[id as keyof typeof junk]);
     // Nothing (left) to remove: no write.
     expect(await removeFunctionApiKeys(admin, ns, "gone", gone.metadata.uid)).toBe(0);
     // A namespace without the Secret: nothing to do.
